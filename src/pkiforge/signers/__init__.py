@@ -1,0 +1,1 @@
+"""pkiforge.signers."""
