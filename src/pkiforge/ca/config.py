@@ -1,0 +1,77 @@
+"""What the core needs to know from configuration, as one frozen value."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pkiforge.ca.profiles import Profile
+from pkiforge.settings import Settings, URLSettings
+from pkiforge.x509.extensions import DistributionURLs
+from pkiforge.x509.keys import KeyType, parse_key_type
+from pkiforge.x509.names import validate_trust_domain
+
+
+@dataclass(frozen=True)
+class URLTemplates:
+    """Distribution URLs with `{issuer}` standing for the CA name."""
+
+    crl: str | None = None
+    ocsp: str | None = None
+    ca_issuers: str | None = None
+
+    def for_issuer(self, issuer: str) -> DistributionURLs:
+        """Resolve the templates for one CA."""
+
+        def fill(template: str | None) -> str | None:
+            return template.replace("{issuer}", issuer) if template else None
+
+        return DistributionURLs(fill(self.crl), fill(self.ocsp), fill(self.ca_issuers))
+
+
+@dataclass(frozen=True)
+class CAConfig:
+    """Trust domain, names, defaults and profiles of one pkiforge installation."""
+
+    trust_domain: str = "pkiforge.internal"
+    organization: str = "pkiforge"
+    root_key_type: KeyType = "rsa4096"
+    intermediate_key_type: KeyType = "rsa2048"
+    root_validity: dt.timedelta = dt.timedelta(days=3650)
+    intermediate_validity: dt.timedelta = dt.timedelta(days=1825)
+    default_issuer: str = "services"
+    backdate: dt.timedelta = dt.timedelta(minutes=1)
+    crl_next_update: dt.timedelta = dt.timedelta(hours=24)
+    urls: URLTemplates = field(default_factory=URLTemplates)
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CAConfig:
+        """Build from validated settings.
+
+        Raises:
+            InvalidInput / InvalidName: a value in the configuration is not acceptable.
+        """
+        ca = settings.ca
+        return cls(
+            trust_domain=validate_trust_domain(ca.trust_domain),
+            organization=ca.organization,
+            root_key_type=parse_key_type(ca.root_key_type),
+            intermediate_key_type=parse_key_type(ca.intermediate_key_type),
+            root_validity=ca.root_validity,
+            intermediate_validity=ca.intermediate_validity,
+            default_issuer=ca.default_issuer,
+            backdate=ca.backdate,
+            crl_next_update=settings.crl.next_update,
+            urls=_urls(settings.urls),
+            profiles={
+                name: Profile(name, tuple(p.ekus), p.default_validity, p.max_validity,
+                              p.allow_wildcards)
+                for name, p in settings.profiles.items()
+            },
+        )
+
+
+def _urls(urls: URLSettings) -> URLTemplates:
+    return URLTemplates(urls.crl, urls.ocsp, urls.ca_issuers)

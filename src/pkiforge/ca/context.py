@@ -1,0 +1,131 @@
+"""What every use-case shares: ports, clock, config, and the record-before-sign protocol.
+
+Record before sign (DESIGN.md): `reserve` commits a `pending` row for a fresh serial before
+anything is signed; `complete` commits the signed certificate and its audit entry in one
+transaction before the caller sees it. A crash in between leaves a `pending` row that still
+accounts for the serial; a signing error marks the row `failed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
+from pkiforge.ca.audit import next_entry
+from pkiforge.ca.config import CAConfig
+from pkiforge.ca.hierarchy import keys_match
+from pkiforge.ca.models import Actor, CARecord, CAStatus, CertificateRecord, CertStatus
+from pkiforge.ca.ports import KeyStore, Store, Transaction
+from pkiforge.clock import Clock, SystemClock
+from pkiforge.errors import Conflict, IntegrityError, NotFound
+
+SERIAL_ATTEMPTS = 5
+
+
+def random_serial() -> int:
+    """159 random bits: positive, at most 20 octets (RFC 5280 §4.1.2.2), > 64 bits of entropy."""
+    return x509.random_serial_number()
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER certificate, lower-case hex."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+@dataclass
+class CAContext:
+    """The dependencies of the CA use-cases."""
+
+    store: Store
+    keys: KeyStore
+    config: CAConfig
+    clock: Clock = field(default_factory=SystemClock)
+    serials: Callable[[], int] = random_serial
+
+    def audit(self, tx: Transaction, actor: Actor, action: str, subject: str | None,
+              details: dict[str, Any] | None = None) -> None:
+        """Append one entry to the hash chain inside `tx`."""
+        tx.audit.add(next_entry(tx.audit.last(), at=self.clock.now(), actor=actor,
+                                action=action, subject=subject, details=details))
+
+    def get_ca(self, name: str) -> CARecord:
+        """Raises NotFound."""
+        with self.store.transaction() as tx:
+            ca = tx.cas.get(name)
+        if ca is None:
+            raise NotFound(f"no CA named {name!r}", field="issuer")
+        return ca
+
+    def signing_key(self, ca: CARecord, key_ref: str | None = None
+                    ) -> CertificateIssuerPrivateKeyTypes:
+        """Load the CA's key (or the one at `key_ref`) and check it matches its certificate.
+
+        Raises:
+            Conflict: the CA is not active or its key is not held here.
+            BadPassphrase, NotFound: from the key store.
+            IntegrityError: the key does not belong to the CA certificate.
+        """
+        if ca.status is not CAStatus.ACTIVE or ca.certificate is None:
+            raise Conflict(f"CA {ca.name!r} is {ca.status.value}, not active", field="issuer")
+        ref = key_ref or ca.key_ref
+        if ref is None:
+            raise Conflict(
+                f"the key of CA {ca.name!r} is kept offline; give its location to use it",
+                field="key",
+            )
+        key = self.keys.load(ref)
+        if not keys_match(ca.certificate, key):
+            raise IntegrityError(f"the key given for CA {ca.name!r} does not match its certificate")
+        return key
+
+    def reserve(self, draft: CertificateRecord) -> int:
+        """Store a pending row under a fresh serial and commit; return the serial."""
+        for _ in range(SERIAL_ATTEMPTS):
+            serial = self.serials()
+            try:
+                with self.store.transaction() as tx:
+                    tx.certificates.add(replace(draft, serial=serial, status=CertStatus.PENDING,
+                                                created_at=self.clock.now()))
+                return serial
+            except Conflict:
+                continue  # serial collision: draw again
+        raise IntegrityError("could not allocate a unique serial number")
+
+    def fail(self, serial: int) -> None:
+        """Mark a reservation whose signing failed."""
+        with self.store.transaction() as tx:
+            record = tx.certificates.get(serial)
+            if record is not None and record.status is CertStatus.PENDING:
+                tx.certificates.update(replace(record, status=CertStatus.FAILED))
+
+    def complete(self, tx: Transaction, serial: int, cert: x509.Certificate) -> CertificateRecord:
+        """Turn the pending row into the issued certificate inside `tx`."""
+        record = tx.certificates.get(serial)
+        if record is None or record.status is not CertStatus.PENDING:
+            raise IntegrityError(f"serial {serial:x} was not reserved before signing")
+        done = replace(
+            record,
+            status=CertStatus.ACTIVE,
+            certificate=cert,
+            fingerprint=fingerprint(cert),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+        )
+        tx.certificates.update(done)
+        return done
+
+    def sign_recorded(self, draft: CertificateRecord, sign: Callable[[int], x509.Certificate],
+                      ) -> tuple[int, x509.Certificate]:
+        """Reserve a serial, sign with it, mark failures; the caller completes."""
+        serial = self.reserve(draft)
+        try:
+            cert = sign(serial)
+        except BaseException:
+            self.fail(serial)
+            raise
+        return serial, cert

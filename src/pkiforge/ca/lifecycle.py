@@ -1,0 +1,211 @@
+"""Leaf certificate use-cases: issue (from a CSR or with a server-made key), renew, look up."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+
+from pkiforge.ca.context import CAContext
+from pkiforge.ca.hierarchy import ROOT_NAME
+from pkiforge.ca.issue import sign_leaf
+from pkiforge.ca.models import (
+    OPERATOR,
+    Actor,
+    CARecord,
+    CertificateQuery,
+    CertificateRecord,
+    CertStatus,
+)
+from pkiforge.ca.policy import Draft, apply_rules
+from pkiforge.ca.profiles import get_profile
+from pkiforge.errors import Conflict, InvalidInput, NotFound, PolicyViolation
+from pkiforge.x509.csr import check_csr, load_csr
+from pkiforge.x509.keys import KeyType, generate_key
+from pkiforge.x509.names import SubjectName, parse_san, service_from_spiffe
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """What to certify; None fields take the profile's or configuration's default."""
+
+    public_key: CertificatePublicKeyTypes
+    common_name: str
+    names: Sequence[SubjectName] = ()
+    service_id: str | None = None
+    profile: str = "service"
+    issuer: str | None = None
+    validity: dt.timedelta | None = None
+
+
+def parse_names(values: Sequence[str], *, allow_wildcard: bool) -> list[SubjectName]:
+    """Parse `DNS:x`, `IP:x`, `URI:x` strings.
+
+    Raises:
+        InvalidName, PolicyViolation: a malformed or disallowed name.
+    """
+    return [parse_san(v, allow_wildcard=allow_wildcard) for v in values]
+
+
+class CertificateService:
+    """Issue, renew and find leaf certificates."""
+
+    def __init__(self, ctx: CAContext) -> None:
+        self.ctx = ctx
+
+    def request_from_csr(self, csr_data: bytes, *, common_name: str | None = None,
+                         extra_names: Sequence[str] = (), service_id: str | None = None,
+                         profile: str = "service", issuer: str | None = None,
+                         validity: dt.timedelta | None = None) -> IssueRequest:
+        """Check a CSR and turn it into an IssueRequest (its CN and SANs are requested names).
+
+        Raises:
+            InvalidCSR, WeakKey, InvalidName, PolicyViolation, InvalidInput.
+        """
+        wild = get_profile(self.ctx.config.profiles, profile).allow_wildcards
+        checked = check_csr(load_csr(csr_data), allow_wildcard=wild)
+        names = [*checked.names, *parse_names(extra_names, allow_wildcard=wild)]
+        cn = common_name or checked.common_name or _first_dns(names)
+        if cn is None:
+            raise InvalidInput("CSR has no common name and no DNS or IP SAN", field="csr")
+        if service_id is None:
+            service_id = next(
+                (s for n in names if n.kind == "URI"
+                 and (s := service_from_spiffe(n.value, self.ctx.config.trust_domain))), None)
+        return IssueRequest(checked.public_key, cn, names, service_id, profile, issuer, validity)
+
+    def issue(self, request: IssueRequest, actor: Actor = OPERATOR,
+              *, server_generated_key: bool = False, renewed_from: int | None = None
+              ) -> CertificateRecord:
+        """Apply policy, record the serial, sign, record the certificate, audit.
+
+        Raises:
+            PolicyViolation, InvalidName, WeakKey, InvalidInput: refused request.
+            NotFound, Conflict: unknown or unusable issuer. BadPassphrase: key locked.
+        """
+        ca = self._issuer(request.issuer)
+        key = self.ctx.signing_key(ca)
+        draft = self._draft(request, ca)
+        assert ca.certificate is not None
+        issuer_cert = ca.certificate
+        reservation = CertificateRecord(
+            serial=0, issuer=ca.name, profile=draft.profile.name, common_name=draft.common_name,
+            names=tuple(str(n) for n in draft.names), status=CertStatus.PENDING,
+            created_at=self.ctx.clock.now(), service_id=draft.service_id,
+            server_generated_key=server_generated_key, renewed_from=renewed_from)
+        serial, cert = self.ctx.sign_recorded(reservation, lambda s: sign_leaf(
+            draft, serial=s, issuer=issuer_cert, issuer_key=key,
+            urls=self.ctx.config.urls.for_issuer(ca.name)))
+        with self.ctx.store.transaction() as tx:
+            record = self.ctx.complete(tx, serial, cert)
+            action = "cert.renew" if renewed_from is not None else "cert.issue"
+            details = {"issuer": ca.name, "profile": draft.profile.name,
+                       "service": draft.service_id, "names": list(record.names),
+                       "not_after": record.not_after, "server_generated_key": server_generated_key}
+            if renewed_from is not None:
+                details["renewed_from"] = f"{renewed_from:x}"
+            self.ctx.audit(tx, actor, action, record.serial_hex, details)
+        return record
+
+    def issue_with_new_key(self, request_without_key: IssueRequest, key_type: KeyType,
+                           actor: Actor = OPERATOR
+                           ) -> tuple[CertificateRecord, CertificateIssuerPrivateKeyTypes]:
+        """Make the key here (the admin flow) and issue for it; the key is not stored."""
+        key = generate_key(key_type)
+        request = replace(request_without_key, public_key=key.public_key())
+        return self.issue(request, actor, server_generated_key=True), key
+
+    def renew(self, serial: int, *, csr_data: bytes | None = None,
+              validity: dt.timedelta | None = None, actor: Actor = OPERATOR) -> CertificateRecord:
+        """Issue a successor with the same names, profile, service and issuer.
+
+        The same public key is reused unless a CSR brings a new one; a CSR may not ask for
+        names the old certificate did not have.
+
+        Raises:
+            NotFound: unknown serial. Conflict: revoked or never issued.
+            PolicyViolation: the CSR asks for new names.
+        """
+        old = self.get(serial)
+        if old.status is not CertStatus.ACTIVE or old.certificate is None:
+            raise Conflict(f"certificate {old.serial_hex} is {old.status.value}; "
+                           "only an active certificate can be renewed", field="serial")
+        public_key = old.certificate.public_key()
+        if csr_data is not None:
+            wild = get_profile(self.ctx.config.profiles, old.profile).allow_wildcards
+            checked = check_csr(load_csr(csr_data), allow_wildcard=wild)
+            extra = {str(n) for n in checked.names} - set(old.names)
+            if extra:
+                raise PolicyViolation(
+                    f"renewal keeps the certificate's names; {sorted(extra)[0]} is new: "
+                    "issue a new certificate instead", field="csr")
+            public_key = checked.public_key
+        profile = get_profile(self.ctx.config.profiles, old.profile)
+        names = [parse_san(n, allow_wildcard=profile.allow_wildcards) for n in old.names]
+        lifetime = old.certificate.not_valid_after_utc - old.certificate.not_valid_before_utc
+        # same lifetime as before (less the backdate), within today's profile maximum
+        keep = min(lifetime - self.ctx.config.backdate, profile.max_validity)
+        request = IssueRequest(public_key, old.common_name, names, old.service_id, old.profile,
+                               old.issuer, validity or keep)
+        return self.issue(request, actor, renewed_from=old.serial)
+
+    def get(self, serial: int) -> CertificateRecord:
+        """Raises NotFound."""
+        with self.ctx.store.transaction() as tx:
+            record = tx.certificates.get(serial)
+        if record is None:
+            raise NotFound(f"no certificate with serial {serial:x}", field="serial")
+        return record
+
+    def search(self, query: CertificateQuery) -> list[CertificateRecord]:
+        with self.ctx.store.transaction() as tx:
+            return tx.certificates.search(replace(query, now=query.now or self.ctx.clock.now()))
+
+    def count(self, query: CertificateQuery) -> int:
+        with self.ctx.store.transaction() as tx:
+            return tx.certificates.count(replace(query, now=query.now or self.ctx.clock.now()))
+
+    def _issuer(self, name: str | None) -> CARecord:
+        ca = self.ctx.get_ca(name or self.ctx.config.default_issuer)
+        if ca.name == ROOT_NAME:
+            raise PolicyViolation("the root CA only signs intermediates; choose an intermediate",
+                                  field="issuer")
+        return ca
+
+    def _draft(self, request: IssueRequest, ca: CARecord) -> Draft:
+        assert ca.certificate is not None
+        profile = get_profile(self.ctx.config.profiles, request.profile)
+        return apply_rules(Draft(
+            public_key=request.public_key,
+            common_name=request.common_name,
+            names=list(request.names),
+            service_id=request.service_id or request.common_name,
+            profile=profile,
+            trust_domain=self.ctx.config.trust_domain,
+            now=self.ctx.clock.now(),
+            issuer_not_after=ca.certificate.not_valid_after_utc,
+            backdate=self.ctx.config.backdate,
+            validity=request.validity,
+        ))
+
+
+def _first_dns(names: Sequence[SubjectName]) -> str | None:
+    return next((n.value for n in names if n.kind in ("DNS", "IP")), None)
+
+
+def certificate_names(cert: x509.Certificate) -> list[str]:
+    """The SANs of a certificate as `KIND:value` strings."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    out = [f"DNS:{v}" for v in san.get_values_for_type(x509.DNSName)]
+    out += [f"IP:{v}" for v in san.get_values_for_type(x509.IPAddress)]
+    out += [f"URI:{v}" for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
+    return out

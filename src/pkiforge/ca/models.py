@@ -1,0 +1,155 @@
+"""Domain values of the CA core: plain frozen dataclasses, no ORM, no HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+
+
+class CAKind(StrEnum):
+    ROOT = "root"
+    INTERMEDIATE = "intermediate"
+
+
+class CAStatus(StrEnum):
+    ACTIVE = "active"
+    PENDING = "pending"  # key made, waiting for the (offline) root to sign its CSR
+    RETIRED = "retired"
+
+
+class CertStatus(StrEnum):
+    PENDING = "pending"  # serial reserved, not (yet) signed: record-before-sign
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    FAILED = "failed"  # signing failed after the serial was reserved; nothing was issued
+    EXPIRED = "expired"  # derived for display: active past notAfter, never stored
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: an operator, a service (mTLS), a signing key, or the system."""
+
+    kind: str
+    id: str
+    address: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+OPERATOR = Actor("operator", "cli")
+
+
+@dataclass(frozen=True)
+class CARecord:
+    """A CA of the hierarchy; `key_ref` is None when its key is held elsewhere (offline root)."""
+
+    name: str
+    kind: CAKind
+    status: CAStatus
+    parent: str | None
+    certificate: x509.Certificate | None
+    key_ref: str | None
+    created_at: dt.datetime
+    crl_number: int = 0
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """Why and when a certificate was revoked (RFC 5280 §5.3.1, §5.3.2)."""
+
+    reason: x509.ReasonFlags
+    revoked_at: dt.datetime
+    invalidity_date: dt.datetime | None = None
+    revoked_by: str = ""
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """What the store knows of one serial, from reservation to revocation."""
+
+    serial: int
+    issuer: str
+    profile: str
+    common_name: str
+    names: tuple[str, ...]
+    status: CertStatus
+    created_at: dt.datetime
+    service_id: str | None = None
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    fingerprint: str | None = None
+    certificate: x509.Certificate | None = None
+    server_generated_key: bool = False
+    renewed_from: int | None = None
+    revocation: Revocation | None = None
+
+    @property
+    def serial_hex(self) -> str:
+        return format_serial(self.serial)
+
+    def state(self, now: dt.datetime) -> CertStatus:
+        """The status as of `now`: an active certificate past notAfter is expired."""
+        if self.status is CertStatus.ACTIVE and self.not_after is not None and self.not_after <= now:
+            return CertStatus.EXPIRED
+        return self.status
+
+
+@dataclass(frozen=True)
+class CertificateQuery:
+    """Filters for the inventory; None means any."""
+
+    issuer: str | None = None
+    status: CertStatus | None = None
+    service_id: str | None = None
+    expiring_before: dt.datetime | None = None
+    now: dt.datetime | None = None  # needed for status=expired/active and expiring filters
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class CRLRecord:
+    """A CRL that was signed and published."""
+
+    issuer: str
+    number: int
+    this_update: dt.datetime
+    next_update: dt.datetime
+    der: bytes
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One link of the audit hash chain."""
+
+    seq: int
+    at: dt.datetime
+    actor: str
+    address: str | None
+    action: str
+    subject: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+    prev_hash: str = ""
+    hash: str = ""
+
+
+def format_serial(serial: int) -> str:
+    """Lower-case hex without separators, as stored and shown."""
+    return format(serial, "x")
+
+
+def parse_serial(text: str) -> int:
+    """Parse a serial given in hex (`0x`, colons and spaces allowed).
+
+    Raises:
+        ValueError: not a hex serial.
+    """
+    value = text.strip().lower().removeprefix("0x").replace(":", "").replace(" ", "")
+    if not value or len(value) > 40 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"invalid serial {text!r}: expected up to 40 hex digits")
+    return int(value, 16)

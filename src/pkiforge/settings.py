@@ -1,0 +1,192 @@
+"""One Settings object, nested by concern: `<home>/config.yaml`, then `PKIFORGE_*` env overrides.
+
+Secrets never live here: the CA passphrase comes from `PKIFORGE_CA_PASSPHRASE`, a passphrase
+file or a prompt, and is read by the edges only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from pkiforge.durations import parse_duration
+
+CONFIG_FILE = "config.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _duration(value: Any) -> dt.timedelta:
+    if isinstance(value, dt.timedelta):
+        return value
+    if isinstance(value, int | float):
+        return dt.timedelta(seconds=value)
+    return parse_duration(str(value))
+
+
+class ProfileSettings(_Section):
+    """A certificate profile: which EKUs, how long by default and at most."""
+
+    ekus: list[str]
+    default_validity: dt.timedelta
+    max_validity: dt.timedelta
+    allow_wildcards: bool = False
+
+    _v = field_validator("default_validity", "max_validity", mode="before")(_duration)
+
+
+def _default_profiles() -> dict[str, ProfileSettings]:
+    day = dt.timedelta(days=1)
+    return {
+        "server": ProfileSettings(
+            ekus=["serverAuth"], default_validity=90 * day, max_validity=397 * day,
+            allow_wildcards=True,
+        ),
+        "client": ProfileSettings(
+            ekus=["clientAuth"], default_validity=90 * day, max_validity=365 * day
+        ),
+        "service": ProfileSettings(
+            ekus=["serverAuth", "clientAuth"], default_validity=365 * day,
+            max_validity=365 * day,
+        ),
+    }
+
+
+class CASettings(_Section):
+    """Names and defaults for the CA hierarchy."""
+
+    trust_domain: str = "pkiforge.internal"
+    organization: str = "pkiforge"
+    root_key_type: str = "rsa4096"
+    intermediate_key_type: str = "rsa2048"
+    root_validity: dt.timedelta = dt.timedelta(days=3650)
+    intermediate_validity: dt.timedelta = dt.timedelta(days=1825)
+    default_issuer: str = "services"
+    backdate: dt.timedelta = dt.timedelta(minutes=1)
+    # scrypt cost for CA key encryption (2**15 = 32 MiB, ~0.1 s); see signers/file.py
+    kdf_log2_n: int = Field(default=15, ge=14, le=20)
+
+    _v = field_validator(
+        "root_validity", "intermediate_validity", "backdate", mode="before"
+    )(_duration)
+
+
+class URLSettings(_Section):
+    """Where relying parties find CRLs, OCSP and issuer certificates; `{issuer}` is replaced."""
+
+    crl: str | None = None
+    ocsp: str | None = None
+    ca_issuers: str | None = None
+
+
+class CRLSettings(_Section):
+    """CRL freshness."""
+
+    next_update: dt.timedelta = dt.timedelta(hours=24)
+
+    _v = field_validator("next_update", mode="before")(_duration)
+
+
+class ServerSettings(_Section):
+    """The HTTPS API."""
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    workers: int = 1
+    hostnames: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
+
+
+class Settings(BaseSettings):
+    """All configuration; build with `load_settings(home)`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PKIFORGE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    home: Path = Path("./pkiforge-data")
+    database_url: str | None = None
+    ca: CASettings = Field(default_factory=CASettings)
+    urls: URLSettings = Field(default_factory=URLSettings)
+    crl: CRLSettings = Field(default_factory=CRLSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    profiles: dict[str, ProfileSettings] = Field(default_factory=_default_profiles)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # explicit arguments > environment > config.yaml (passed in as init values)
+        return (init_settings, env_settings)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, or SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'pkiforge.db').resolve()}"
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as plain data for `config show`; the DB URL password is masked."""
+        data = self.model_dump(mode="json")
+        data["home"] = str(self.home)
+        url = self.database_url
+        if url and "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+            scheme, rest = url.split("//", 1)
+            creds, host = rest.split("@", 1)
+            data["database_url"] = f"{scheme}//{creds.split(':', 1)[0]}:***@{host}"
+        return data
+
+
+def load_settings(home: Path, **overrides: Any) -> Settings:
+    """Read `<home>/config.yaml` (if any), apply env and explicit overrides.
+
+    Raises:
+        ValueError: the file is not valid YAML or has unknown/invalid keys.
+    """
+    data: dict[str, Any] = {}
+    path = home / CONFIG_FILE
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        data.update(loaded)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    data["home"] = home
+    return _merge_env(data)
+
+
+def _merge_env(file_values: dict[str, Any]) -> Settings:
+    env_only = Settings.model_validate({})  # defaults + environment
+    env_set = env_only.model_dump(exclude_defaults=True)
+    merged = _deep_merge(file_values, env_set)
+    merged["home"] = file_values["home"]  # the caller's --home always wins
+    return Settings.model_validate(merged)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,146 @@
+"""Engine, transactions and migrations: SQLite (WAL) by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pkiforge.errors import InvalidInput, StoreUnavailable
+from pkiforge.store.repos import (
+    SqlAuditRepository,
+    SqlCARepository,
+    SqlCertificateRepository,
+    SqlCRLRepository,
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys and writer-serialising transactions.
+
+    Raises:
+        InvalidInput: unsupported URL.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise InvalidInput("database URL cannot be parsed", field="database_url") from None
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        _sqlite_pragmas(engine)
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise InvalidInput("database URL must be sqlite:/// or postgresql://",
+                           field="database_url")
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # take the write lock up front: read-then-write (audit chain, CRL numbers) is serialised
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic_config(connection: Any) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest migration; return (before, after)."""
+    before = current_revision(engine)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "head")
+    return before, current_revision(engine)
+
+
+class SqlTransaction:
+    """The repositories of one session; see `SqlStore.transaction`."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.cas = SqlCARepository(session)
+        self.certificates = SqlCertificateRepository(session)
+        self.crls = SqlCRLRepository(session)
+        self.audit = SqlAuditRepository(session)
+
+
+class SqlStore:
+    """The `Store` port over SQLAlchemy."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> SqlStore:
+        """Connect, and run pending migrations on first use.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        engine = make_engine(url)
+        try:
+            if migrate and current_revision(engine) != head_revision():
+                upgrade(engine)
+        except (OperationalError, InterfaceError) as exc:
+            engine.dispose()
+            raise StoreUnavailable(_describe(exc)) from None
+        return cls(engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        """Commit on normal exit, roll back on exception.
+
+        Raises:
+            StoreUnavailable: the database failed underneath (never a partial write).
+        """
+        try:
+            with self._sessions.begin() as session:
+                yield SqlTransaction(session)
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailable(_describe(exc)) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _describe(exc: DBAPIError) -> str:
+    # the driver message may include host names but never credentials (they are in the URL)
+    first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    return f"database unavailable: {first}"

@@ -1,1 +1,0 @@
-"""pkiforge.store.migrations."""

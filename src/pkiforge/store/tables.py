@@ -1,0 +1,115 @@
+"""Table definitions (rows only, no logic); migrations/ creates them, repos.py maps them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+TS = DateTime(timezone=True)
+
+
+class CARow(Base):
+    __tablename__ = "cas"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    parent: Mapped[str | None] = mapped_column(String(63))
+    cert_pem: Mapped[str | None] = mapped_column(Text)
+    key_ref: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(TS)
+    crl_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ServiceRow(Base):
+    __tablename__ = "services"
+
+    service_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(255))
+    service_type: Mapped[str | None] = mapped_column(String(64), index=True)
+    endpoints: Mapped[list[str]] = mapped_column(JSON, default=list)
+    names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    health_check_url: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(TS)
+    updated_at: Mapped[dt.datetime] = mapped_column(TS)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class CertificateRow(Base):
+    __tablename__ = "certificates"
+
+    serial_number: Mapped[str] = mapped_column(String(40), primary_key=True)
+    issuer: Mapped[str] = mapped_column(ForeignKey("cas.name"), index=True)
+    profile: Mapped[str] = mapped_column(String(64))
+    common_name: Mapped[str] = mapped_column(String(255))
+    names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    service_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TS, index=True)
+    not_before: Mapped[dt.datetime | None] = mapped_column(TS)
+    not_after: Mapped[dt.datetime | None] = mapped_column(TS, index=True)
+    fingerprint_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    pem: Mapped[str | None] = mapped_column(Text)
+    server_generated_key: Mapped[bool] = mapped_column(Boolean, default=False)
+    renewed_from: Mapped[str | None] = mapped_column(String(40))
+
+
+class RevocationRow(Base):
+    __tablename__ = "revocations"
+
+    serial_number: Mapped[str] = mapped_column(
+        ForeignKey("certificates.serial_number"), primary_key=True
+    )
+    reason: Mapped[str] = mapped_column(String(32))
+    revoked_at: Mapped[dt.datetime] = mapped_column(TS)
+    invalidity_date: Mapped[dt.datetime | None] = mapped_column(TS)
+    revoked_by: Mapped[str] = mapped_column(String(255), default="")
+
+
+class CRLRow(Base):
+    __tablename__ = "crls"
+    __table_args__ = (UniqueConstraint("issuer", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer: Mapped[str] = mapped_column(ForeignKey("cas.name"))
+    number: Mapped[int] = mapped_column(Integer)
+    this_update: Mapped[dt.datetime] = mapped_column(TS)
+    next_update: Mapped[dt.datetime] = mapped_column(TS)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_subject", "subject"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(TS)
+    actor: Mapped[str] = mapped_column(String(255))
+    address: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
