@@ -17,7 +17,9 @@ def parse_duration(text: str) -> dt.timedelta:
     """
     value = text.strip().lower()
     if not value or _PART.sub("", value) != "":
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit (w, d, h, m, s), e.g. 30d")
+        raise ValueError(
+            f"invalid duration {text!r}: use a number and a unit (w, d, h, m, s), e.g. 30d"
+        )
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(value))
     if seconds <= 0:
         raise ValueError(f"invalid duration {text!r}: must be greater than zero")

@@ -50,14 +50,17 @@ def _default_profiles() -> dict[str, ProfileSettings]:
     day = dt.timedelta(days=1)
     return {
         "server": ProfileSettings(
-            ekus=["serverAuth"], default_validity=90 * day, max_validity=397 * day,
+            ekus=["serverAuth"],
+            default_validity=90 * day,
+            max_validity=397 * day,
             allow_wildcards=True,
         ),
         "client": ProfileSettings(
             ekus=["clientAuth"], default_validity=90 * day, max_validity=365 * day
         ),
         "service": ProfileSettings(
-            ekus=["serverAuth", "clientAuth"], default_validity=365 * day,
+            ekus=["serverAuth", "clientAuth"],
+            default_validity=365 * day,
             max_validity=365 * day,
         ),
     }
@@ -77,9 +80,9 @@ class CASettings(_Section):
     # scrypt cost for CA key encryption (2**15 = 32 MiB, ~0.1 s); see signers/file.py
     kdf_log2_n: int = Field(default=15, ge=14, le=20)
 
-    _v = field_validator(
-        "root_validity", "intermediate_validity", "backdate", mode="before"
-    )(_duration)
+    _v = field_validator("root_validity", "intermediate_validity", "backdate", mode="before")(
+        _duration
+    )
 
 
 class URLSettings(_Section):

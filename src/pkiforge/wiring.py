@@ -30,8 +30,9 @@ class Pki:
         self.store.close()
 
 
-def build_pki(settings: Settings, passphrase: bytes, clock: Clock | None = None,
-              store: SqlStore | None = None) -> Pki:
+def build_pki(
+    settings: Settings, passphrase: bytes, clock: Clock | None = None, store: SqlStore | None = None
+) -> Pki:
     """Open the store (migrating it on first use) and wire the services.
 
     Raises:
@@ -41,5 +42,6 @@ def build_pki(settings: Settings, passphrase: bytes, clock: Clock | None = None,
     store = store or SqlStore.open(settings.effective_database_url)
     keys = FileKeyStore(settings.home, passphrase, settings.ca.kdf_log2_n)
     ctx = CAContext(store=store, keys=keys, config=config, clock=clock or SystemClock())
-    return Pki(settings, store, ctx, HierarchyService(ctx), CertificateService(ctx),
-               RevocationService(ctx))
+    return Pki(
+        settings, store, ctx, HierarchyService(ctx), CertificateService(ctx), RevocationService(ctx)
+    )

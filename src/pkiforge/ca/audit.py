@@ -80,10 +80,14 @@ def verify_chain(entries: Iterable[AuditEntry]) -> ChainReport:
         report.entries += 1
         if entry.seq != prev_seq + 1:
             if entry.seq > prev_seq + 1:
-                missing = f"{prev_seq + 1}" if entry.seq == prev_seq + 2 else \
-                    f"{prev_seq + 1}-{entry.seq - 1}"
-                report.problems.append(f"entry {missing} missing before entry {entry.seq} "
-                                       "(deleted)")
+                missing = (
+                    f"{prev_seq + 1}"
+                    if entry.seq == prev_seq + 2
+                    else f"{prev_seq + 1}-{entry.seq - 1}"
+                )
+                report.problems.append(
+                    f"entry {missing} missing before entry {entry.seq} (deleted)"
+                )
             else:
                 report.problems.append(f"entry {entry.seq} out of sequence after {prev_seq}")
         elif entry.prev_hash != prev_hash:

@@ -35,6 +35,7 @@ from pkiforge.ca.models import (
     CertStatus,
 )
 from pkiforge.ca.ports import Transaction
+from pkiforge.ca.signing import SigningCA
 from pkiforge.errors import Conflict, InvalidInput
 from pkiforge.x509.csr import load_csr
 from pkiforge.x509.keys import KeyType, as_issuer_public_key, check_public_key, generate_key
@@ -62,7 +63,7 @@ class HierarchyService:
     def __init__(self, ctx: CAContext) -> None:
         self.ctx = ctx
 
-    def list(self) -> list[CARecord]:
+    def all(self) -> list[CARecord]:
         with self.ctx.store.transaction() as tx:
             return tx.cas.list()
 
@@ -86,14 +87,15 @@ class HierarchyService:
             current = ca.parent
         return chain
 
-    def initialize(self, options: InitOptions, actor: Actor = OPERATOR,
-                   progress: Progress = _quiet) -> list[CARecord]:
+    def initialize(
+        self, options: InitOptions, actor: Actor = OPERATOR, progress: Progress = _quiet
+    ) -> list[CARecord]:
         """Create the root and the first intermediate. Refuses if any CA exists.
 
         Raises:
             Conflict: already initialised.
         """
-        if self.list():
+        if self.all():
             raise Conflict("a CA is already initialised here; refusing to overwrite it")
         name = validate_ca_name(options.intermediate_name)
         cfg = self.ctx.config
@@ -101,15 +103,20 @@ class HierarchyService:
         root_key = generate_key(options.root_key_type or cfg.root_key_type)
         progress("signing root certificate")
         root = self._create_root(root_key, options.root_key_location, actor)
-        progress(f"generating {name} key ({options.intermediate_key_type or cfg.intermediate_key_type})")
+        assert root.certificate is not None
+        progress(
+            f"generating {name} key ({options.intermediate_key_type or cfg.intermediate_key_type})"
+        )
         key = generate_key(options.intermediate_key_type or cfg.intermediate_key_type)
         progress(f"signing {name} certificate")
-        inter = self._create_intermediate(name, key, root, root_key, cfg.intermediate_validity,
-                                          actor)
+        inter = self._create_intermediate(
+            name, key, SigningCA(root.certificate, root_key), cfg.intermediate_validity, actor
+        )
         return [root, inter]
 
-    def _create_root(self, key: CertificateIssuerPrivateKeyTypes, location: str | None,
-                     actor: Actor) -> CARecord:
+    def _create_root(
+        self, key: CertificateIssuerPrivateKeyTypes, location: str | None, actor: Actor
+    ) -> CARecord:
         cfg, now = self.ctx.config, self.ctx.clock.now()
         subject = ca_subject(cfg.organization, ROOT_NAME, root=True)
         validity = CAValidity.starting(now, cfg.root_validity, cfg.backdate)
@@ -118,68 +125,106 @@ class HierarchyService:
             tx.cas.add(pending)  # the root's own certificate row refers to it
         draft = _ca_draft(ROOT_NAME, subject, "root-ca", now)
         serial, cert = self.ctx.sign_recorded(
-            draft, lambda s: build_root(key, subject, serial=s, validity=validity))
+            draft, lambda s: build_root(key, subject, serial=s, validity=validity)
+        )
         key_ref = self.ctx.keys.save(ROOT_NAME, key, location)
-        record = replace(pending, status=CAStatus.ACTIVE, certificate=cert,
-                         key_ref=None if location else key_ref)
+        record = replace(
+            pending, status=CAStatus.ACTIVE, certificate=cert, key_ref=None if location else key_ref
+        )
         with self.ctx.store.transaction() as tx:
             self.ctx.complete(tx, serial, cert)
             tx.cas.update(record)
-            self.ctx.audit(tx, actor, "ca.init-root", ROOT_NAME,
-                           {"serial": f"{serial:x}", "offline_key": location is not None})
+            self.ctx.audit(
+                tx,
+                actor,
+                "ca.init-root",
+                ROOT_NAME,
+                {"serial": f"{serial:x}", "offline_key": location is not None},
+            )
         return record
 
-    def _create_intermediate(self, name: str, key: CertificateIssuerPrivateKeyTypes,
-                             root: CARecord, root_key: CertificateIssuerPrivateKeyTypes,
-                             validity: dt.timedelta, actor: Actor) -> CARecord:
-        cert = self._sign_intermediate_key(name, key.public_key(), root, root_key, validity,
-                                           actor)
+    def _create_intermediate(
+        self,
+        name: str,
+        key: CertificateIssuerPrivateKeyTypes,
+        root: SigningCA,
+        validity: dt.timedelta,
+        actor: Actor,
+    ) -> CARecord:
+        cert = self._sign_intermediate_key(name, key.public_key(), root, validity, actor)
         key_ref = self.ctx.keys.save(name, key)
-        record = CARecord(name, CAKind.INTERMEDIATE, CAStatus.ACTIVE, root.name, cert, key_ref,
-                          self.ctx.clock.now())
+        record = CARecord(
+            name,
+            CAKind.INTERMEDIATE,
+            CAStatus.ACTIVE,
+            ROOT_NAME,
+            cert,
+            key_ref,
+            self.ctx.clock.now(),
+        )
         with self.ctx.store.transaction() as tx:
             tx.cas.add(record)
-            self.ctx.audit(tx, actor, "ca.create-intermediate", name,
-                           {"serial": f"{cert.serial_number:x}"})
+            self.ctx.audit(
+                tx, actor, "ca.create-intermediate", name, {"serial": f"{cert.serial_number:x}"}
+            )
         return record
 
-    def _sign_intermediate_key(self, name: str, public_key: CertificatePublicKeyTypes,
-                               root: CARecord,
-                               root_key: CertificateIssuerPrivateKeyTypes,
-                               validity: dt.timedelta, actor: Actor) -> x509.Certificate:
-        assert root.certificate is not None
-        issuer_cert = root.certificate
+    def _sign_intermediate_key(
+        self,
+        name: str,
+        public_key: CertificatePublicKeyTypes,
+        root: SigningCA,
+        validity: dt.timedelta,
+        actor: Actor,
+    ) -> x509.Certificate:
         pub = as_issuer_public_key(public_key)
         check_public_key(pub)
         cfg, now = self.ctx.config, self.ctx.clock.now()
         subject = ca_subject(cfg.organization, name, root=False)
-        window = CAValidity.starting(now, validity, cfg.backdate, cap=issuer_cert.not_valid_after_utc)
-        draft = _ca_draft(name, subject, "intermediate-ca", now, issuer=root.name)
-        serial, cert = self.ctx.sign_recorded(draft, lambda s: build_intermediate(
-            pub, subject, serial=s, validity=window, issuer=issuer_cert, issuer_key=root_key,
-            urls=cfg.urls.for_issuer(root.name)))
+        window = CAValidity.starting(
+            now, validity, cfg.backdate, cap=root.certificate.not_valid_after_utc
+        )
+        draft = _ca_draft(name, subject, "intermediate-ca", now)
+        serial, cert = self.ctx.sign_recorded(
+            draft,
+            lambda s: build_intermediate(
+                pub,
+                subject,
+                serial=s,
+                validity=window,
+                issuer=root,
+                urls=cfg.urls.for_issuer(ROOT_NAME),
+            ),
+        )
         with self.ctx.store.transaction() as tx:
             self.ctx.complete(tx, serial, cert)
             self.ctx.audit(tx, actor, "ca.sign-intermediate", name, {"serial": f"{serial:x}"})
         return cert
 
-    def create_intermediate(self, name: str, key_type: KeyType | None = None,
-                            validity: dt.timedelta | None = None, *, root_key_ref: str | None = None,
-                            actor: Actor = OPERATOR) -> CARecord:
+    def create_intermediate(
+        self,
+        name: str,
+        key_type: KeyType | None = None,
+        validity: dt.timedelta | None = None,
+        *,
+        root_key_ref: str | None = None,
+        actor: Actor = OPERATOR,
+    ) -> CARecord:
         """Add an intermediate signed by the root, whose key must be reachable here.
 
         Raises:
             Conflict: name taken, or the root key is offline and no location was given.
         """
         name = self._free_name(name)
-        root = self.ctx.get_ca(ROOT_NAME)
-        root_key = self.ctx.signing_key(root, root_key_ref)
+        root = self.ctx.signer(self.ctx.get_ca(ROOT_NAME), root_key_ref)
         key = generate_key(key_type or self.ctx.config.intermediate_key_type)
-        return self._create_intermediate(name, key, root, root_key,
-                                         validity or self.ctx.config.intermediate_validity, actor)
+        return self._create_intermediate(
+            name, key, root, validity or self.ctx.config.intermediate_validity, actor
+        )
 
-    def create_intermediate_csr(self, name: str, key_type: KeyType | None = None,
-                                actor: Actor = OPERATOR) -> x509.CertificateSigningRequest:
+    def create_intermediate_csr(
+        self, name: str, key_type: KeyType | None = None, actor: Actor = OPERATOR
+    ) -> x509.CertificateSigningRequest:
         """Make an intermediate key here and a CSR for the offline root to sign.
 
         Raises:
@@ -187,18 +232,34 @@ class HierarchyService:
         """
         name = self._free_name(name)
         key = generate_key(key_type or self.ctx.config.intermediate_key_type)
-        csr = build_intermediate_csr(key, ca_subject(self.ctx.config.organization, name,
-                                                     root=False))
+        csr = build_intermediate_csr(
+            key, ca_subject(self.ctx.config.organization, name, root=False)
+        )
         key_ref = self.ctx.keys.save(name, key)
         with self.ctx.store.transaction() as tx:
-            tx.cas.add(CARecord(name, CAKind.INTERMEDIATE, CAStatus.PENDING, ROOT_NAME, None,
-                                key_ref, self.ctx.clock.now()))
+            tx.cas.add(
+                CARecord(
+                    name,
+                    CAKind.INTERMEDIATE,
+                    CAStatus.PENDING,
+                    ROOT_NAME,
+                    None,
+                    key_ref,
+                    self.ctx.clock.now(),
+                )
+            )
             self.ctx.audit(tx, actor, "ca.create-intermediate-csr", name)
         return csr
 
-    def sign_intermediate(self, csr_data: bytes, name: str | None = None,
-                          validity: dt.timedelta | None = None, *, root_key_ref: str | None = None,
-                          actor: Actor = OPERATOR) -> x509.Certificate:
+    def sign_intermediate(
+        self,
+        csr_data: bytes,
+        name: str | None = None,
+        validity: dt.timedelta | None = None,
+        *,
+        root_key_ref: str | None = None,
+        actor: Actor = OPERATOR,
+    ) -> x509.Certificate:
         """Root side of offline signing: certify the key in an intermediate's CSR.
 
         Raises:
@@ -208,15 +269,22 @@ class HierarchyService:
         if not csr.is_signature_valid:
             raise InvalidInput("CSR signature does not verify", field="csr")
         ca_name = validate_ca_name(name or _name_from_csr(csr))
-        root = self.ctx.get_ca(ROOT_NAME)
-        root_key = self.ctx.signing_key(root, root_key_ref)
-        return self._sign_intermediate_key(ca_name, csr.public_key(), root, root_key,
-                                           validity or self.ctx.config.intermediate_validity,
-                                           actor)
+        root = self.ctx.signer(self.ctx.get_ca(ROOT_NAME), root_key_ref)
+        return self._sign_intermediate_key(
+            ca_name,
+            csr.public_key(),
+            root,
+            validity or self.ctx.config.intermediate_validity,
+            actor,
+        )
 
-    def import_intermediate(self, name: str, cert: x509.Certificate,
-                            key: CertificateIssuerPrivateKeyTypes | None = None,
-                            actor: Actor = OPERATOR) -> CARecord:
+    def import_intermediate(
+        self,
+        name: str,
+        cert: x509.Certificate,
+        key: CertificateIssuerPrivateKeyTypes | None = None,
+        actor: Actor = OPERATOR,
+    ) -> CARecord:
         """Install a signed intermediate: completes a pending CSR, or imports cert + key.
 
         Raises:
@@ -234,23 +302,36 @@ class HierarchyService:
             raise Conflict(f"CA {name!r} already exists")
         if key is None:
             if existing is None or existing.key_ref is None:
-                raise InvalidInput(f"no pending CSR for {name!r}: give the CA key too",
-                                   field="key")
+                raise InvalidInput(f"no pending CSR for {name!r}: give the CA key too", field="key")
             key = self.ctx.keys.load(existing.key_ref)
         if not keys_match(cert, key):
             raise InvalidInput("the certificate does not match the CA key", field="certificate")
-        key_ref = existing.key_ref if existing and existing.key_ref else self.ctx.keys.save(name, key)
-        record = CARecord(name, CAKind.INTERMEDIATE, CAStatus.ACTIVE, ROOT_NAME, cert, key_ref,
-                          self.ctx.clock.now())
+        key_ref = (
+            existing.key_ref if existing and existing.key_ref else self.ctx.keys.save(name, key)
+        )
+        record = CARecord(
+            name,
+            CAKind.INTERMEDIATE,
+            CAStatus.ACTIVE,
+            ROOT_NAME,
+            cert,
+            key_ref,
+            self.ctx.clock.now(),
+        )
         with self.ctx.store.transaction() as tx:
             (tx.cas.update if existing else tx.cas.add)(record)
             self._record_external(tx, name, cert, "intermediate-ca", ROOT_NAME)
-            self.ctx.audit(tx, actor, "ca.import-intermediate", name,
-                           {"serial": f"{cert.serial_number:x}"})
+            self.ctx.audit(
+                tx, actor, "ca.import-intermediate", name, {"serial": f"{cert.serial_number:x}"}
+            )
         return record
 
-    def import_root(self, cert: x509.Certificate, key: CertificateIssuerPrivateKeyTypes | None,
-                    actor: Actor = OPERATOR) -> CARecord:
+    def import_root(
+        self,
+        cert: x509.Certificate,
+        key: CertificateIssuerPrivateKeyTypes | None,
+        actor: Actor = OPERATOR,
+    ) -> CARecord:
         """Adopt an existing root CA (with its key, or certificate only for an offline root).
 
         Raises:
@@ -263,25 +344,42 @@ class HierarchyService:
             if tx.cas.get(ROOT_NAME) is not None:
                 raise Conflict("a root CA already exists here")
         key_ref = self.ctx.keys.save(ROOT_NAME, key) if key is not None else None
-        record = CARecord(ROOT_NAME, CAKind.ROOT, CAStatus.ACTIVE, None, cert, key_ref,
-                          self.ctx.clock.now())
+        record = CARecord(
+            ROOT_NAME, CAKind.ROOT, CAStatus.ACTIVE, None, cert, key_ref, self.ctx.clock.now()
+        )
         with self.ctx.store.transaction() as tx:
             tx.cas.add(record)
             self._record_external(tx, ROOT_NAME, cert, "root-ca", ROOT_NAME)
-            self.ctx.audit(tx, actor, "ca.import-root", ROOT_NAME,
-                           {"serial": f"{cert.serial_number:x}", "offline_key": key is None})
+            self.ctx.audit(
+                tx,
+                actor,
+                "ca.import-root",
+                ROOT_NAME,
+                {"serial": f"{cert.serial_number:x}", "offline_key": key is None},
+            )
         return record
 
-    def _record_external(self, tx: Transaction, name: str, cert: x509.Certificate,
-                         profile: str, issuer: str) -> None:
+    def _record_external(
+        self, tx: Transaction, name: str, cert: x509.Certificate, profile: str, issuer: str
+    ) -> None:
         """Make a CA certificate signed elsewhere known to the inventory."""
         if tx.certificates.get(cert.serial_number) is not None:
             return  # signed here (same store as the root)
-        tx.certificates.add(CertificateRecord(
-            serial=cert.serial_number, issuer=issuer, profile=profile, common_name=name,
-            names=(), status=CertStatus.ACTIVE, created_at=self.ctx.clock.now(),
-            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-            fingerprint=fingerprint(cert), certificate=cert))
+        tx.certificates.add(
+            CertificateRecord(
+                serial=cert.serial_number,
+                issuer=issuer,
+                profile=profile,
+                common_name=name,
+                names=(),
+                status=CertStatus.ACTIVE,
+                created_at=self.ctx.clock.now(),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                fingerprint=fingerprint(cert),
+                certificate=cert,
+            )
+        )
 
     def _free_name(self, name: str) -> str:
         name = validate_ca_name(name)
@@ -291,11 +389,19 @@ class HierarchyService:
         return name
 
 
-def _ca_draft(name: str, subject: x509.Name, profile: str, now: dt.datetime,
-              issuer: str = ROOT_NAME) -> CertificateRecord:
-    return CertificateRecord(serial=0, issuer=issuer, profile=profile, common_name=name,
-                             names=(), status=CertStatus.PENDING, created_at=now,
-                             service_id=None)
+def _ca_draft(
+    name: str, subject: x509.Name, profile: str, now: dt.datetime, issuer: str = ROOT_NAME
+) -> CertificateRecord:
+    return CertificateRecord(
+        serial=0,
+        issuer=issuer,
+        profile=profile,
+        common_name=name,
+        names=(),
+        status=CertStatus.PENDING,
+        created_at=now,
+        service_id=None,
+    )
 
 
 def _name_from_csr(csr: x509.CertificateSigningRequest) -> str:
@@ -306,4 +412,3 @@ def _name_from_csr(csr: x509.CertificateSigningRequest) -> str:
     if len(words) >= 3 and words[-1] == "CA":
         return words[-2]
     raise InvalidInput("cannot tell the CA name from the CSR: give it", field="name")
-

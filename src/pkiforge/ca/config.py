@@ -66,8 +66,9 @@ class CAConfig:
             crl_next_update=settings.crl.next_update,
             urls=_urls(settings.urls),
             profiles={
-                name: Profile(name, tuple(p.ekus), p.default_validity, p.max_validity,
-                              p.allow_wildcards)
+                name: Profile(
+                    name, tuple(p.ekus), p.default_validity, p.max_validity, p.allow_wildcards
+                )
                 for name, p in settings.profiles.items()
             },
         )

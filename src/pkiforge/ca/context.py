@@ -14,13 +14,13 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from pkiforge.ca.audit import next_entry
 from pkiforge.ca.config import CAConfig
 from pkiforge.ca.hierarchy import keys_match
 from pkiforge.ca.models import Actor, CARecord, CAStatus, CertificateRecord, CertStatus
 from pkiforge.ca.ports import KeyStore, Store, Transaction
+from pkiforge.ca.signing import SigningCA
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.errors import Conflict, IntegrityError, NotFound
 
@@ -47,11 +47,25 @@ class CAContext:
     clock: Clock = field(default_factory=SystemClock)
     serials: Callable[[], int] = random_serial
 
-    def audit(self, tx: Transaction, actor: Actor, action: str, subject: str | None,
-              details: dict[str, Any] | None = None) -> None:
+    def audit(
+        self,
+        tx: Transaction,
+        actor: Actor,
+        action: str,
+        subject: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         """Append one entry to the hash chain inside `tx`."""
-        tx.audit.add(next_entry(tx.audit.last(), at=self.clock.now(), actor=actor,
-                                action=action, subject=subject, details=details))
+        tx.audit.add(
+            next_entry(
+                tx.audit.last(),
+                at=self.clock.now(),
+                actor=actor,
+                action=action,
+                subject=subject,
+                details=details,
+            )
+        )
 
     def get_ca(self, name: str) -> CARecord:
         """Raises NotFound."""
@@ -61,8 +75,7 @@ class CAContext:
             raise NotFound(f"no CA named {name!r}", field="issuer")
         return ca
 
-    def signing_key(self, ca: CARecord, key_ref: str | None = None
-                    ) -> CertificateIssuerPrivateKeyTypes:
+    def signer(self, ca: CARecord, key_ref: str | None = None) -> SigningCA:
         """Load the CA's key (or the one at `key_ref`) and check it matches its certificate.
 
         Raises:
@@ -81,7 +94,7 @@ class CAContext:
         key = self.keys.load(ref)
         if not keys_match(ca.certificate, key):
             raise IntegrityError(f"the key given for CA {ca.name!r} does not match its certificate")
-        return key
+        return SigningCA(ca.certificate, key)
 
     def reserve(self, draft: CertificateRecord) -> int:
         """Store a pending row under a fresh serial and commit; return the serial."""
@@ -89,8 +102,14 @@ class CAContext:
             serial = self.serials()
             try:
                 with self.store.transaction() as tx:
-                    tx.certificates.add(replace(draft, serial=serial, status=CertStatus.PENDING,
-                                                created_at=self.clock.now()))
+                    tx.certificates.add(
+                        replace(
+                            draft,
+                            serial=serial,
+                            status=CertStatus.PENDING,
+                            created_at=self.clock.now(),
+                        )
+                    )
                 return serial
             except Conflict:
                 continue  # serial collision: draw again
@@ -119,8 +138,11 @@ class CAContext:
         tx.certificates.update(done)
         return done
 
-    def sign_recorded(self, draft: CertificateRecord, sign: Callable[[int], x509.Certificate],
-                      ) -> tuple[int, x509.Certificate]:
+    def sign_recorded(
+        self,
+        draft: CertificateRecord,
+        sign: Callable[[int], x509.Certificate],
+    ) -> tuple[int, x509.Certificate]:
         """Reserve a serial, sign with it, mark failures; the caller completes."""
         serial = self.reserve(draft)
         try:

@@ -6,11 +6,10 @@ import datetime as dt
 from collections.abc import Sequence
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from pkiforge.ca.models import CertificateRecord
+from pkiforge.ca.signing import SigningCA
 from pkiforge.errors import InvalidInput
-from pkiforge.x509.keys import as_issuer_public_key, signature_hash
 
 # RFC 5280 §5.3.1 names, plus the origin documents' phrases
 _REASONS: dict[str, x509.ReasonFlags] = {
@@ -29,8 +28,14 @@ _REASONS: dict[str, x509.ReasonFlags] = {
     "securitypolicyviolation": x509.ReasonFlags.privilege_withdrawn,
 }
 REASON_NAMES = (
-    "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
-    "cessationOfOperation", "privilegeWithdrawn", "aACompromise",
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "privilegeWithdrawn",
+    "aACompromise",
 )
 _CAMEL = {flag: name for name in REASON_NAMES for flag in [_REASONS[name.lower()]]}
 
@@ -62,18 +67,17 @@ def reason_name(reason: x509.ReasonFlags) -> str:
 
 def build_crl(
     *,
-    issuer: x509.Certificate,
-    issuer_key: CertificateIssuerPrivateKeyTypes,
+    issuer: SigningCA,
     number: int,
     this_update: dt.datetime,
     next_update: dt.datetime,
     revoked: Sequence[CertificateRecord],
 ) -> x509.CertificateRevocationList:
     """A v2 CRL with CRL number and AKI; entries carry reason and invalidity date."""
-    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
         x509.CertificateRevocationListBuilder()
-        .issuer_name(issuer.subject)
+        .issuer_name(issuer.certificate.subject)
         .last_update(this_update)
         .next_update(next_update)
         .add_extension(x509.CRLNumber(number), critical=False)
@@ -85,8 +89,7 @@ def build_crl(
         if record.revocation is None:
             continue
         builder = builder.add_revoked_certificate(_entry(record))
-    algorithm = signature_hash(as_issuer_public_key(issuer_key.public_key()))
-    return builder.sign(issuer_key, algorithm)  # type: ignore[arg-type]
+    return issuer.sign_crl(builder)
 
 
 def _entry(record: CertificateRecord) -> x509.RevokedCertificate:

@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import NameOID
 
+from pkiforge.ca.signing import SigningCA, sign_certificate
 from pkiforge.clock import utc
-from pkiforge.errors import InvalidInput, IntegrityError, PolicyViolation
+from pkiforge.errors import IntegrityError, InvalidInput, PolicyViolation
 from pkiforge.x509.extensions import DistributionURLs, add_ca_extensions
-from pkiforge.x509.keys import as_issuer_public_key, check_public_key, signature_hash
+from pkiforge.x509.keys import check_public_key, signature_hash
 
 _CA_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 ROOT_NAME = "root"
@@ -41,10 +42,12 @@ def validate_ca_name(name: str) -> str:
 def ca_subject(organization: str, name: str, *, root: bool) -> x509.Name:
     """`CN=<org> Root CA` or `CN=<org> <name> CA`, `O=<org>`."""
     cn = f"{organization} Root CA" if root else f"{organization} {name} CA"
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-        x509.NameAttribute(NameOID.COMMON_NAME, cn[:64]),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn[:64]),
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,13 @@ class CAValidity:
     not_after: dt.datetime
 
     @classmethod
-    def starting(cls, now: dt.datetime, length: dt.timedelta, backdate: dt.timedelta,
-                 cap: dt.datetime | None = None) -> CAValidity:
+    def starting(
+        cls,
+        now: dt.datetime,
+        length: dt.timedelta,
+        backdate: dt.timedelta,
+        cap: dt.datetime | None = None,
+    ) -> CAValidity:
         """From now (backdated) for `length`, never beyond `cap` (the issuer's notAfter)."""
         start = utc(now).replace(microsecond=0)
         end = start + length
@@ -78,9 +86,10 @@ def build_root(
     """A self-signed root CA certificate."""
     public = key.public_key()
     builder = _base(subject, subject, public, serial, validity)
-    builder = add_ca_extensions(builder, public_key=public, issuer=None,
-                                path_length=path_length, urls=DistributionURLs())
-    return builder.sign(key, signature_hash(public))  # type: ignore[arg-type]
+    builder = add_ca_extensions(
+        builder, public_key=public, issuer=None, path_length=path_length, urls=DistributionURLs()
+    )
+    return sign_certificate(key, builder)
 
 
 def build_intermediate(
@@ -89,26 +98,31 @@ def build_intermediate(
     *,
     serial: int,
     validity: CAValidity,
-    issuer: x509.Certificate,
-    issuer_key: CertificateIssuerPrivateKeyTypes,
+    issuer: SigningCA,
     urls: DistributionURLs,
     path_length: int = 0,
 ) -> x509.Certificate:
     """An intermediate CA certificate signed by `issuer` (normally the root)."""
     check_public_key(public_key)
-    builder = _base(subject, issuer.subject, public_key, serial, validity)
-    builder = add_ca_extensions(builder, public_key=public_key, issuer=issuer,
-                                path_length=path_length, urls=urls)
-    algorithm = signature_hash(as_issuer_public_key(issuer_key.public_key()))
-    return builder.sign(issuer_key, algorithm)  # type: ignore[arg-type]
+    builder = _base(subject, issuer.certificate.subject, public_key, serial, validity)
+    builder = add_ca_extensions(
+        builder,
+        public_key=public_key,
+        issuer=issuer.certificate,
+        path_length=path_length,
+        urls=urls,
+    )
+    return issuer.sign_certificate(builder)
 
 
 def build_intermediate_csr(
     key: CertificateIssuerPrivateKeyTypes, subject: x509.Name
 ) -> x509.CertificateSigningRequest:
     """A CSR asking the (offline) root to certify an intermediate CA key."""
-    builder = x509.CertificateSigningRequestBuilder().subject_name(subject).add_extension(
-        x509.BasicConstraints(ca=True, path_length=0), critical=True
+    builder = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
     )
     return builder.sign(key, signature_hash(key.public_key()))  # type: ignore[arg-type]
 
@@ -141,11 +155,13 @@ def check_ca_certificate(cert: x509.Certificate, *, expect_root: bool) -> None:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
         cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     except x509.ExtensionNotFound as exc:
-        raise InvalidInput(f"not a CA certificate: {exc.oid._name} missing",
-                           field="certificate") from None
+        raise InvalidInput(
+            f"not a CA certificate: {exc.oid._name} missing", field="certificate"
+        ) from None
     if not bc.ca:
-        raise InvalidInput("not a CA certificate: basicConstraints cA is false",
-                           field="certificate")
+        raise InvalidInput(
+            "not a CA certificate: basicConstraints cA is false", field="certificate"
+        )
     self_signed = cert.issuer == cert.subject
     if expect_root and not self_signed:
         raise InvalidInput("a root CA certificate must be self-signed", field="certificate")

@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from pkiforge.ca.policy import Draft
+from pkiforge.ca.signing import SigningCA
 from pkiforge.x509.extensions import DistributionURLs, add_leaf_extensions
-from pkiforge.x509.keys import as_issuer_public_key, signature_hash
 
 
 def sign_leaf(
     draft: Draft,
     *,
     serial: int,
-    issuer: x509.Certificate,
-    issuer_key: CertificateIssuerPrivateKeyTypes,
+    issuer: SigningCA,
     urls: DistributionURLs,
 ) -> x509.Certificate:
     """Build and sign the leaf certificate described by `draft`."""
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, draft.common_name)]))
-        .issuer_name(issuer.subject)
+        .issuer_name(issuer.certificate.subject)
         .public_key(draft.public_key)
         .serial_number(serial)
         .not_valid_before(draft.not_before)
@@ -32,10 +30,9 @@ def sign_leaf(
     builder = add_leaf_extensions(
         builder,
         public_key=draft.public_key,
-        issuer=issuer,
+        issuer=issuer.certificate,
         names=draft.names,
         ekus=draft.profile.ekus,
         urls=urls,
     )
-    algorithm = signature_hash(as_issuer_public_key(issuer_key.public_key()))
-    return builder.sign(issuer_key, algorithm)  # type: ignore[arg-type]
+    return issuer.sign_certificate(builder)

@@ -59,10 +59,17 @@ class CertificateService:
     def __init__(self, ctx: CAContext) -> None:
         self.ctx = ctx
 
-    def request_from_csr(self, csr_data: bytes, *, common_name: str | None = None,
-                         extra_names: Sequence[str] = (), service_id: str | None = None,
-                         profile: str = "service", issuer: str | None = None,
-                         validity: dt.timedelta | None = None) -> IssueRequest:
+    def request_from_csr(
+        self,
+        csr_data: bytes,
+        *,
+        common_name: str | None = None,
+        extra_names: Sequence[str] = (),
+        service_id: str | None = None,
+        profile: str = "service",
+        issuer: str | None = None,
+        validity: dt.timedelta | None = None,
+    ) -> IssueRequest:
         """Check a CSR and turn it into an IssueRequest (its CN and SANs are requested names).
 
         Raises:
@@ -76,13 +83,24 @@ class CertificateService:
             raise InvalidInput("CSR has no common name and no DNS or IP SAN", field="csr")
         if service_id is None:
             service_id = next(
-                (s for n in names if n.kind == "URI"
-                 and (s := service_from_spiffe(n.value, self.ctx.config.trust_domain))), None)
+                (
+                    s
+                    for n in names
+                    if n.kind == "URI"
+                    and (s := service_from_spiffe(n.value, self.ctx.config.trust_domain))
+                ),
+                None,
+            )
         return IssueRequest(checked.public_key, cn, names, service_id, profile, issuer, validity)
 
-    def issue(self, request: IssueRequest, actor: Actor = OPERATOR,
-              *, server_generated_key: bool = False, renewed_from: int | None = None
-              ) -> CertificateRecord:
+    def issue(
+        self,
+        request: IssueRequest,
+        actor: Actor = OPERATOR,
+        *,
+        server_generated_key: bool = False,
+        renewed_from: int | None = None,
+    ) -> CertificateRecord:
         """Apply policy, record the serial, sign, record the certificate, audit.
 
         Raises:
@@ -90,39 +108,61 @@ class CertificateService:
             NotFound, Conflict: unknown or unusable issuer. BadPassphrase: key locked.
         """
         ca = self._issuer(request.issuer)
-        key = self.ctx.signing_key(ca)
+        signer = self.ctx.signer(ca)
         draft = self._draft(request, ca)
-        assert ca.certificate is not None
-        issuer_cert = ca.certificate
         reservation = CertificateRecord(
-            serial=0, issuer=ca.name, profile=draft.profile.name, common_name=draft.common_name,
-            names=tuple(str(n) for n in draft.names), status=CertStatus.PENDING,
-            created_at=self.ctx.clock.now(), service_id=draft.service_id,
-            server_generated_key=server_generated_key, renewed_from=renewed_from)
-        serial, cert = self.ctx.sign_recorded(reservation, lambda s: sign_leaf(
-            draft, serial=s, issuer=issuer_cert, issuer_key=key,
-            urls=self.ctx.config.urls.for_issuer(ca.name)))
+            serial=0,
+            issuer=ca.name,
+            profile=draft.profile.name,
+            common_name=draft.common_name,
+            names=tuple(str(n) for n in draft.names),
+            status=CertStatus.PENDING,
+            created_at=self.ctx.clock.now(),
+            service_id=draft.service_id,
+            server_generated_key=server_generated_key,
+            renewed_from=renewed_from,
+        )
+        serial, cert = self.ctx.sign_recorded(
+            reservation,
+            lambda s: sign_leaf(
+                draft,
+                serial=s,
+                issuer=signer,
+                urls=self.ctx.config.urls.for_issuer(ca.name),
+            ),
+        )
         with self.ctx.store.transaction() as tx:
             record = self.ctx.complete(tx, serial, cert)
             action = "cert.renew" if renewed_from is not None else "cert.issue"
-            details = {"issuer": ca.name, "profile": draft.profile.name,
-                       "service": draft.service_id, "names": list(record.names),
-                       "not_after": record.not_after, "server_generated_key": server_generated_key}
+            details = {
+                "issuer": ca.name,
+                "profile": draft.profile.name,
+                "service": draft.service_id,
+                "names": list(record.names),
+                "not_after": record.not_after,
+                "server_generated_key": server_generated_key,
+            }
             if renewed_from is not None:
                 details["renewed_from"] = f"{renewed_from:x}"
             self.ctx.audit(tx, actor, action, record.serial_hex, details)
         return record
 
-    def issue_with_new_key(self, request_without_key: IssueRequest, key_type: KeyType,
-                           actor: Actor = OPERATOR
-                           ) -> tuple[CertificateRecord, CertificateIssuerPrivateKeyTypes]:
+    def issue_with_new_key(
+        self, request_without_key: IssueRequest, key_type: KeyType, actor: Actor = OPERATOR
+    ) -> tuple[CertificateRecord, CertificateIssuerPrivateKeyTypes]:
         """Make the key here (the admin flow) and issue for it; the key is not stored."""
         key = generate_key(key_type)
         request = replace(request_without_key, public_key=key.public_key())
         return self.issue(request, actor, server_generated_key=True), key
 
-    def renew(self, serial: int, *, csr_data: bytes | None = None,
-              validity: dt.timedelta | None = None, actor: Actor = OPERATOR) -> CertificateRecord:
+    def renew(
+        self,
+        serial: int,
+        *,
+        csr_data: bytes | None = None,
+        validity: dt.timedelta | None = None,
+        actor: Actor = OPERATOR,
+    ) -> CertificateRecord:
         """Issue a successor with the same names, profile, service and issuer.
 
         The same public key is reused unless a CSR brings a new one; a CSR may not ask for
@@ -134,8 +174,11 @@ class CertificateService:
         """
         old = self.get(serial)
         if old.status is not CertStatus.ACTIVE or old.certificate is None:
-            raise Conflict(f"certificate {old.serial_hex} is {old.status.value}; "
-                           "only an active certificate can be renewed", field="serial")
+            raise Conflict(
+                f"certificate {old.serial_hex} is {old.status.value}; "
+                "only an active certificate can be renewed",
+                field="serial",
+            )
         public_key = old.certificate.public_key()
         if csr_data is not None:
             wild = get_profile(self.ctx.config.profiles, old.profile).allow_wildcards
@@ -144,15 +187,24 @@ class CertificateService:
             if extra:
                 raise PolicyViolation(
                     f"renewal keeps the certificate's names; {sorted(extra)[0]} is new: "
-                    "issue a new certificate instead", field="csr")
+                    "issue a new certificate instead",
+                    field="csr",
+                )
             public_key = checked.public_key
         profile = get_profile(self.ctx.config.profiles, old.profile)
         names = [parse_san(n, allow_wildcard=profile.allow_wildcards) for n in old.names]
         lifetime = old.certificate.not_valid_after_utc - old.certificate.not_valid_before_utc
         # same lifetime as before (less the backdate), within today's profile maximum
         keep = min(lifetime - self.ctx.config.backdate, profile.max_validity)
-        request = IssueRequest(public_key, old.common_name, names, old.service_id, old.profile,
-                               old.issuer, validity or keep)
+        request = IssueRequest(
+            public_key,
+            old.common_name,
+            names,
+            old.service_id,
+            old.profile,
+            old.issuer,
+            validity or keep,
+        )
         return self.issue(request, actor, renewed_from=old.serial)
 
     def get(self, serial: int) -> CertificateRecord:
@@ -174,25 +226,28 @@ class CertificateService:
     def _issuer(self, name: str | None) -> CARecord:
         ca = self.ctx.get_ca(name or self.ctx.config.default_issuer)
         if ca.name == ROOT_NAME:
-            raise PolicyViolation("the root CA only signs intermediates; choose an intermediate",
-                                  field="issuer")
+            raise PolicyViolation(
+                "the root CA only signs intermediates; choose an intermediate", field="issuer"
+            )
         return ca
 
     def _draft(self, request: IssueRequest, ca: CARecord) -> Draft:
         assert ca.certificate is not None
         profile = get_profile(self.ctx.config.profiles, request.profile)
-        return apply_rules(Draft(
-            public_key=request.public_key,
-            common_name=request.common_name,
-            names=list(request.names),
-            service_id=request.service_id or request.common_name,
-            profile=profile,
-            trust_domain=self.ctx.config.trust_domain,
-            now=self.ctx.clock.now(),
-            issuer_not_after=ca.certificate.not_valid_after_utc,
-            backdate=self.ctx.config.backdate,
-            validity=request.validity,
-        ))
+        return apply_rules(
+            Draft(
+                public_key=request.public_key,
+                common_name=request.common_name,
+                names=list(request.names),
+                service_id=request.service_id or request.common_name,
+                profile=profile,
+                trust_domain=self.ctx.config.trust_domain,
+                now=self.ctx.clock.now(),
+                issuer_not_after=ca.certificate.not_valid_after_utc,
+                backdate=self.ctx.config.backdate,
+                validity=request.validity,
+            )
+        )
 
 
 def _first_dns(names: Sequence[SubjectName]) -> str | None:

@@ -94,7 +94,11 @@ class CertificateRecord:
 
     def state(self, now: dt.datetime) -> CertStatus:
         """The status as of `now`: an active certificate past notAfter is expired."""
-        if self.status is CertStatus.ACTIVE and self.not_after is not None and self.not_after <= now:
+        if (
+            self.status is CertStatus.ACTIVE
+            and self.not_after is not None
+            and self.not_after <= now
+        ):
             return CertStatus.EXPIRED
         return self.status
 

@@ -63,8 +63,9 @@ def common_name_in_sans(draft: Draft) -> None:
     """The CN must be a DNS name or IP and is always among the SANs (RFC 6125 §6.4.4)."""
     if not draft.common_name:
         raise InvalidName("a common name is required", field="common_name")
-    cn = parse_san(draft.common_name, allow_wildcard=draft.profile.allow_wildcards,
-                   field="common_name")
+    cn = parse_san(
+        draft.common_name, allow_wildcard=draft.profile.allow_wildcards, field="common_name"
+    )
     if cn.kind == "URI":
         raise InvalidName(
             f"common name {draft.common_name!r} must be a DNS name or an IP address",

@@ -48,8 +48,9 @@ class AuditRepository(Protocol):
 
     def add(self, entry: AuditEntry) -> None: ...
     def iterate(self) -> Iterator[AuditEntry]: ...
-    def recent(self, limit: int, action: str | None = None,
-               subject: str | None = None) -> list[AuditEntry]: ...
+    def recent(
+        self, limit: int, action: str | None = None, subject: str | None = None
+    ) -> list[AuditEntry]: ...
 
 
 class Transaction(Protocol):
@@ -73,8 +74,9 @@ class Store(Protocol):
 class KeyStore(Protocol):
     """Custody of CA private keys; the passphrase stays inside the implementation."""
 
-    def save(self, name: str, key: CertificateIssuerPrivateKeyTypes,
-             location: str | None = None) -> str:
+    def save(
+        self, name: str, key: CertificateIssuerPrivateKeyTypes, location: str | None = None
+    ) -> str:
         """Store a new key; return the reference to record with the CA."""
 
     def load(self, key_ref: str) -> CertificateIssuerPrivateKeyTypes:

@@ -21,9 +21,14 @@ class RevocationService:
     def __init__(self, ctx: CAContext) -> None:
         self.ctx = ctx
 
-    def revoke(self, serial: int, reason: x509.ReasonFlags, *,
-               invalidity_date: dt.datetime | None = None, actor: Actor = OPERATOR
-               ) -> CertificateRecord:
+    def revoke(
+        self,
+        serial: int,
+        reason: x509.ReasonFlags,
+        *,
+        invalidity_date: dt.datetime | None = None,
+        actor: Actor = OPERATOR,
+    ) -> CertificateRecord:
         """Mark a certificate revoked; it appears on its issuer's next CRL.
 
         Raises:
@@ -40,44 +45,70 @@ class RevocationService:
             if record.status is CertStatus.REVOKED and record.revocation is not None:
                 raise Conflict(
                     f"certificate {record.serial_hex} is already revoked "
-                    f"({reason_name(record.revocation.reason)})", field="serial")
+                    f"({reason_name(record.revocation.reason)})",
+                    field="serial",
+                )
             if record.status is not CertStatus.ACTIVE:
-                raise Conflict(f"certificate {record.serial_hex} is {record.status.value}; "
-                               "nothing was issued to revoke", field="serial")
+                raise Conflict(
+                    f"certificate {record.serial_hex} is {record.status.value}; "
+                    "nothing was issued to revoke",
+                    field="serial",
+                )
             revocation = Revocation(reason, now, invalidity_date, str(actor))
             tx.certificates.revoke(serial, revocation)
-            self.ctx.audit(tx, actor, "cert.revoke", record.serial_hex,
-                           {"reason": reason_name(reason), "issuer": record.issuer,
-                            "invalidity_date": invalidity_date})
+            self.ctx.audit(
+                tx,
+                actor,
+                "cert.revoke",
+                record.serial_hex,
+                {
+                    "reason": reason_name(reason),
+                    "issuer": record.issuer,
+                    "invalidity_date": invalidity_date,
+                },
+            )
         return replace(record, status=CertStatus.REVOKED, revocation=revocation)
 
-    def generate_crl(self, issuer: str, *, key_ref: str | None = None,
-                     actor: Actor = OPERATOR) -> CRLRecord:
+    def generate_crl(
+        self, issuer: str, *, key_ref: str | None = None, actor: Actor = OPERATOR
+    ) -> CRLRecord:
         """Sign and store the next CRL of `issuer` (entries of unexpired revoked certificates).
 
         Raises:
             NotFound: unknown CA. Conflict: key offline. BadPassphrase.
         """
         ca = self.ctx.get_ca(issuer)
-        key = self.ctx.signing_key(ca, key_ref)
-        assert ca.certificate is not None
+        signer = self.ctx.signer(ca, key_ref)
         now = utc(self.ctx.clock.now()).replace(microsecond=0)
         with self.ctx.store.transaction() as tx:
             fresh = tx.cas.get(issuer, for_update=True)  # serialises CRL numbers
             assert fresh is not None
             number = fresh.crl_number + 1
             # RFC 5280 §3.3: entries may go once the certificate has expired
-            entries = [r for r in tx.certificates.revoked(issuer)
-                       if r.not_after is None or r.not_after > now]
-            crl = build_crl(issuer=ca.certificate, issuer_key=key, number=number,
-                            this_update=now, next_update=now + self.ctx.config.crl_next_update,
-                            revoked=entries)
-            record = CRLRecord(issuer, number, now, now + self.ctx.config.crl_next_update,
-                               crl.public_bytes(Encoding.DER))
+            entries = [
+                r
+                for r in tx.certificates.revoked(issuer)
+                if r.not_after is None or r.not_after > now
+            ]
+            crl = build_crl(
+                issuer=signer,
+                number=number,
+                this_update=now,
+                next_update=now + self.ctx.config.crl_next_update,
+                revoked=entries,
+            )
+            record = CRLRecord(
+                issuer,
+                number,
+                now,
+                now + self.ctx.config.crl_next_update,
+                crl.public_bytes(Encoding.DER),
+            )
             tx.cas.update(replace(fresh, crl_number=number))
             tx.crls.add(record)
-            self.ctx.audit(tx, actor, "crl.generate", issuer,
-                           {"crl_number": number, "entries": len(entries)})
+            self.ctx.audit(
+                tx, actor, "crl.generate", issuer, {"crl_number": number, "entries": len(entries)}
+            )
         return record
 
     def latest_crl(self, issuer: str) -> CRLRecord:

@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pkiforge.errors import BadPassphrase, InvalidInput, NotFound
 from pkiforge.signers.base import split_ref
 
-_HEADER = re.compile(rb"^pkiforge-kdf: scrypt ln=(\d+) r=(\d+) p=(\d+) salt=([A-Za-z0-9+/=]+)$",
-                     re.MULTILINE)
+_HEADER = re.compile(
+    rb"^pkiforge-kdf: scrypt ln=(\d+) r=(\d+) p=(\d+) salt=([A-Za-z0-9+/=]+)$", re.MULTILINE
+)
 MIN_PASSPHRASE = 12
 
 
@@ -35,17 +36,24 @@ def _stretch(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> byt
     return base64.b64encode(key)
 
 
-def encrypt_key(key: CertificateIssuerPrivateKeyTypes, passphrase: bytes, log2_n: int = 15) -> bytes:
+def encrypt_key(
+    key: CertificateIssuerPrivateKeyTypes, passphrase: bytes, log2_n: int = 15
+) -> bytes:
     """Serialise a private key as KDF line + encrypted PKCS#8 PEM."""
     salt = os.urandom(16)
     password = _stretch(passphrase, salt, log2_n, 8, 1)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.BestAvailableEncryption(password))
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
     header = f"pkiforge-kdf: scrypt ln={log2_n} r=8 p=1 salt={base64.b64encode(salt).decode()}\n"
     return header.encode() + pem
 
 
-def decrypt_key(data: bytes, passphrase: bytes, what: str = "CA key") -> CertificateIssuerPrivateKeyTypes:
+def decrypt_key(
+    data: bytes, passphrase: bytes, what: str = "CA key"
+) -> CertificateIssuerPrivateKeyTypes:
     """Load a key written by `encrypt_key` (or a plain encrypted PKCS#8 PEM).
 
     Raises:
@@ -65,13 +73,16 @@ def decrypt_key(data: bytes, passphrase: bytes, what: str = "CA key") -> Certifi
     try:
         key = serialization.load_pem_private_key(data[start:], password=password)
     except TypeError:
-        raise InvalidInput(f"{what} is not encrypted; refusing an unprotected CA key",
-                           field="key") from None
+        raise InvalidInput(
+            f"{what} is not encrypted; refusing an unprotected CA key", field="key"
+        ) from None
     except ValueError:
-        raise BadPassphrase(f"could not decrypt {what}: wrong passphrase or corrupted file"
-                            ) from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-                      | ed25519.Ed25519PrivateKey):
+        raise BadPassphrase(
+            f"could not decrypt {what}: wrong passphrase or corrupted file"
+        ) from None
+    if not isinstance(
+        key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    ):
         raise InvalidInput(f"{what} is of a type that cannot sign certificates", field="key")
     return key
 
@@ -102,8 +113,10 @@ class FileKeyStore:
 
     def __init__(self, home: Path, passphrase: bytes, log2_n: int = 15) -> None:
         if len(passphrase) < MIN_PASSPHRASE:
-            raise InvalidInput(f"the CA passphrase must be at least {MIN_PASSPHRASE} characters",
-                               field="passphrase")
+            raise InvalidInput(
+                f"the CA passphrase must be at least {MIN_PASSPHRASE} characters",
+                field="passphrase",
+            )
         self._home = home
         self._passphrase = passphrase
         self._log2_n = log2_n
@@ -111,8 +124,9 @@ class FileKeyStore:
     def __repr__(self) -> str:  # never show the passphrase
         return f"FileKeyStore(home={str(self._home)!r})"
 
-    def save(self, name: str, key: CertificateIssuerPrivateKeyTypes,
-             location: str | None = None) -> str:
+    def save(
+        self, name: str, key: CertificateIssuerPrivateKeyTypes, location: str | None = None
+    ) -> str:
         """Encrypt and write the key; return its `file:` reference."""
         path = Path(location) if location else self._home / "ca" / name / "key.pem"
         write_private(path, encrypt_key(key, self._passphrase, self._log2_n))

@@ -44,8 +44,7 @@ def make_engine(url: str) -> Engine:
         _sqlite_pragmas(engine)
         return engine
     if parsed.get_backend_name() != "postgresql":
-        raise InvalidInput("database URL must be sqlite:/// or postgresql://",
-                           field="database_url")
+        raise InvalidInput("database URL must be sqlite:/// or postgresql://", field="database_url")
     return create_engine(parsed, pool_pre_ping=True)
 
 

@@ -46,9 +46,18 @@ class SqlCARepository:
         self.s = session
 
     def add(self, ca: CARecord) -> None:
-        self.s.add(CARow(name=ca.name, kind=ca.kind.value, status=ca.status.value,
-                         parent=ca.parent, cert_pem=_pem(ca.certificate), key_ref=ca.key_ref,
-                         created_at=ca.created_at, crl_number=ca.crl_number))
+        self.s.add(
+            CARow(
+                name=ca.name,
+                kind=ca.kind.value,
+                status=ca.status.value,
+                parent=ca.parent,
+                cert_pem=_pem(ca.certificate),
+                key_ref=ca.key_ref,
+                created_at=ca.created_at,
+                crl_number=ca.crl_number,
+            )
+        )
         try:
             self.s.flush()
         except SAIntegrityError:
@@ -76,8 +85,16 @@ class SqlCARepository:
 
     @staticmethod
     def _domain(row: CARow) -> CARecord:
-        return CARecord(row.name, CAKind(row.kind), CAStatus(row.status), row.parent,
-                        _cert(row.cert_pem), row.key_ref, utc(row.created_at), row.crl_number)
+        return CARecord(
+            row.name,
+            CAKind(row.kind),
+            CAStatus(row.status),
+            row.parent,
+            _cert(row.cert_pem),
+            row.key_ref,
+            utc(row.created_at),
+            row.crl_number,
+        )
 
 
 class SqlCertificateRepository:
@@ -143,8 +160,13 @@ class SqlCertificateRepository:
         elif q.status is not None:
             out.append(c.status == q.status.value)
         if q.expiring_before:
-            out.append(and_(c.status == CertStatus.ACTIVE.value, c.not_after > now,
-                            c.not_after <= q.expiring_before))
+            out.append(
+                and_(
+                    c.status == CertStatus.ACTIVE.value,
+                    c.not_after > now,
+                    c.not_after <= q.expiring_before,
+                )
+            )
         return out
 
     def revoke(self, serial: int, revocation: Revocation) -> None:
@@ -152,15 +174,21 @@ class SqlCertificateRepository:
         if row is None:
             raise Conflict(f"serial {format_serial(serial)} is not stored", field="serial")
         row.status = CertStatus.REVOKED.value
-        self.s.add(RevocationRow(
-            serial_number=row.serial_number, reason=revocation.reason.value,
-            revoked_at=revocation.revoked_at, invalidity_date=revocation.invalidity_date,
-            revoked_by=revocation.revoked_by))
+        self.s.add(
+            RevocationRow(
+                serial_number=row.serial_number,
+                reason=revocation.reason.value,
+                revoked_at=revocation.revoked_at,
+                invalidity_date=revocation.invalidity_date,
+                revoked_by=revocation.revoked_by,
+            )
+        )
         try:
             self.s.flush()
         except SAIntegrityError:
-            raise Conflict(f"serial {row.serial_number} is already revoked",
-                           field="serial") from None
+            raise Conflict(
+                f"serial {row.serial_number} is already revoked", field="serial"
+            ) from None
 
     def revoked(self, issuer: str) -> list[CertificateRecord]:
         stmt = (
@@ -175,17 +203,29 @@ class SqlCertificateRepository:
     def _domain(row: CertificateRow, rev: RevocationRow | None) -> CertificateRecord:
         revocation = None
         if rev is not None:
-            revocation = Revocation(x509.ReasonFlags(rev.reason), utc(rev.revoked_at),
-                                    _ts(rev.invalidity_date), rev.revoked_by)
+            revocation = Revocation(
+                x509.ReasonFlags(rev.reason),
+                utc(rev.revoked_at),
+                _ts(rev.invalidity_date),
+                rev.revoked_by,
+            )
         return CertificateRecord(
-            serial=int(row.serial_number, 16), issuer=row.issuer, profile=row.profile,
-            common_name=row.common_name, names=tuple(row.names or ()),
-            status=CertStatus(row.status), created_at=utc(row.created_at),
-            service_id=row.service_id, not_before=_ts(row.not_before),
-            not_after=_ts(row.not_after), fingerprint=row.fingerprint_sha256,
-            certificate=_cert(row.pem), server_generated_key=row.server_generated_key,
+            serial=int(row.serial_number, 16),
+            issuer=row.issuer,
+            profile=row.profile,
+            common_name=row.common_name,
+            names=tuple(row.names or ()),
+            status=CertStatus(row.status),
+            created_at=utc(row.created_at),
+            service_id=row.service_id,
+            not_before=_ts(row.not_before),
+            not_after=_ts(row.not_after),
+            fingerprint=row.fingerprint_sha256,
+            certificate=_cert(row.pem),
+            server_generated_key=row.server_generated_key,
             renewed_from=int(row.renewed_from, 16) if row.renewed_from else None,
-            revocation=revocation)
+            revocation=revocation,
+        )
 
 
 class SqlCRLRepository:
@@ -193,17 +233,26 @@ class SqlCRLRepository:
         self.s = session
 
     def add(self, crl: CRLRecord) -> None:
-        self.s.add(CRLRow(issuer=crl.issuer, number=crl.number, this_update=crl.this_update,
-                          next_update=crl.next_update, der=crl.der))
+        self.s.add(
+            CRLRow(
+                issuer=crl.issuer,
+                number=crl.number,
+                this_update=crl.this_update,
+                next_update=crl.next_update,
+                der=crl.der,
+            )
+        )
         self.s.flush()
 
     def latest(self, issuer: str) -> CRLRecord | None:
-        row = self.s.scalars(select(CRLRow).where(CRLRow.issuer == issuer)
-                             .order_by(CRLRow.number.desc()).limit(1)).first()
+        row = self.s.scalars(
+            select(CRLRow).where(CRLRow.issuer == issuer).order_by(CRLRow.number.desc()).limit(1)
+        ).first()
         if row is None:
             return None
-        return CRLRecord(row.issuer, row.number, utc(row.this_update), utc(row.next_update),
-                         row.der)
+        return CRLRecord(
+            row.issuer, row.number, utc(row.this_update), utc(row.next_update), row.der
+        )
 
 
 _AUDIT_LOCK = zlib.crc32(b"pkiforge.audit_log")
@@ -221,18 +270,30 @@ class SqlAuditRepository:
         return self._domain(row) if row else None
 
     def add(self, entry: AuditEntry) -> None:
-        self.s.add(AuditRow(seq=entry.seq, at=entry.at, actor=entry.actor,
-                            address=entry.address, action=entry.action, subject=entry.subject,
-                            details=entry.details, prev_hash=entry.prev_hash, hash=entry.hash))
+        self.s.add(
+            AuditRow(
+                seq=entry.seq,
+                at=entry.at,
+                actor=entry.actor,
+                address=entry.address,
+                action=entry.action,
+                subject=entry.subject,
+                details=entry.details,
+                prev_hash=entry.prev_hash,
+                hash=entry.hash,
+            )
+        )
         self.s.flush()
 
     def iterate(self) -> Iterator[AuditEntry]:
-        for row in self.s.scalars(select(AuditRow).order_by(AuditRow.seq)
-                                  .execution_options(yield_per=500)):
+        for row in self.s.scalars(
+            select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=500)
+        ):
             yield self._domain(row)
 
-    def recent(self, limit: int, action: str | None = None,
-               subject: str | None = None) -> list[AuditEntry]:
+    def recent(
+        self, limit: int, action: str | None = None, subject: str | None = None
+    ) -> list[AuditEntry]:
         stmt = select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit)
         if action:
             stmt = stmt.where(AuditRow.action == action)
@@ -242,5 +303,14 @@ class SqlAuditRepository:
 
     @staticmethod
     def _domain(row: AuditRow) -> AuditEntry:
-        return AuditEntry(row.seq, utc(row.at), row.actor, row.address, row.action, row.subject,
-                          dict(row.details or {}), row.prev_hash, row.hash)
+        return AuditEntry(
+            row.seq,
+            utc(row.at),
+            row.actor,
+            row.address,
+            row.action,
+            row.subject,
+            dict(row.details or {}),
+            row.prev_hash,
+            row.hash,
+        )

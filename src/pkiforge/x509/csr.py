@@ -84,9 +84,9 @@ def _common_name(csr: x509.CertificateSigningRequest) -> str | None:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
-def _requested_names(csr: x509.CertificateSigningRequest, allow_wildcard: bool) -> list[
-    SubjectName
-]:
+def _requested_names(
+    csr: x509.CertificateSigningRequest, allow_wildcard: bool
+) -> list[SubjectName]:
     try:
         ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:

@@ -50,7 +50,9 @@ def eku_oids(names: Sequence[str]) -> list[x509.ObjectIdentifier]:
     return out
 
 
-def _key_usage(*, digital_signature: bool, key_encipherment: bool, cert_sign: bool) -> x509.KeyUsage:
+def _key_usage(
+    *, digital_signature: bool, key_encipherment: bool, cert_sign: bool
+) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=digital_signature,
         content_commitment=False,
@@ -64,21 +66,31 @@ def _key_usage(*, digital_signature: bool, key_encipherment: bool, cert_sign: bo
     )
 
 
-def _distribution(builder: x509.CertificateBuilder, urls: DistributionURLs) -> x509.CertificateBuilder:
+def _distribution(
+    builder: x509.CertificateBuilder, urls: DistributionURLs
+) -> x509.CertificateBuilder:
     if urls.crl:
         point = x509.DistributionPoint(
             full_name=[x509.UniformResourceIdentifier(urls.crl)],
-            relative_name=None, reasons=None, crl_issuer=None,
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
         )
         builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     access = []
     if urls.ocsp:
-        access.append(x509.AccessDescription(
-            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)))
+        access.append(
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)
+            )
+        )
     if urls.ca_issuers:
-        access.append(x509.AccessDescription(
-            AuthorityInformationAccessOID.CA_ISSUERS,
-            x509.UniformResourceIdentifier(urls.ca_issuers)))
+        access.append(
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS,
+                x509.UniformResourceIdentifier(urls.ca_issuers),
+            )
+        )
     if access:
         builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
     return builder
@@ -132,8 +144,9 @@ def add_ca_extensions(
         else _authority_key_id(issuer)
     )
     builder = (
-        builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length),
-                              critical=True)
+        builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=path_length), critical=True
+        )
         .add_extension(
             _key_usage(digital_signature=True, key_encipherment=False, cert_sign=True),
             critical=True,

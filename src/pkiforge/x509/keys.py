@@ -18,9 +18,18 @@ from pkiforge.errors import InvalidInput, WeakKey
 KeyType = Literal["rsa2048", "rsa3072", "rsa4096", "p256", "p384", "ed25519"]
 KEY_TYPES: tuple[KeyType, ...] = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384", "ed25519")
 _ALIASES = {
-    "rsa": "rsa2048", "rsa-2048": "rsa2048", "rsa-3072": "rsa3072", "rsa-4096": "rsa4096",
-    "ec": "p256", "ecdsa": "p256", "ecdsa-p256": "p256", "p-256": "p256", "secp256r1": "p256",
-    "ecdsa-p384": "p384", "p-384": "p384", "secp384r1": "p384",
+    "rsa": "rsa2048",
+    "rsa-2048": "rsa2048",
+    "rsa-3072": "rsa3072",
+    "rsa-4096": "rsa4096",
+    "ec": "p256",
+    "ecdsa": "p256",
+    "ecdsa-p256": "p256",
+    "p-256": "p256",
+    "secp256r1": "p256",
+    "ecdsa-p384": "p384",
+    "p-384": "p384",
+    "secp384r1": "p384",
 }
 MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 8192

@@ -85,9 +85,7 @@ def _check_wildcard(name: str, labels: list[str], allowed: bool, field: str) -> 
             field=field,
         )
     if not allowed:
-        raise PolicyViolation(
-            f"wildcard {name!r} is not allowed by this profile", field=field
-        )
+        raise PolicyViolation(f"wildcard {name!r} is not allowed by this profile", field=field)
 
 
 def validate_ip(text: str, field: str = "san") -> str:
@@ -128,15 +126,16 @@ def parse_san(text: str, *, allow_wildcard: bool, field: str = "san") -> Subject
         norm = _KIND_ALIASES[kind.strip().lower()]
     elif sep and kind.strip().lower() in ("http", "https", "spiffe"):
         norm, value = "URI", text
-    elif sep and ":" in value or not sep:  # bare IPv6 or bare name
+    elif (sep and ":" in value) or not sep:  # bare IPv6 or bare name
         norm, value = _guess_kind(text), text
     else:
         raise InvalidName(
             f"unknown SAN type {kind!r} in {text!r}: use DNS:, IP: or URI:", field=field
         )
     if norm == "DNS":
-        return SubjectName("DNS", validate_dns_name(value, allow_wildcard=allow_wildcard,
-                                                     field=field))
+        return SubjectName(
+            "DNS", validate_dns_name(value, allow_wildcard=allow_wildcard, field=field)
+        )
     if norm == "IP":
         return SubjectName("IP", validate_ip(value, field))
     return SubjectName("URI", validate_uri(value, field))
@@ -150,9 +149,9 @@ def _guess_kind(value: str) -> str:
     return "IP"
 
 
-def from_general_names(names: Iterable[x509.GeneralName], *, allow_wildcard: bool) -> list[
-    SubjectName
-]:
+def from_general_names(
+    names: Iterable[x509.GeneralName], *, allow_wildcard: bool
+) -> list[SubjectName]:
     """Convert a SAN extension's names, refusing kinds we do not issue.
 
     Raises:
@@ -161,8 +160,9 @@ def from_general_names(names: Iterable[x509.GeneralName], *, allow_wildcard: boo
     out: list[SubjectName] = []
     for gn in names:
         if isinstance(gn, x509.DNSName):
-            out.append(SubjectName("DNS", validate_dns_name(gn.value,
-                                                            allow_wildcard=allow_wildcard)))
+            out.append(
+                SubjectName("DNS", validate_dns_name(gn.value, allow_wildcard=allow_wildcard))
+            )
         elif isinstance(gn, x509.IPAddress):
             if not isinstance(gn.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
                 raise InvalidName(f"IP network {gn.value} is not a host address", field="san")

@@ -12,8 +12,11 @@ connection = config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("run migrations through `pkiforge db upgrade`")
 
-context.configure(connection=connection, target_metadata=Base.metadata,
-                  render_as_batch=connection.dialect.name == "sqlite")
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
 with context.begin_transaction():
     if connection.dialect.name == "postgresql":
         # two replicas starting at once must not both migrate
