@@ -11,7 +11,7 @@ from pkiforge.ca.lifecycle import CertificateService
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.settings import Settings
-from pkiforge.signers.file import FileKeyStore
+from pkiforge.signers.file import FileKeyStore, PassphraseSource
 from pkiforge.store.db import SqlStore
 
 
@@ -31,7 +31,10 @@ class Pki:
 
 
 def build_pki(
-    settings: Settings, passphrase: bytes, clock: Clock | None = None, store: SqlStore | None = None
+    settings: Settings,
+    passphrase: bytes | PassphraseSource,
+    clock: Clock | None = None,
+    store: SqlStore | None = None,
 ) -> Pki:
     """Open the store (migrating it on first use) and wire the services.
 

@@ -119,7 +119,9 @@ def _require_fit(algorithm: SignatureAlgorithm, key: PublicKey | PrivateKey) -> 
         raise InvalidInput(f"key type does not fit algorithm {algorithm}", field="algorithm")
 
 
-def _rsa_padding(algorithm: SignatureAlgorithm) -> tuple[padding.AsymmetricPadding, hashes.HashAlgorithm]:
+def _rsa_padding(
+    algorithm: SignatureAlgorithm,
+) -> tuple[padding.AsymmetricPadding, hashes.HashAlgorithm]:
     if algorithm is SignatureAlgorithm.RSA_PSS_SHA512:
         # RFC 9421 §3.3.1: MGF1 with SHA-512 and a 64-byte salt.
         return padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=64), hashes.SHA512()
@@ -180,9 +182,7 @@ def load_public_key(pem: bytes) -> PublicKey:
     except (ValueError, TypeError) as exc:
         raise InvalidInput("not a PEM public key", field="public_key") from exc
     check_key_policy(key)
-    assert isinstance(
-        key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-    )
+    assert isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey)
     return key
 
 

@@ -46,7 +46,9 @@ class FailureTracker(Protocol):
 
 def _blocked(seconds: float) -> RateLimited:
     retry = max(1, math.ceil(seconds))
-    return RateLimited(f"too many failed authentication attempts; retry in {retry} s", retry_after=retry)
+    return RateLimited(
+        f"too many failed authentication attempts; retry in {retry} s", retry_after=retry
+    )
 
 
 class InMemoryFailureTracker:

@@ -213,7 +213,9 @@ class RequestVerifier:
         if not verify_legacy_signature(key.public_key, legacy.signature, legacy.payload):
             raise _fail("signature does not verify")
         self._check_nonce(legacy.key_id, legacy.nonce, created, None)
-        return VerifiedIdentity(key.key_id, key.client_name, "rsa-pss-sha256", "pki-legacy", created)
+        return VerifiedIdentity(
+            key.key_id, key.client_name, "rsa-pss-sha256", "pki-legacy", created
+        )
 
 
 def _check_coverage(entry: SignatureEntry, request: HttpRequest) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -108,18 +109,35 @@ def write_private(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-class FileKeyStore:
-    """Keys under `<home>/ca/<name>/key.pem`, or at an explicit location (offline root)."""
+PassphraseSource = Callable[[], bytes]
 
-    def __init__(self, home: Path, passphrase: bytes, log2_n: int = 15) -> None:
-        if len(passphrase) < MIN_PASSPHRASE:
-            raise InvalidInput(
-                f"the CA passphrase must be at least {MIN_PASSPHRASE} characters",
-                field="passphrase",
-            )
+
+class FileKeyStore:
+    """Keys under `<home>/ca/<name>/key.pem`, or at an explicit location (offline root).
+
+    The passphrase is asked of `passphrase` only when a key is first saved or loaded, so
+    read-only commands never prompt.
+    """
+
+    def __init__(self, home: Path, passphrase: bytes | PassphraseSource, log2_n: int = 15) -> None:
         self._home = home
-        self._passphrase = passphrase
+        self._source: PassphraseSource = (
+            passphrase if callable(passphrase) else (lambda: passphrase)
+        )
+        self._cached: bytes | None = None
         self._log2_n = log2_n
+
+    @property
+    def _passphrase(self) -> bytes:
+        if self._cached is None:
+            value = self._source()
+            if len(value) < MIN_PASSPHRASE:
+                raise InvalidInput(
+                    f"the CA passphrase must be at least {MIN_PASSPHRASE} characters",
+                    field="passphrase",
+                )
+            self._cached = value
+        return self._cached
 
     def __repr__(self) -> str:  # never show the passphrase
         return f"FileKeyStore(home={str(self._home)!r})"
