@@ -52,8 +52,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from pkiforge.auth.canonical import HttpRequest
 from pkiforge.auth.algorithms import PublicKey
+from pkiforge.auth.canonical import HttpRequest
 from pkiforge.errors import AuthenticationFailed
 
 __all__ = [

@@ -15,7 +15,6 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from pkiforge.auth.algorithms import SignatureAlgorithm
 from pkiforge.auth.algorithms import verify as verify_signature
 from pkiforge.auth.canonical import (
     HttpRequest,
@@ -223,7 +222,7 @@ def _check_coverage(entry: SignatureEntry, request: HttpRequest) -> tuple[str, .
     present = set(covered)
     if '"@method"' not in present:
         raise _fail("signature does not cover @method")
-    if not (_TARGET_ALONE <= present or _TARGET_PARTS <= present):
+    if not (present >= _TARGET_ALONE or present >= _TARGET_PARTS):
         raise _fail("signature does not cover @target-uri (or @authority, @path and @query)")
     needs_digest = bool(request.body) or bool(request.field_lines("content-digest"))
     if needs_digest and '"content-digest"' not in present:

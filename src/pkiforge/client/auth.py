@@ -12,7 +12,7 @@ rsa-v1_5-sha256 if asked), ecdsa-p256-sha256, ecdsa-p384-sha384, ed25519.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 
 import httpx
 
@@ -138,7 +138,7 @@ try:  # a `requests` variant, only where requests is installed
     import requests.auth
 
     class SigningRequestsAuth(requests.auth.AuthBase):
-        """The same signatures for `requests`: `requests.post(url, auth=SigningRequestsAuth(...))`."""
+        """The same signatures for `requests`: `requests.post(url, auth=SigningRequestsAuth(s))`."""
 
         def __init__(self, signer: RequestSigner) -> None:
             self.signer = signer
@@ -150,12 +150,18 @@ try:  # a `requests` variant, only where requests is installed
             if not isinstance(body, bytes):
                 raise TypeError("streamed request bodies cannot be signed; pass bytes")
             fields = self.signer.signature_headers(
-                request.method or "GET", request.url or "", list(request.headers.items()), body
+                request.method or "GET",
+                request.url or "",
+                _text_headers(request.headers.items()),
+                body,
             )
             for name in _REPLACED:
                 request.headers.pop(name, None)
             request.headers.update(fields)
             return request
+
+    def _text_headers(items: Iterable[tuple[str, str | bytes]]) -> list[tuple[str, str]]:
+        return [(k, v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in items]
 
     __all__ += ["SigningRequestsAuth"]
 except ImportError:  # pragma: no cover - requests is optional

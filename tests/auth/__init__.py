@@ -1,0 +1,1 @@
+"""Tests for pkiforge.auth and pkiforge.client.auth."""
