@@ -35,13 +35,13 @@ from pkiforge.x509.names import SubjectName, parse_san, service_from_spiffe
 class IssueRequest:
     """What to certify; None fields take the profile's or configuration's default."""
 
-    public_key: CertificatePublicKeyTypes
     common_name: str
     names: Sequence[SubjectName] = ()
     service_id: str | None = None
     profile: str = "service"
     issuer: str | None = None
     validity: dt.timedelta | None = None
+    public_key: CertificatePublicKeyTypes | None = None  # None: `issue_with_new_key` makes one
 
 
 def parse_names(values: Sequence[str], *, allow_wildcard: bool) -> list[SubjectName]:
@@ -91,7 +91,7 @@ class CertificateService:
                 ),
                 None,
             )
-        return IssueRequest(checked.public_key, cn, names, service_id, profile, issuer, validity)
+        return IssueRequest(cn, names, service_id, profile, issuer, validity, checked.public_key)
 
     def issue(
         self,
@@ -108,8 +108,8 @@ class CertificateService:
             NotFound, Conflict: unknown or unusable issuer. BadPassphrase: key locked.
         """
         ca = self._issuer(request.issuer)
+        draft = self._draft(request, ca)  # refuse bad requests before touching the key
         signer = self.ctx.signer(ca)
-        draft = self._draft(request, ca)
         reservation = CertificateRecord(
             serial=0,
             issuer=ca.name,
@@ -197,13 +197,13 @@ class CertificateService:
         # same lifetime as before (less the backdate), within today's profile maximum
         keep = min(lifetime - self.ctx.config.backdate, profile.max_validity)
         request = IssueRequest(
-            public_key,
             old.common_name,
             names,
             old.service_id,
             old.profile,
             old.issuer,
             validity or keep,
+            public_key,
         )
         return self.issue(request, actor, renewed_from=old.serial)
 
@@ -233,6 +233,8 @@ class CertificateService:
 
     def _draft(self, request: IssueRequest, ca: CARecord) -> Draft:
         assert ca.certificate is not None
+        if request.public_key is None:
+            raise InvalidInput("a public key (CSR) is required", field="csr")
         profile = get_profile(self.ctx.config.profiles, request.profile)
         return apply_rules(
             Draft(

@@ -1,0 +1,197 @@
+"""`pkiforge ca ...`: the hierarchy, offline root signing, imports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from pkiforge.ca.hierarchy import ROOT_NAME
+from pkiforge.cli.files import check_writable, load_certificate, read_input, write_output
+from pkiforge.cli.init_cmd import ca_summary, show_ca, show_cas
+from pkiforge.cli.output import emit_json, out, progress
+from pkiforge.cli.state import CliState
+from pkiforge.durations import parse_duration
+from pkiforge.errors import InvalidInput
+from pkiforge.signers.file import decrypt_key
+from pkiforge.x509.keys import parse_key_type
+
+app = typer.Typer(help="The CA hierarchy.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+RootKeyOpt = Annotated[
+    Path | None,
+    typer.Option("--root-key", help="Location of the offline root key (encrypted PEM)."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output files.")]
+
+
+@app.command("list")
+def list_cas(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List the root and the intermediates."""
+    cas = ctx.obj.pki.hierarchy.all()
+    if json_out:
+        emit_json([ca_summary(c) for c in cas])
+    else:
+        show_cas(cas)
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: str, json_out: JsonOpt = False) -> None:
+    """Show one CA."""
+    ca = ctx.obj.pki.hierarchy.get(name)
+    if json_out:
+        emit_json(ca_summary(ca))
+    else:
+        show_ca(ca)
+
+
+@app.command("chain")
+def chain(
+    ctx: typer.Context,
+    name: str,
+    out_file: Annotated[Path, typer.Option("--out", help="File, or - for stdout.")] = Path("-"),
+    force: ForceOpt = False,
+) -> None:
+    """PEM bundle of NAME followed by its issuers up to the root."""
+    check_writable([out_file], force)
+    certs = ctx.obj.pki.hierarchy.chain(name)
+    write_output(out_file, b"".join(c.public_bytes(Encoding.PEM) for c in certs))
+
+
+@app.command("create-intermediate")
+def create_intermediate(
+    ctx: typer.Context,
+    name: str,
+    key_type: Annotated[
+        str | None, typer.Option(help="rsa2048 (default), p256, p384, ed25519.")
+    ] = None,
+    validity: Annotated[str | None, typer.Option(help="e.g. 1825d (default).")] = None,
+    csr_out: Annotated[
+        Path | None,
+        typer.Option(help="Keep the key here but write a CSR for an offline root to sign."),
+    ] = None,
+    root_key: RootKeyOpt = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add an issuing intermediate (e.g. infrastructure, agents, external)."""
+    state: CliState = ctx.obj
+    kt = parse_key_type(key_type) if key_type else None
+    if csr_out is not None:
+        check_writable([csr_out], force)
+        with progress(not json_out) as step:
+            step(f"generating the {name} key")
+            csr = state.pki.hierarchy.create_intermediate_csr(name, kt)
+        write_output(csr_out, csr.public_bytes(Encoding.PEM))
+        if json_out:
+            emit_json({"name": name, "status": "pending", "csr": str(csr_out)})
+        else:
+            out.print(
+                f"Wrote CSR for intermediate {name!r} to {csr_out}. Sign it where the root "
+                f"key is (pkiforge ca sign-intermediate --csr {csr_out}), then run "
+                f"pkiforge ca import-intermediate {name} --cert SIGNED.pem"
+            )
+        return
+    with progress(not json_out) as step:
+        step(f"generating and certifying the {name} key")
+        ca = state.pki.hierarchy.create_intermediate(
+            name,
+            kt,
+            parse_duration(validity) if validity else None,
+            root_key_ref=str(root_key.resolve()) if root_key else None,
+        )
+    if json_out:
+        emit_json(ca_summary(ca))
+    else:
+        show_ca(ca)
+
+
+@app.command("sign-intermediate")
+def sign_intermediate(
+    ctx: typer.Context,
+    csr: Annotated[Path, typer.Option(help="The intermediate's CSR.")],
+    name: Annotated[str | None, typer.Option(help="CA name (default: from the CSR).")] = None,
+    validity: Annotated[str | None, typer.Option(help="e.g. 1825d (default).")] = None,
+    out_file: Annotated[Path, typer.Option("--out", help="File, or - for stdout.")] = Path("-"),
+    root_key: RootKeyOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Root side of offline signing: certify an intermediate CSR with the root key."""
+    check_writable([out_file], force)
+    cert = ctx.obj.pki.hierarchy.sign_intermediate(
+        read_input(csr, "CSR", "csr"),
+        name,
+        parse_duration(validity) if validity else None,
+        root_key_ref=str(root_key.resolve()) if root_key else None,
+    )
+    write_output(out_file, cert.public_bytes(Encoding.PEM))
+
+
+@app.command("import-intermediate")
+def import_intermediate(
+    ctx: typer.Context,
+    name: str,
+    cert: Annotated[Path, typer.Option(help="The signed intermediate certificate.")],
+    key: Annotated[
+        Path | None,
+        typer.Option(help="Its encrypted key, when it was not made here with --csr-out."),
+    ] = None,
+    key_passphrase_file: Annotated[
+        Path | None, typer.Option(help="Passphrase of --key (default: the CA passphrase).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Install a signed intermediate (completing create-intermediate --csr-out, or adopting one)."""
+    state: CliState = ctx.obj
+    certificate = load_certificate(read_input(cert, "certificate", "cert"))
+    private = _load_key(state, key, key_passphrase_file) if key else None
+    ca = state.pki.hierarchy.import_intermediate(name, certificate, private)
+    if json_out:
+        emit_json(ca_summary(ca))
+    else:
+        show_ca(ca)
+
+
+@app.command("import")
+def import_ca(
+    ctx: typer.Context,
+    name: str,
+    cert: Annotated[Path, typer.Option(help="The CA certificate.")],
+    key: Annotated[
+        Path | None,
+        typer.Option(help="Its encrypted PKCS#8 key; omit for a root whose key stays offline."),
+    ] = None,
+    key_passphrase_file: Annotated[
+        Path | None, typer.Option(help="Passphrase of --key (default: the CA passphrase).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Adopt an existing CA: NAME `root` for a self-signed root, else an intermediate."""
+    state: CliState = ctx.obj
+    certificate = load_certificate(read_input(cert, "certificate", "cert"))
+    private = _load_key(state, key, key_passphrase_file) if key else None
+    if name == ROOT_NAME:
+        ca = state.pki.hierarchy.import_root(certificate, private)
+    elif private is None:
+        raise InvalidInput("an intermediate needs its key: pass --key", field="key")
+    else:
+        ca = state.pki.hierarchy.import_intermediate(name, certificate, private)
+    if json_out:
+        emit_json(ca_summary(ca))
+    else:
+        show_ca(ca)
+
+
+def _load_key(
+    state: CliState, path: Path, passphrase_file: Path | None
+) -> CertificateIssuerPrivateKeyTypes:
+    data = read_input(path, "key", "key")
+    if passphrase_file is not None:
+        passphrase = read_input(passphrase_file, "passphrase file", "key_passphrase_file").strip()
+    else:
+        passphrase = state.passphrase()
+    return decrypt_key(data, passphrase, f"key {path.name}")

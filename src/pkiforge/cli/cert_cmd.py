@@ -1,0 +1,395 @@
+"""`pkiforge cert ...`: issue, list, show, renew, revoke, export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+
+from pkiforge.ca.crl import parse_reason, reason_name
+from pkiforge.ca.lifecycle import IssueRequest, parse_names
+from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus, parse_serial
+from pkiforge.ca.profiles import get_profile
+from pkiforge.cli.files import check_writable, read_input, write_output
+from pkiforge.cli.output import emit_json, fields, out, table, when
+from pkiforge.cli.state import CliState
+from pkiforge.durations import parse_duration
+from pkiforge.errors import InvalidInput
+from pkiforge.x509.keys import describe_key, parse_key_type, private_key_pem
+
+app = typer.Typer(help="Leaf certificates.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output files.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Write the certificate PEM here.")]
+P12_ENV = "PKIFORGE_P12_PASSPHRASE"
+
+
+class ExportFormat(StrEnum):
+    pem = "pem"
+    der = "der"
+    chain = "chain"
+    pkcs12 = "pkcs12"
+
+
+def _serial(text: str) -> int:
+    try:
+        return parse_serial(text)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="serial") from None
+
+
+def _validity(text: str | None) -> dt.timedelta | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="validity") from None
+
+
+def record_json(state: CliState, r: CertificateRecord) -> dict[str, object]:
+    now = state.pki.ctx.clock.now()
+    rev = r.revocation
+    return {
+        "serial": r.serial_hex,
+        "common_name": r.common_name,
+        "names": list(r.names),
+        "service_id": r.service_id,
+        "issuer": r.issuer,
+        "profile": r.profile,
+        "status": r.state(now).value,
+        "not_before": r.not_before,
+        "not_after": r.not_after,
+        "fingerprint_sha256": r.fingerprint,
+        "key": describe_key(r.certificate.public_key()) if r.certificate else None,
+        "server_generated_key": r.server_generated_key,
+        "renewed_from": format(r.renewed_from, "x") if r.renewed_from is not None else None,
+        "revocation": None
+        if rev is None
+        else {
+            "reason": reason_name(rev.reason),
+            "revoked_at": rev.revoked_at,
+            "invalidity_date": rev.invalidity_date,
+            "revoked_by": rev.revoked_by,
+        },
+    }
+
+
+def _show(state: CliState, record: CertificateRecord, json_out: bool) -> None:
+    data = record_json(state, record)
+    if json_out:
+        emit_json(data)
+        return
+    rev = data.pop("revocation")
+    data["names"] = ", ".join(record.names)
+    pairs = list(data.items())
+    if isinstance(rev, dict):
+        pairs += [(f"revocation {k}", v) for k, v in rev.items()]
+    fields(pairs)
+
+
+@app.command("issue")
+def issue(
+    ctx: typer.Context,
+    csr: Annotated[
+        Path | None, typer.Option(help="CSR file (PEM or DER); the key stays with the service.")
+    ] = None,
+    cn: Annotated[str | None, typer.Option("--cn", help="Common name (DNS name or IP).")] = None,
+    san: Annotated[
+        list[str] | None, typer.Option("--san", help="DNS:name, IP:addr or URI:uri; repeatable.")
+    ] = None,
+    service: Annotated[
+        str | None,
+        typer.Option(help="Service id for spiffe://<trust-domain>/<id> (default: the CN)."),
+    ] = None,
+    profile: Annotated[str, typer.Option(help="server, client or service.")] = "service",
+    issuer: Annotated[str | None, typer.Option(help="Issuing intermediate.")] = None,
+    validity: Annotated[str | None, typer.Option(help="e.g. 90d (default: profile's).")] = None,
+    key_type: Annotated[
+        str, typer.Option(help="Server-made key: p256, p384, ed25519, rsa2048, rsa3072, rsa4096.")
+    ] = "p256",
+    key_out: Annotated[
+        Path | None,
+        typer.Option(help="With --cn: make the key here and write it to this file (0600)."),
+    ] = None,
+    out_file: OutOpt = None,
+    chain: Annotated[bool, typer.Option(help="Append the issuer chain to --out.")] = False,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Issue a certificate from a CSR, or with a key made here (--cn ... --key-out)."""
+    state: CliState = ctx.obj
+    pki = state.pki
+    if (csr is None) == (key_out is None):
+        raise InvalidInput("give either --csr FILE, or --cn NAME with --key-out FILE", field="csr")
+    check_writable([key_out, out_file], force)
+    if csr is not None:
+        request = pki.certificates.request_from_csr(
+            read_input(csr, "CSR", "csr"),
+            common_name=cn,
+            extra_names=san or [],
+            service_id=service,
+            profile=profile,
+            issuer=issuer,
+            validity=_validity(validity),
+        )
+        record, key = pki.certificates.issue(request), None
+    else:
+        if cn is None:
+            raise InvalidInput("--key-out needs --cn", field="cn")
+        wild = get_profile(pki.ctx.config.profiles, profile).allow_wildcards
+        template = IssueRequest(
+            common_name=cn,
+            names=parse_names(san or [], allow_wildcard=wild),
+            service_id=service,
+            profile=profile,
+            issuer=issuer,
+            validity=_validity(validity),
+        )
+        record, key = pki.certificates.issue_with_new_key(template, parse_key_type(key_type))
+    if key is not None and key_out is not None:
+        write_output(key_out, private_key_pem(key), private=True)
+    pem = _pem_out(state, record, chain)
+    if out_file is not None:
+        write_output(out_file, pem)
+    if json_out:
+        emit_json(record_json(state, record))
+    elif out_file is None:
+        write_output(Path("-"), pem)
+    else:
+        out.print(
+            f"Issued {record.serial_hex} for {record.common_name} "
+            f"(service {record.service_id}, expires {when(record.not_after)})"
+        )
+
+
+def _pem_out(state: CliState, record: CertificateRecord, with_chain: bool) -> bytes:
+    assert record.certificate is not None
+    pem = record.certificate.public_bytes(Encoding.PEM)
+    if with_chain:
+        pem += b"".join(
+            c.public_bytes(Encoding.PEM) for c in state.pki.hierarchy.chain(record.issuer)
+        )
+    return pem
+
+
+@app.command("list")
+def list_certs(
+    ctx: typer.Context,
+    issuer: Annotated[str | None, typer.Option(help="Only this issuer.")] = None,
+    status: Annotated[CertStatus | None, typer.Option(help="Only this status.")] = None,
+    service: Annotated[str | None, typer.Option(help="Only this service id.")] = None,
+    expiring_within: Annotated[
+        str | None, typer.Option(help="Only active certificates expiring within e.g. 30d.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search the inventory."""
+    state: CliState = ctx.obj
+    now = state.pki.ctx.clock.now()
+    window = None
+    if expiring_within:
+        try:
+            window = now + parse_duration(expiring_within)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="expiring_within") from None
+    query = CertificateQuery(
+        issuer=issuer,
+        status=status,
+        service_id=service,
+        expiring_before=window,
+        now=now,
+        limit=limit,
+        offset=offset,
+    )
+    records = state.pki.certificates.search(query)
+    if json_out:
+        emit_json([record_json(state, r) for r in records])
+        return
+    rows = [
+        [
+            r.serial_hex[:16] + ("…" if len(r.serial_hex) > 16 else ""),
+            r.common_name,
+            r.service_id,
+            r.issuer,
+            r.profile,
+            r.state(now).value,
+            when(r.not_after),
+        ]
+        for r in records
+    ]
+    total = state.pki.certificates.count(query)
+    table(
+        f"{len(records)} of {total} certificates",
+        ["serial", "common name", "service", "issuer", "profile", "status", "expires"],
+        rows,
+    )
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    serial: str,
+    json_out: JsonOpt = False,
+    pem: Annotated[bool, typer.Option("--pem", help="Print the PEM only.")] = False,
+) -> None:
+    """Show one certificate by serial (hex)."""
+    record = ctx.obj.pki.certificates.get(_serial(serial))
+    if pem and record.certificate is not None:
+        write_output(Path("-"), record.certificate.public_bytes(Encoding.PEM))
+        return
+    _show(ctx.obj, record, json_out)
+
+
+@app.command("renew")
+def renew(
+    ctx: typer.Context,
+    serial: str,
+    csr: Annotated[Path | None, typer.Option(help="New key's CSR (default: same key).")] = None,
+    validity: Annotated[str | None, typer.Option(help="Default: same lifetime.")] = None,
+    out_file: OutOpt = None,
+    chain: Annotated[bool, typer.Option(help="Append the issuer chain to --out.")] = False,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Issue a successor with the same names (same key unless --csr)."""
+    state: CliState = ctx.obj
+    check_writable([out_file], force)
+    record = state.pki.certificates.renew(
+        _serial(serial),
+        csr_data=read_input(csr, "CSR", "csr") if csr else None,
+        validity=_validity(validity),
+    )
+    pem = _pem_out(state, record, chain)
+    if out_file is not None:
+        write_output(out_file, pem)
+    if json_out:
+        emit_json(record_json(state, record))
+    elif out_file is None:
+        write_output(Path("-"), pem)
+    else:
+        out.print(f"Renewed as {record.serial_hex} (expires {when(record.not_after)})")
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    serial: str,
+    reason: Annotated[
+        str,
+        typer.Option(
+            help="keyCompromise, superseded, cessationOfOperation, affiliationChanged, "
+            "privilegeWithdrawn, cACompromise, unspecified ..."
+        ),
+    ] = "unspecified",
+    invalidity_date: Annotated[
+        str | None, typer.Option(help="When the key became unusable (ISO 8601, UTC if no offset).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke a certificate; it appears on the issuer's next CRL."""
+    state: CliState = ctx.obj
+    when_invalid = None
+    if invalidity_date:
+        try:
+            when_invalid = dt.datetime.fromisoformat(invalidity_date)
+        except ValueError:
+            raise InvalidInput(
+                f"invalidity date {invalidity_date!r} is not ISO 8601", field="invalidity_date"
+            ) from None
+        if when_invalid.tzinfo is None:
+            when_invalid = when_invalid.replace(tzinfo=dt.UTC)
+    record = state.pki.revocation.revoke(
+        _serial(serial), parse_reason(reason), invalidity_date=when_invalid
+    )
+    if json_out:
+        emit_json(record_json(state, record))
+    else:
+        out.print(
+            f"Revoked {record.serial_hex} ({reason_name(parse_reason(reason))}). "
+            f"Run `pkiforge crl generate --issuer {record.issuer}` to publish it."
+        )
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    serial: str,
+    out_file: Annotated[Path, typer.Option("--out", help="File, or - for stdout.")],
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="pem, der, chain or pkcs12.")
+    ] = ExportFormat.pem,
+    key: Annotated[
+        Path | None, typer.Option(help="PKCS#12 only: the certificate's key (PEM).")
+    ] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help=f"PKCS#12 only: its password (or ${P12_ENV}).")
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Write a certificate as PEM, DER, PEM chain (leaf first) or PKCS#12 (with its key)."""
+    state: CliState = ctx.obj
+    check_writable([out_file], force)
+    record = state.pki.certificates.get(_serial(serial))
+    if record.certificate is None:
+        raise InvalidInput(f"certificate {record.serial_hex} was never issued", field="serial")
+    cert = record.certificate
+    if fmt is ExportFormat.pem:
+        data = cert.public_bytes(Encoding.PEM)
+    elif fmt is ExportFormat.der:
+        data = cert.public_bytes(Encoding.DER)
+    elif fmt is ExportFormat.chain:
+        data = _pem_out(state, record, True)
+    else:
+        data = _pkcs12(state, record, key, password_file)
+    write_output(out_file, data, private=fmt is ExportFormat.pkcs12)
+
+
+def _pkcs12(
+    state: CliState, record: CertificateRecord, key_path: Path | None, password_file: Path | None
+) -> bytes:
+    if key_path is None:
+        raise InvalidInput("PKCS#12 needs the certificate's private key: pass --key", field="key")
+    try:
+        key = serialization.load_pem_private_key(read_input(key_path, "key", "key"), None)
+    except (ValueError, TypeError):
+        raise InvalidInput(
+            f"{key_path} is not an unencrypted PEM private key", field="key"
+        ) from None
+    if not isinstance(
+        key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise InvalidInput(f"{key_path}: this key type cannot go into PKCS#12", field="key")
+    assert record.certificate is not None
+    if key.public_key() != record.certificate.public_key():
+        raise InvalidInput(
+            f"{key_path} is not the key of certificate {record.serial_hex}", field="key"
+        )
+    if password_file is not None:
+        password = read_input(password_file, "password file", "password_file").strip()
+    elif os.environ.get(P12_ENV):
+        password = os.environ[P12_ENV].encode()
+    else:
+        raise InvalidInput(
+            f"PKCS#12 needs a password: --password-file or ${P12_ENV}", field="password_file"
+        )
+    chain = state.pki.hierarchy.chain(record.issuer)
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(600_000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .build(password)
+    )
+    return pkcs12.serialize_key_and_certificates(
+        record.common_name.encode(), key, record.certificate, chain, encryption
+    )

@@ -1,0 +1,76 @@
+"""Reading inputs and writing outputs safely: nothing overwritten by surprise, keys 0600."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+
+from pkiforge.errors import Conflict, InvalidInput
+
+
+def read_input(path: Path, what: str, field: str) -> bytes:
+    """Read a file given on the command line, or `-` for standard input.
+
+    Raises:
+        InvalidInput: missing or unreadable.
+    """
+    if str(path) == "-":
+        import sys
+
+        return sys.stdin.buffer.read()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {what} {path}: {exc.strerror}", field=field) from None
+
+
+def check_writable(paths: Sequence[Path | None], force: bool) -> None:
+    """Fail before doing any work if an output exists (without --force) or its folder is missing.
+
+    Raises:
+        Conflict: a file is in the way. InvalidInput: the folder does not exist.
+    """
+    for path in paths:
+        if path is None or str(path) == "-":
+            continue
+        if path.exists() and not force:
+            raise Conflict(f"{path} already exists; use --force to replace it", field=str(path))
+        if not path.parent.exists():
+            raise InvalidInput(f"folder {path.parent} does not exist", field=str(path))
+
+
+def write_output(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Write atomically (temp + fsync + rename); private files get mode 0600."""
+    if str(path) == "-":
+        import sys
+
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_certificate(data: bytes, what: str = "certificate") -> x509.Certificate:
+    """Parse one PEM or DER certificate (the first of a PEM bundle).
+
+    Raises:
+        InvalidInput: not a certificate.
+    """
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificates(data)[0]
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise InvalidInput(f"{what} is not a PEM or DER X.509 certificate", field=what) from None

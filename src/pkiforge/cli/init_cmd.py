@@ -1,0 +1,158 @@
+"""`pkiforge init` and `pkiforge run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from pkiforge.ca.authority import InitOptions
+from pkiforge.ca.models import CARecord
+from pkiforge.cli.output import emit_json, err, fields, out, progress, table, when
+from pkiforge.cli.state import CliState
+from pkiforge.errors import Conflict
+from pkiforge.settings import CONFIG_FILE
+from pkiforge.x509.keys import describe_key, parse_key_type
+from pkiforge.x509.names import validate_trust_domain
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("run")(run)
+
+
+def init(
+    ctx: typer.Context,
+    root_key_type: Annotated[
+        str | None, typer.Option(help="rsa4096 (default), rsa3072, p384, p256, ed25519.")
+    ] = None,
+    intermediate_key_type: Annotated[
+        str | None, typer.Option(help="rsa2048 (default), p256, p384, ed25519, rsa3072, rsa4096.")
+    ] = None,
+    intermediate_name: Annotated[str, typer.Option(help="Name of the first issuer.")] = "services",
+    root_key_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the root key here (e.g. removable media) instead of the data directory."
+        ),
+    ] = None,
+    trust_domain: Annotated[
+        str | None, typer.Option(help="SPIFFE trust domain of service identities.")
+    ] = None,
+    organization: Annotated[str | None, typer.Option(help="O= of the CA names.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Create the root CA and the first issuing intermediate in the data directory."""
+    state: CliState = ctx.obj
+    _prepare_home(state, trust_domain, organization)
+    if state.pki.hierarchy.all():
+        raise Conflict(f"a CA already exists in {state.home}; refusing to overwrite it")
+    generated = _ensure_passphrase(state)
+    options = InitOptions(
+        root_key_type=parse_key_type(root_key_type) if root_key_type else None,
+        intermediate_key_type=(
+            parse_key_type(intermediate_key_type) if intermediate_key_type else None
+        ),
+        intermediate_name=intermediate_name,
+        root_key_location=str(root_key_out.resolve()) if root_key_out else None,
+    )
+    with progress(not json_out) as step:
+        cas = state.pki.hierarchy.initialize(options, progress=step)
+    if json_out:
+        emit_json(
+            {
+                "home": str(state.home),
+                "cas": [ca_summary(c) for c in cas],
+                "generated_passphrase_file": str(generated) if generated else None,
+            }
+        )
+        return
+    out.print(f"Initialised a CA in {state.home}")
+    show_cas(cas)
+    if root_key_out:
+        out.print(
+            f"The root key was written to {root_key_out}; keep it offline. "
+            "Use --root-key to sign intermediates or root CRLs with it."
+        )
+    if generated:
+        err.print(
+            f"A random CA passphrase was generated and stored in {generated} (mode 0600).\n"
+            "Move it to a secret manager and delete the file; then provide it through "
+            "PKIFORGE_CA_PASSPHRASE or --passphrase-file."
+        )
+
+
+def run(ctx: typer.Context) -> None:
+    """Initialise on first use (never over an existing CA), then show the CA summary."""
+    state: CliState = ctx.obj
+    _prepare_home(state, None, None)
+    if not state.pki.hierarchy.all():
+        generated = _ensure_passphrase(state)
+        with progress() as step:
+            state.pki.hierarchy.initialize(InitOptions(), progress=step)
+        if generated:
+            err.print(f"A random CA passphrase was generated and stored in {generated} (0600).")
+    out.print(f"pkiforge CA in {state.home}")
+    show_cas(state.pki.hierarchy.all())
+
+
+def _prepare_home(state: CliState, trust_domain: str | None, organization: str | None) -> None:
+    state.home.mkdir(parents=True, exist_ok=True)
+    config = state.home / CONFIG_FILE
+    if config.exists() or not (trust_domain or organization):
+        if trust_domain or organization:
+            raise Conflict(f"{config} exists; edit it to change the trust domain or organization")
+        return
+    ca: dict[str, str] = {}
+    if trust_domain:
+        ca["trust_domain"] = validate_trust_domain(trust_domain)
+    if organization:
+        ca["organization"] = organization
+    config.write_text(yaml.safe_dump({"ca": ca}, sort_keys=False), encoding="utf-8")
+
+
+def _ensure_passphrase(state: CliState) -> Path | None:
+    """Use the operator's passphrase; otherwise generate one into <home>/secrets/."""
+    if state.given_passphrase() is not None or state.stored_passphrase_path.exists():
+        return None
+    return state.generate_passphrase()
+
+
+def ca_summary(ca: CARecord) -> dict[str, object]:
+    cert = ca.certificate
+    return {
+        "name": ca.name,
+        "kind": ca.kind.value,
+        "status": ca.status.value,
+        "parent": ca.parent,
+        "subject": cert.subject.rfc4514_string() if cert else None,
+        "serial": format(cert.serial_number, "x") if cert else None,
+        "key": describe_key(cert.public_key()) if cert else None,
+        "not_before": cert.not_valid_before_utc if cert else None,
+        "not_after": cert.not_valid_after_utc if cert else None,
+        "key_location": "offline" if ca.key_ref is None else ca.key_ref.removeprefix("file:"),
+        "crl_number": ca.crl_number,
+    }
+
+
+def show_cas(cas: list[CARecord]) -> None:
+    rows = [
+        [
+            c.name,
+            c.kind.value,
+            c.status.value,
+            s["key"],
+            s["parent"],
+            when(c.certificate.not_valid_after_utc if c.certificate else None),
+            s["key_location"],
+        ]
+        for c in cas
+        for s in [ca_summary(c)]
+    ]
+    table(None, ["name", "kind", "status", "key", "parent", "expires", "key"], rows)
+
+
+def show_ca(ca: CARecord) -> None:
+    fields(list(ca_summary(ca).items()))

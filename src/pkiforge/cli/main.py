@@ -1,0 +1,90 @@
+"""`pkiforge`: the admin CLI. Parses, calls one use-case, renders; errors are one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from pkiforge import __version__
+from pkiforge.cli import audit_cmd, ca_cmd, cert_cmd, crl_cmd, init_cmd, system_cmd
+from pkiforge.cli.output import exit_code, fail
+from pkiforge.cli.state import CliState
+from pkiforge.errors import PkiError
+
+app = typer.Typer(
+    name="pkiforge",
+    help="A private PKI for fleets of services.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pkiforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    home: Annotated[
+        Path, typer.Option("--home", envvar="PKIFORGE_HOME", help="Data directory.")
+    ] = Path("./pkiforge-data"),
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="PKIFORGE_DATABASE_URL",
+            help="SQLAlchemy URL (default: SQLite in the data directory).",
+        ),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None, typer.Option("--passphrase-file", help="File holding the CA passphrase.")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """A private PKI for fleets of services."""
+    state = CliState(home=home, database_url=database_url, passphrase_file=passphrase_file)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+init_cmd.register(app)
+system_cmd.register(app)
+app.add_typer(ca_cmd.app, name="ca")
+app.add_typer(cert_cmd.app, name="cert")
+app.add_typer(crl_cmd.app, name="crl")
+app.add_typer(audit_cmd.app, name="audit")
+
+
+def run() -> None:
+    """Console entry point: map our errors to one line and an exit code."""
+    try:
+        result = app(standalone_mode=False)
+    except PkiError as exc:
+        raise SystemExit(_exit(fail(str(exc), exit_code(exc)))) from None
+    except ValueError as exc:  # configuration errors from settings
+        raise SystemExit(_exit(fail(str(exc), 3))) from None
+    except typer.Abort:
+        raise SystemExit(_exit(fail("aborted", 1))) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except OSError as exc:
+        raise SystemExit(
+            _exit(fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip(), 1))
+        ) from None
+    # with standalone_mode=False click returns the code of a typer.Exit instead of raising
+    raise SystemExit(result if isinstance(result, int) else 0)
+
+
+def _exit(exc: typer.Exit) -> int:
+    return exc.exit_code
