@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,7 @@ CLIENT_KEYS: list[tuple[str, str, SignatureAlgorithm]] = [
 ]
 
 
+@functools.cache
 def private_key(name: str) -> PrivateKey:
     key = serialization.load_pem_private_key((DATA / f"{name}.pem").read_bytes(), None)
     return key  # type: ignore[return-value]
@@ -66,12 +68,14 @@ def signer_for(
     key_id: str,
     algorithm: SignatureAlgorithm | None = None,
     clock: FixedClock | None = None,
+    expires_in: int = 300,
 ) -> RequestSigner:
     return RequestSigner(
         key_id=key_id,
         private_key=private_key(name),
         algorithm=algorithm,
         clock=clock or FixedClock(NOW),
+        expires_in=expires_in,
     )
 
 
@@ -85,3 +89,23 @@ def sign(
     """A request as the server would see it after `signer` signed it."""
     added = signer.signature_headers(method, url, list(headers), body)
     return HttpRequest(method, url, [*headers, *added], body)
+
+
+def sign_custom(
+    name: str,
+    request: HttpRequest,
+    components: Sequence[str],
+    params: dict[str, object],
+    algorithm: SignatureAlgorithm | None = None,
+) -> HttpRequest:
+    """Sign `request` covering exactly `components` with exactly `params` (for bad cases)."""
+    from pkiforge.auth.algorithms import sign as raw_sign
+    from pkiforge.auth.canonical import covered_components, signature_base, signature_fields
+
+    key = private_key(name)
+    covered = covered_components(components, params)  # type: ignore[arg-type]
+    signature = raw_sign(algorithm or algorithm_for_key(key), key, signature_base(request, covered))
+    fields = signature_fields("sig1", covered, signature)
+    return HttpRequest(
+        request.method, request.target_uri, [*request.headers, *fields], request.body
+    )

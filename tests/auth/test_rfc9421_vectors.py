@@ -25,7 +25,10 @@ from .support import private_key, public_key
 
 A = SignatureAlgorithm
 BODY = b'{"hello": "world"}'
-DIGEST = "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:"
+DIGEST = (
+    "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7"
+    "BNNyealdVLvRwEmTHWXvJwew==:"
+)
 
 # RFC 9421 Appendix B.2: the test-request message.
 TEST_REQUEST_HEADERS = [

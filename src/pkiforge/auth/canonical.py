@@ -7,6 +7,7 @@ and the `req` parameter (responses) are refused.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ DERIVED_COMPONENTS = frozenset(
         "@query-param",
     }
 )
+_OBS_FOLD = re.compile(r"[ \t]*\r\n[ \t]+")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Fields whose structured type is known, for the `sf` and `key` parameters (RFC 9421 §2.1.1).
 _DICTIONARY_FIELDS = frozenset(
@@ -196,8 +198,9 @@ def field_value(request: HttpRequest, name: str, params: Params | None = None) -
 
 
 def _trim(value: str) -> str:
-    # §2.1: strip surrounding whitespace; obsolete line folding becomes one space.
-    return " ".join(part.strip(" \t") for part in value.splitlines()).strip(" \t")
+    # §2.1: strip surrounding whitespace; obsolete line folding becomes one space. Any other
+    # CR or LF is left in place, so that component_value refuses it.
+    return _OBS_FOLD.sub(" ", value).strip(" \t")
 
 
 def component_value(request: HttpRequest, component: Item) -> str:
