@@ -117,8 +117,8 @@ def validity_window(draft: Draft) -> None:
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     check_key,
+    common_name_in_sans,  # names first: a bad CN is reported as such, not as a bad service id
     check_service_id,
-    common_name_in_sans,
     service_spiffe_id,
     limit_names,
     validity_window,

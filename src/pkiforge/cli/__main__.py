@@ -1,0 +1,5 @@
+"""`python -m pkiforge.cli`."""
+
+from pkiforge.cli.main import run
+
+run()

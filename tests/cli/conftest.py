@@ -1,0 +1,57 @@
+"""Run the real `pkiforge` entry point in a subprocess against a throw-away data directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PASSPHRASE = "cli-test-passphrase-0123456789"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+Pkiforge = Callable[..., Result]
+
+
+def make_runner(home: Path, cwd: Path, env_extra: dict[str, str] | None = None) -> Pkiforge:
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PKIFORGE_")}
+        full_env.update(env_extra or {})
+        full_env.update(env or {})
+        proc = subprocess.run(
+            [sys.executable, "-m", "pkiforge.cli", "--home", str(home), *args],
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=120,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def pkiforge(workdir: Path) -> Pkiforge:
+    """A CA initialised once per module (fast ECDSA keys), passphrase from the environment."""
+    run = make_runner(workdir / "D", workdir, {"PKIFORGE_CA_PASSPHRASE": PASSPHRASE})
+    result = run("init", "--root-key-type", "p384", "--intermediate-key-type", "p256")
+    assert result.code == 0, result.stderr
+    return run
