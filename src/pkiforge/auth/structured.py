@@ -99,7 +99,7 @@ class _Parser:
             self.i += 1
 
     def skip_ows(self) -> None:
-        while self.peek() in (" ", "\t") and self.peek():
+        while self.peek() in (" ", "\t"):
             self.i += 1
 
     def done(self) -> bool:
