@@ -241,7 +241,8 @@ class CertificateService:
                 public_key=request.public_key,
                 common_name=request.common_name,
                 names=list(request.names),
-                service_id=request.service_id or request.common_name,
+                # DNS is case-insensitive: `Web.Example` names service `web.example`
+                service_id=request.service_id or request.common_name.strip().lower().rstrip("."),
                 profile=profile,
                 trust_domain=self.ctx.config.trust_domain,
                 now=self.ctx.clock.now(),
