@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -113,3 +114,74 @@ class AuditRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class EnrollmentTokenRow(Base):
+    """One-time tokens for a service's first certificate; only a hash of the secret is kept."""
+
+    __tablename__ = "enrollment_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    service_id: Mapped[str] = mapped_column(String(128), index=True)
+    profile: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(TS)
+    expires_at: Mapped[dt.datetime] = mapped_column(TS)
+    created_by: Mapped[str] = mapped_column(String(255))
+    used_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    used_by: Mapped[str | None] = mapped_column(String(64))
+    certificate_serial: Mapped[str | None] = mapped_column(String(40))
+
+
+class SigningKeyRow(Base):
+    """Public keys registered for request signing (issue 5)."""
+
+    __tablename__ = "signing_keys"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    algorithm: Mapped[str] = mapped_column(String(32))
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    client_name: Mapped[str] = mapped_column(String(255), index=True)
+    email: Mapped[str | None] = mapped_column(String(255))
+    organization: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(TS)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    revocation_reason: Mapped[str | None] = mapped_column(String(255))
+    last_used: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class KeyUsageRow(Base):
+    """Per-day authentication counts of a signing key."""
+
+    __tablename__ = "key_usage_daily"
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("signing_keys.key_id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuthEventRow(Base):
+    """One authentication attempt: which key, from where, what, and how it ended."""
+
+    __tablename__ = "auth_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(TS, index=True)
+    key_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    address: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(255))
+
+
+class NonceRow(Base):
+    """Seen request-signing nonces, for the database nonce store (several workers, one DB)."""
+
+    __tablename__ = "nonces"
+
+    nonce_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(TS, index=True)
