@@ -38,6 +38,7 @@ def _cert(pem: str | None) -> x509.Certificate | None:
 
 
 def _ts(value: dt.datetime | None) -> dt.datetime | None:
+    # also on write: SQLite keeps the wall time and drops the offset, so store and compare UTC
     return utc(value) if value is not None else None
 
 
@@ -54,7 +55,7 @@ class SqlCARepository:
                 parent=ca.parent,
                 cert_pem=_pem(ca.certificate),
                 key_ref=ca.key_ref,
-                created_at=ca.created_at,
+                created_at=utc(ca.created_at),
                 crl_number=ca.crl_number,
             )
         )
@@ -120,7 +121,8 @@ class SqlCertificateRepository:
     def _fill(row: CertificateRow, r: CertificateRecord) -> None:
         row.issuer, row.profile, row.common_name = r.issuer, r.profile, r.common_name
         row.names, row.service_id, row.status = list(r.names), r.service_id, r.status.value
-        row.created_at, row.not_before, row.not_after = r.created_at, r.not_before, r.not_after
+        row.created_at, row.not_before = utc(r.created_at), _ts(r.not_before)
+        row.not_after = _ts(r.not_after)
         row.fingerprint_sha256, row.pem = r.fingerprint, _pem(r.certificate)
         row.server_generated_key = r.server_generated_key
         row.renewed_from = format_serial(r.renewed_from) if r.renewed_from is not None else None
@@ -152,7 +154,7 @@ class SqlCertificateRepository:
             out.append(c.issuer == q.issuer)
         if q.service_id:
             out.append(c.service_id == q.service_id)
-        now = q.now or dt.datetime.now(dt.UTC)
+        now = utc(q.now or dt.datetime.now(dt.UTC))
         if q.status is CertStatus.EXPIRED:
             out.append(and_(c.status == CertStatus.ACTIVE.value, c.not_after <= now))
         elif q.status is CertStatus.ACTIVE:
@@ -164,7 +166,7 @@ class SqlCertificateRepository:
                 and_(
                     c.status == CertStatus.ACTIVE.value,
                     c.not_after > now,
-                    c.not_after <= q.expiring_before,
+                    c.not_after <= utc(q.expiring_before),
                 )
             )
         return out
@@ -178,8 +180,8 @@ class SqlCertificateRepository:
             RevocationRow(
                 serial_number=row.serial_number,
                 reason=revocation.reason.value,
-                revoked_at=revocation.revoked_at,
-                invalidity_date=revocation.invalidity_date,
+                revoked_at=utc(revocation.revoked_at),
+                invalidity_date=_ts(revocation.invalidity_date),
                 revoked_by=revocation.revoked_by,
             )
         )
@@ -237,8 +239,8 @@ class SqlCRLRepository:
             CRLRow(
                 issuer=crl.issuer,
                 number=crl.number,
-                this_update=crl.this_update,
-                next_update=crl.next_update,
+                this_update=utc(crl.this_update),
+                next_update=utc(crl.next_update),
                 der=crl.der,
             )
         )
@@ -273,7 +275,7 @@ class SqlAuditRepository:
         self.s.add(
             AuditRow(
                 seq=entry.seq,
-                at=entry.at,
+                at=utc(entry.at),
                 actor=entry.actor,
                 address=entry.address,
                 action=entry.action,
