@@ -19,6 +19,7 @@ from pkiforge.ca.models import (
     OPERATOR,
     Actor,
     CARecord,
+    CAStatus,
     CertificateQuery,
     CertificateRecord,
     CertStatus,
@@ -229,6 +230,9 @@ class CertificateService:
             raise PolicyViolation(
                 "the root CA only signs intermediates; choose an intermediate", field="issuer"
             )
+        if ca.status is not CAStatus.ACTIVE or ca.certificate is None:
+            # a pending CA (CSR out to the offline root) has no certificate to issue under
+            raise Conflict(f"CA {ca.name!r} is {ca.status.value}, not active", field="issuer")
         return ca
 
     def _draft(self, request: IssueRequest, ca: CARecord) -> Draft:
