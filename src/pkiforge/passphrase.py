@@ -70,8 +70,9 @@ def read_secret(path: Path) -> bytes:
     try:
         value = path.read_bytes().strip()
     except OSError as exc:
-        raise InvalidInput(f"cannot read passphrase file {path}: {exc.strerror}",
-                           field="passphrase_file") from None
+        raise InvalidInput(
+            f"cannot read passphrase file {path}: {exc.strerror}", field="passphrase_file"
+        ) from None
     if len(value) < MIN_PASSPHRASE:
         raise InvalidInput(
             f"passphrase in {path} is shorter than {MIN_PASSPHRASE} characters",

@@ -108,6 +108,14 @@ class ServerSettings(_Section):
     port: int = 8443
     workers: int = 1
     hostnames: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
+    # a reverse proxy at these addresses may forward the client certificate (URL-encoded PEM)
+    trusted_proxies: list[str] = Field(default_factory=list)
+    client_cert_header: str = "x-forwarded-client-cert"
+    max_body_bytes: int = 1024 * 1024
+    # the server's own TLS certificate: profile, key type, renew at this fraction of lifetime
+    tls_profile: str = "server"
+    tls_key_type: str = "p256"
+    tls_renew_at: float = Field(default=2 / 3, gt=0, lt=1)
 
 
 class Settings(BaseSettings):
@@ -171,6 +179,13 @@ def load_settings(home: Path, **overrides: Any) -> Settings:
             raise ValueError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
+        # the top level ignores unknown env vars, so the file's own keys are checked here
+        unknown = sorted(str(k) for k in loaded if k not in Settings.model_fields)
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown setting {unknown[0]!r}: use one of "
+                f"{', '.join(k for k in Settings.model_fields if k != 'home')}"
+            )
         data.update(loaded)
     data.update({k: v for k, v in overrides.items() if v is not None})
     data["home"] = home
@@ -179,7 +194,8 @@ def load_settings(home: Path, **overrides: Any) -> Settings:
 
 def _merge_env(file_values: dict[str, Any]) -> Settings:
     env_only = Settings.model_validate({})  # defaults + environment
-    env_set = env_only.model_dump(exclude_defaults=True)
+    # exclude_unset, not exclude_defaults: an env value equal to the default still wins
+    env_set = env_only.model_dump(exclude_unset=True)
     merged = _deep_merge(file_values, env_set)
     merged["home"] = file_values["home"]  # the caller's --home always wins
     return Settings.model_validate(merged)

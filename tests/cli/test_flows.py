@@ -206,11 +206,11 @@ def test_run_initialises_once_and_never_overwrites(tmp_path: Path) -> None:
         tmp_path,
         {"PKIFORGE_CA__ROOT_KEY_TYPE": "p256", "PKIFORGE_CA__INTERMEDIATE_KEY_TYPE": "p256"},
     )
-    first = run("run")
+    first = run("run", "--no-serve")
     assert first.code == 0, first.stderr
     assert (tmp_path / "D" / "secrets" / "ca-passphrase").stat().st_mode & 0o777 == 0o600
     root_before = run("ca", "chain", "root").stdout
-    second = run("run")
+    second = run("run", "--no-serve")
     assert second.code == 0, second.stderr
     assert run("ca", "chain", "root").stdout == root_before
     assert "generated" not in second.stderr

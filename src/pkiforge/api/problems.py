@@ -42,28 +42,41 @@ STATUS: tuple[tuple[type[PkiError], int, str], ...] = (
     (BadPassphrase, 503, "ca-key-unavailable"),
     (IntegrityError, 500, "integrity"),
 )
-_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
-           415: "Unsupported Media Type", 422: "Unprocessable Content",
-           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
-def problem(status: int, slug: str, detail: str, *, headers: dict[str, str] | None = None,
-            **extra: Any) -> JSONResponse:
+def problem(
+    status: int, slug: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     """Build one problem+json response."""
-    body = {"type": f"urn:pkiforge:problem:{slug}", "title": _TITLES.get(status, "Error"),
-            "status": status, "detail": detail}
+    body = {
+        "type": f"urn:pkiforge:problem:{slug}",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
     body.update({k: v for k, v in extra.items() if v is not None})
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def from_error(exc: PkiError) -> JSONResponse:
     """Map our exception tree to a response; the message is safe by construction."""
-    for kind, status, slug in STATUS:
-        if isinstance(exc, kind):
-            break
-    else:
-        status, slug = 500, "error"
+    status, slug = next(
+        ((st, sl) for kind, st, sl in STATUS if isinstance(exc, kind)), (500, "error")
+    )
     headers = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(max(1, int(exc.retry_after)))
@@ -85,15 +98,25 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
-                   "reason": e.get("msg", "invalid")} for e in exc.errors()]
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+                "reason": e.get("msg", "invalid"),
+            }
+            for e in exc.errors()
+        ]
         first = errors[0] if errors else {"field": None, "reason": "invalid request"}
-        detail = f"{first['field']}: {first['reason']}" if first["field"] else first["reason"]
+        detail = f"{first['field']}: {first['reason']}" if first["field"] else str(first["reason"])
         return problem(422, "validation", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, "http", str(exc.detail), headers=exc.headers)
+        return problem(
+            exc.status_code,
+            "http",
+            str(exc.detail),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -42,8 +42,13 @@ class ServiceIdentity:
 class ClientCertificateVerifier:
     """Turn a presented leaf certificate into a ServiceIdentity, or refuse with a reason."""
 
-    def __init__(self, issuers: Callable[[], Sequence[x509.Certificate]], trust_domain: str,
-                 lookup: RecordLookup, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        issuers: Callable[[], Sequence[x509.Certificate]],
+        trust_domain: str,
+        lookup: RecordLookup,
+        clock: Clock | None = None,
+    ) -> None:
         self._issuers = issuers
         self._trust_domain = trust_domain
         self._lookup = lookup
@@ -56,23 +61,28 @@ class ClientCertificateVerifier:
         self._check_issuer(leaf)
         now = self._clock.now()
         if not (leaf.not_valid_before_utc <= now < leaf.not_valid_after_utc):
-            raise AuthenticationFailed("client certificate is expired or not yet valid",
-                                       reason="expired")
+            raise AuthenticationFailed(
+                "client certificate is expired or not yet valid", reason="expired"
+            )
         _require_client_auth(leaf)
         service = self._service_id(leaf)
         record = self._lookup(leaf.serial_number)  # fail closed: StoreUnavailable propagates
         if record is None or record.certificate is None:
-            raise AuthenticationFailed("client certificate is unknown to this CA",
-                                       reason="unknown")
+            raise AuthenticationFailed("client certificate is unknown to this CA", reason="unknown")
         if record.certificate != leaf:
-            raise AuthenticationFailed("client certificate does not match the issued one",
-                                       reason="mismatch")
+            raise AuthenticationFailed(
+                "client certificate does not match the issued one", reason="mismatch"
+            )
         if record.status is CertStatus.REVOKED:
             raise AuthenticationFailed("client certificate is revoked", reason="revoked")
         if record.status is not CertStatus.ACTIVE:
             raise AuthenticationFailed("client certificate is not active", reason="inactive")
-        return ServiceIdentity(service, leaf.serial_number,
-                               leaf.fingerprint(hashes.SHA256()).hex(), leaf.not_valid_after_utc)
+        return ServiceIdentity(
+            service,
+            leaf.serial_number,
+            leaf.fingerprint(hashes.SHA256()).hex(),
+            leaf.not_valid_after_utc,
+        )
 
     def _check_issuer(self, leaf: x509.Certificate) -> None:
         for issuer in self._issuers():
@@ -83,8 +93,9 @@ class ClientCertificateVerifier:
             except (ValueError, TypeError, InvalidSignature):
                 continue
             return
-        raise AuthenticationFailed("client certificate was not issued by this CA",
-                                   reason="untrusted")
+        raise AuthenticationFailed(
+            "client certificate was not issued by this CA", reason="untrusted"
+        )
 
     def _service_id(self, leaf: x509.Certificate) -> str:
         try:
@@ -95,8 +106,9 @@ class ClientCertificateVerifier:
             service = service_from_spiffe(uri, self._trust_domain)
             if service is not None:
                 return service
-        raise AuthenticationFailed("client certificate names no service (SPIFFE URI SAN)",
-                                   reason="no-identity")
+        raise AuthenticationFailed(
+            "client certificate names no service (SPIFFE URI SAN)", reason="no-identity"
+        )
 
 
 def _require_client_auth(leaf: x509.Certificate) -> None:
@@ -105,5 +117,6 @@ def _require_client_auth(leaf: x509.Certificate) -> None:
     except x509.ExtensionNotFound:
         return  # no EKU: any use (RFC 5280 §4.2.1.12)
     if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-        raise AuthenticationFailed("client certificate is not valid for client authentication",
-                                   reason="eku")
+        raise AuthenticationFailed(
+            "client certificate is not valid for client authentication", reason="eku"
+        )

@@ -42,6 +42,7 @@ class Actor:
 
 
 OPERATOR = Actor("operator", "cli")
+SYSTEM = Actor("system", "pkiforge")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.crl import build_crl, reason_name
-from pkiforge.ca.models import OPERATOR, Actor, CertificateRecord, CertStatus, CRLRecord, Revocation
+from pkiforge.ca.models import (
+    OPERATOR,
+    SYSTEM,
+    Actor,
+    CertificateRecord,
+    CertStatus,
+    CRLRecord,
+    Revocation,
+)
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict, InvalidInput, NotFound
 
@@ -110,6 +118,25 @@ class RevocationService:
                 tx, actor, "crl.generate", issuer, {"crl_number": number, "entries": len(entries)}
             )
         return record
+
+    def current_crl(self, issuer: str, actor: Actor = SYSTEM) -> CRLRecord:
+        """The newest CRL while it is less than half-way to nextUpdate, else a fresh one.
+
+        Raises:
+            NotFound: unknown CA. Conflict: its key is offline and no fresh CRL exists.
+        """
+        self.ctx.get_ca(issuer)
+        with self.ctx.store.transaction() as tx:
+            crl = tx.crls.latest(issuer)
+        now = self.ctx.clock.now()
+        if crl is not None and now < crl.this_update + (crl.next_update - crl.this_update) / 2:
+            return crl
+        try:
+            return self.generate_crl(issuer, actor=actor)
+        except Conflict:
+            if crl is not None and now < crl.next_update:
+                return crl  # offline key: serve the published CRL until it lapses
+            raise
 
     def latest_crl(self, issuer: str) -> CRLRecord:
         """The newest stored CRL.

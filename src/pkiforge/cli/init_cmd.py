@@ -84,8 +84,11 @@ def init(
         )
 
 
-def run(ctx: typer.Context) -> None:
-    """Initialise on first use (never over an existing CA), then show the CA summary."""
+def run(
+    ctx: typer.Context,
+    serve: Annotated[bool, typer.Option(help="Serve the API after showing the CA.")] = True,
+) -> None:
+    """Initialise on first use (never over an existing CA), show the CA, serve the API."""
     state: CliState = ctx.obj
     _prepare_home(state, None, None)
     if not state.pki.hierarchy.all():
@@ -96,6 +99,10 @@ def run(ctx: typer.Context) -> None:
             err.print(f"A random CA passphrase was generated and stored in {generated} (0600).")
     out.print(f"pkiforge CA in {state.home}")
     show_cas(state.pki.hierarchy.all())
+    if serve:
+        from pkiforge.cli.serve_cmd import start
+
+        start(state, None, None, None)
 
 
 def _prepare_home(state: CliState, trust_domain: str | None, organization: str | None) -> None:

@@ -1,0 +1,58 @@
+"""`create_app(settings)`: the HTTPS API. Routers parse, call one use-case and render."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from pkiforge import __version__
+from pkiforge.api import problems, tls
+from pkiforge.api.routers import ca, health, identity
+from pkiforge.api.state import AppState
+from pkiforge.settings import Settings
+from pkiforge.wiring import Pki
+
+log = logging.getLogger("pkiforge.api")
+TLS_RELOAD_SECONDS = 5.0
+
+
+def create_app(settings: Settings, pki: Pki) -> FastAPI:
+    """Build the API over already-wired services."""
+    state = AppState.build(settings, pki)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_reload_tls())
+        try:
+            yield
+        finally:
+            task.cancel()
+            pki.close()
+
+    app = FastAPI(
+        title="pkiforge",
+        version=__version__,
+        description="Private PKI for service fleets: certificates, CRLs, registry, discovery.",
+        lifespan=lifespan,
+    )
+    app.state.pkiforge = state
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(ca.router)
+    app.include_router(identity.router)
+    return app
+
+
+async def _reload_tls() -> None:
+    """Pick up a renewed server certificate in this worker without a restart."""
+    while True:
+        await asyncio.sleep(TLS_RELOAD_SECONDS)
+        try:
+            if tls.reload_changed():
+                log.info("server TLS certificate reloaded")
+        except (OSError, ValueError) as exc:  # half-written files: try again next tick
+            log.warning("TLS reload deferred: %s", exc)

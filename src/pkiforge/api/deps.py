@@ -1,0 +1,55 @@
+"""Dependencies: the app state, the caller's verified identity, the client address."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import unquote
+
+from cryptography import x509
+from fastapi import Depends, Request
+
+from pkiforge.api.state import AppState
+from pkiforge.api.tls import peer_certificate
+from pkiforge.auth.mtls import ServiceIdentity
+from pkiforge.errors import AuthenticationFailed
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.pkiforge
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+AddressDep = Annotated[str | None, Depends(client_address)]
+
+
+def client_certificate(request: Request, state: StateDep) -> x509.Certificate | None:
+    """The TLS peer certificate, or one forwarded by a configured proxy (never anyone else's)."""
+    cert = peer_certificate(request.scope)
+    if cert is not None:
+        return cert
+    header = request.headers.get(state.settings.server.client_cert_header)
+    if header and state.is_trusted_proxy(client_address(request)):
+        try:
+            return x509.load_pem_x509_certificate(unquote(header).encode())
+        except ValueError:
+            raise AuthenticationFailed(
+                "forwarded client certificate is not a PEM certificate", reason="bad-forwarded-cert"
+            ) from None
+    return None
+
+
+def service_identity(request: Request, state: StateDep) -> ServiceIdentity:
+    """The calling service, from its verified client certificate; 401 otherwise."""
+    identity = state.identities.verify(client_certificate(request, state))
+    request.state.identity = identity
+    return identity
+
+
+ServiceDep = Annotated[ServiceIdentity, Depends(service_identity)]

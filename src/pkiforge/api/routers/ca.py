@@ -1,0 +1,157 @@
+"""Public CA material: CA certificates, chains, CRLs, and revocation checks by serial."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel
+
+from pkiforge.api.deps import StateDep
+from pkiforge.ca.crl import reason_name
+from pkiforge.ca.models import CARecord, parse_serial
+from pkiforge.errors import Conflict, InvalidInput
+from pkiforge.x509.keys import describe_key
+
+router = APIRouter(prefix="/api/v1", tags=["ca"])
+
+PEM_CERT = "application/x-pem-file"
+PEM_CHAIN = "application/pem-certificate-chain"  # RFC 8555 §9.1
+DER_CERT = "application/pkix-cert"  # RFC 2585 §4.1
+DER_CRL = "application/pkix-crl"  # RFC 2585 §4.2
+
+CAName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="CA name")]
+Format = Annotated[Literal["pem", "der"], Query(description="pem or der")]
+
+
+class CAInfo(BaseModel):
+    name: str
+    kind: str
+    status: str
+    parent: str | None
+    subject: str | None
+    serial: str | None
+    key: str | None
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    certificate_url: str
+    chain_url: str
+    crl_url: str
+
+
+def _info(ca: CARecord) -> CAInfo:
+    cert = ca.certificate
+    return CAInfo(
+        name=ca.name,
+        kind=ca.kind.value,
+        status=ca.status.value,
+        parent=ca.parent,
+        subject=cert.subject.rfc4514_string() if cert else None,
+        serial=format(cert.serial_number, "x") if cert else None,
+        key=describe_key(cert.public_key()) if cert else None,
+        not_before=cert.not_valid_before_utc if cert else None,
+        not_after=cert.not_valid_after_utc if cert else None,
+        certificate_url=f"/api/v1/ca/{ca.name}",
+        chain_url=f"/api/v1/ca/{ca.name}/chain",
+        crl_url=f"/api/v1/crl/{ca.name}",
+    )
+
+
+def _cert_response(cert: x509.Certificate, fmt: str) -> Response:
+    if fmt == "der":
+        return Response(cert.public_bytes(Encoding.DER), media_type=DER_CERT)
+    return Response(cert.public_bytes(Encoding.PEM), media_type=PEM_CERT)
+
+
+@router.get("/ca", response_model=list[CAInfo])
+def list_cas(state: StateDep) -> list[CAInfo]:
+    """The root and every intermediate."""
+    return [_info(ca) for ca in state.pki.hierarchy.all()]
+
+
+@router.get("/ca/root", responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}}}})
+def root_certificate(state: StateDep, format: Format = "pem") -> Response:
+    """The root certificate (the trust anchor every service installs)."""
+    return ca_certificate("root", state, format)
+
+
+@router.get("/ca/intermediate", responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}}}})
+def default_intermediate(state: StateDep, format: Format = "pem") -> Response:
+    """The default issuing intermediate's certificate."""
+    return ca_certificate(state.settings.ca.default_issuer, state, format)
+
+
+@router.get("/ca/{name}", responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}}}})
+def ca_certificate(name: CAName, state: StateDep, format: Format = "pem") -> Response:
+    """One CA certificate."""
+    ca = state.pki.hierarchy.get(name)
+    if ca.certificate is None:
+        raise Conflict(f"CA {name!r} has no certificate yet ({ca.status.value})")
+    return _cert_response(ca.certificate, format)
+
+
+@router.get("/ca/{name}/info", response_model=CAInfo)
+def ca_info(name: CAName, state: StateDep) -> CAInfo:
+    """What is known about one CA."""
+    return _info(state.pki.hierarchy.get(name))
+
+
+@router.get("/ca/{name}/chain", responses={200: {"content": {PEM_CHAIN: {}}}})
+def ca_chain(name: CAName, state: StateDep) -> Response:
+    """PEM bundle: the CA, then its issuers up to the root."""
+    certs = state.pki.hierarchy.chain(name)
+    return Response(b"".join(c.public_bytes(Encoding.PEM) for c in certs), media_type=PEM_CHAIN)
+
+
+@router.get("/crl", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})
+def default_crl(state: StateDep, format: Format = "der") -> Response:
+    """The default issuer's CRL."""
+    return crl(state.settings.ca.default_issuer, state, format)
+
+
+@router.get("/crl/{issuer}", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})
+def crl(issuer: CAName, state: StateDep, format: Format = "der") -> Response:
+    """A fresh signed CRL (DER `application/pkix-crl`, or PEM with ?format=pem)."""
+    record = state.pki.revocation.current_crl(issuer)
+    headers = {"Cache-Control": f"max-age={_max_age(record.next_update, state)}"}
+    if format == "pem":
+        pem = x509.load_der_x509_crl(record.der).public_bytes(Encoding.PEM)
+        return Response(pem, media_type=PEM_CERT, headers=headers)
+    return Response(record.der, media_type=DER_CRL, headers=headers)
+
+
+def _max_age(next_update: dt.datetime, state: StateDep) -> int:
+    return max(0, int((next_update - state.clock.now()).total_seconds() / 2))
+
+
+class RevocationStatus(BaseModel):
+    serial: str
+    issuer: str
+    status: str
+    revoked: bool
+    revoked_at: dt.datetime | None = None
+    reason: str | None = None
+    invalidity_date: dt.datetime | None = None
+
+
+@router.get("/crl/check/{serial}", response_model=RevocationStatus)
+def check(serial: Annotated[str, Path(max_length=64)], state: StateDep) -> RevocationStatus:
+    """Is this certificate revoked? (404 if the serial is unknown.)"""
+    try:
+        number = parse_serial(serial)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="serial") from None
+    record = state.pki.revocation.is_revoked(number)
+    rev = record.revocation
+    return RevocationStatus(
+        serial=record.serial_hex,
+        issuer=record.issuer,
+        status=record.state(state.clock.now()).value,
+        revoked=rev is not None,
+        revoked_at=rev.revoked_at if rev else None,
+        reason=reason_name(rev.reason) if rev else None,
+        invalidity_date=rev.invalidity_date if rev else None,
+    )

@@ -1,0 +1,152 @@
+"""Serving: the server's own TLS certificate (issued by its CA, renewed in place) and uvicorn."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from pkiforge.api.tls import TLSFiles, TLSHttpToolsProtocol, server_context
+from pkiforge.ca.lifecycle import IssueRequest, parse_names
+from pkiforge.ca.models import SYSTEM, CAStatus
+from pkiforge.settings import Settings
+from pkiforge.wiring import Pki
+from pkiforge.x509.keys import parse_key_type, private_key_pem
+
+log = logging.getLogger("pkiforge.server")
+SERVER_SERVICE_ID = "pkiforge"
+
+
+def tls_files(home: Path) -> TLSFiles:
+    folder = home / "server"
+    return TLSFiles(folder / "tls.pem", folder / "tls.key", folder / "client-cas.pem")
+
+
+def renewal_due(cert: x509.Certificate, fraction: float, now: Any) -> bool:
+    """True once `fraction` of the certificate's lifetime has passed."""
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    return bool(now >= start + (end - start) * fraction)
+
+
+def ensure_server_certificate(pki: Pki, settings: Settings, *, force: bool = False) -> TLSFiles:
+    """Issue (or renew) the server's certificate from its own CA; refresh the client CA bundle.
+
+    Several workers or replicas may call this at once: a file lock lets one of them issue.
+    """
+    files = tls_files(settings.home)
+    files.cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(files.cert.parent / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _write(files.client_cas, _ca_bundle(pki), private=False)
+        current = _load(files.cert)
+        names = sorted(settings.server.hostnames)
+        if (
+            force
+            or current is None
+            or not files.key.exists()
+            or renewal_due(current, settings.server.tls_renew_at, pki.ctx.clock.now())
+            or _names(current) != set(names)
+        ):
+            _issue(pki, settings, files, names)
+    return files
+
+
+def _issue(pki: Pki, settings: Settings, files: TLSFiles, names: list[str]) -> None:
+    profile = pki.ctx.config.profiles[settings.server.tls_profile]
+    template = IssueRequest(
+        common_name=names[0] if names[0] != "127.0.0.1" else names[-1],
+        names=parse_names(names, allow_wildcard=profile.allow_wildcards),
+        service_id=SERVER_SERVICE_ID,
+        profile=profile.name,
+    )
+    record, key = pki.certificates.issue_with_new_key(
+        template, parse_key_type(settings.server.tls_key_type), actor=SYSTEM
+    )
+    assert record.certificate is not None
+    chain = pki.hierarchy.chain(record.issuer)[:-1]  # leaf + intermediates, not the root
+    pem = b"".join(c.public_bytes(Encoding.PEM) for c in [record.certificate, *chain])
+    _write(files.key, private_key_pem(key), private=True)
+    _write(files.cert, pem, private=False)
+    log.info("server certificate %s issued, valid until %s", record.serial_hex, record.not_after)
+
+
+def _ca_bundle(pki: Pki) -> bytes:
+    return b"".join(
+        ca.certificate.public_bytes(Encoding.PEM)
+        for ca in pki.hierarchy.all()
+        if ca.certificate is not None and ca.status is CAStatus.ACTIVE
+    )
+
+
+def _load(path: Path) -> x509.Certificate | None:
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())[0]
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def _names(cert: x509.Certificate) -> set[str]:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(v) for v in san.get_values_for_type(x509.DNSName)} | {
+        str(v) for v in san.get_values_for_type(x509.IPAddress)
+    }
+
+
+def _write(path: Path, data: bytes, *, private: bool) -> None:
+    if path.exists() and path.read_bytes() == data:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def start_renewal_thread(renew: Callable[[], object], interval: float) -> threading.Event:
+    """Check for renewal every `interval` seconds until the returned event is set."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                renew()
+            except Exception:  # keep serving on the old certificate; try again later
+                log.exception("server certificate renewal failed; will retry")
+
+    threading.Thread(target=loop, name="tls-renewal", daemon=True).start()
+    return stop
+
+
+def ssl_factory(files: TLSFiles, _config: Any, _default: Any) -> ssl.SSLContext:
+    """uvicorn `ssl_context_factory`: module-level so worker processes can unpickle it."""
+    return server_context(files)
+
+
+def serve(settings: Settings, files: TLSFiles, *, workers: int, host: str, port: int) -> None:
+    """Run uvicorn with our TLS context and TLS-extension protocol (blocks)."""
+    import uvicorn
+
+    uvicorn.run(
+        "pkiforge.api.asgi:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http=TLSHttpToolsProtocol,
+        ssl_context_factory=partial(ssl_factory, files),
+        timeout_graceful_shutdown=10,
+        server_header=False,
+        proxy_headers=False,  # the client address is the peer; proxies are handled explicitly
+        log_level="info",
+    )

@@ -1,0 +1,60 @@
+"""`pkiforge serve`: the HTTPS API with mTLS."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from pkiforge import passphrase
+from pkiforge.api.server import ensure_server_certificate, serve, start_renewal_thread
+from pkiforge.cli.output import err
+from pkiforge.cli.state import CliState
+from pkiforge.errors import Conflict
+
+RENEW_CHECK_SECONDS = 60.0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_cmd)
+
+
+def serve_cmd(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Default: server.host (127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: server.port (8443).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes.")] = None,
+) -> None:
+    """Serve the HTTPS API (TLS 1.2+, client certificates verified against this CA)."""
+    state: CliState = ctx.obj
+    start(state, host, port, workers)
+
+
+def start(state: CliState, host: str | None, port: int | None, workers: int | None) -> None:
+    """Ensure the server certificate, then run uvicorn until interrupted."""
+    settings = state.settings
+    if not state.pki.hierarchy.all():
+        raise Conflict(f"no CA in {state.home}: run `pkiforge init` first")
+    state.passphrase()  # fail now, not in a worker, if no passphrase is available
+    files = ensure_server_certificate(state.pki, settings)
+    stop = start_renewal_thread(
+        lambda: ensure_server_certificate(state.pki, settings), RENEW_CHECK_SECONDS
+    )
+    os.environ["PKIFORGE_HOME"] = str(state.home.resolve())
+    if state.database_url:
+        os.environ["PKIFORGE_DATABASE_URL"] = state.database_url
+    if state.passphrase_file:
+        os.environ[passphrase.FILE_ENV] = str(state.passphrase_file.resolve())
+    bind_host, bind_port = host or settings.server.host, port or settings.server.port
+    err.print(f"serving https://{bind_host}:{bind_port} (CA in {state.home})")
+    try:
+        serve(
+            settings,
+            files,
+            workers=workers or settings.server.workers,
+            host=bind_host,
+            port=bind_port,
+        )
+    finally:
+        stop.set()
