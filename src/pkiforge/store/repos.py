@@ -47,20 +47,20 @@ class SqlCARepository:
         self.s = session
 
     def add(self, ca: CARecord) -> None:
-        self.s.add(
-            CARow(
-                name=ca.name,
-                kind=ca.kind.value,
-                status=ca.status.value,
-                parent=ca.parent,
-                cert_pem=_pem(ca.certificate),
-                key_ref=ca.key_ref,
-                created_at=utc(ca.created_at),
-                crl_number=ca.crl_number,
-            )
-        )
         try:
-            self.s.flush()
+            with self.s.begin_nested():  # a failed INSERT must not poison the transaction
+                self.s.add(
+                    CARow(
+                        name=ca.name,
+                        kind=ca.kind.value,
+                        status=ca.status.value,
+                        parent=ca.parent,
+                        cert_pem=_pem(ca.certificate),
+                        key_ref=ca.key_ref,
+                        created_at=utc(ca.created_at),
+                        crl_number=ca.crl_number,
+                    )
+                )
         except SAIntegrityError:
             raise Conflict(f"CA {ca.name!r} already exists", field="name") from None
 
@@ -107,8 +107,11 @@ class SqlCertificateRepository:
             raise Conflict(f"serial {record.serial_hex} already exists", field="serial")
         row = CertificateRow(serial_number=format_serial(record.serial))
         self._fill(row, record)
-        self.s.add(row)
-        self.s.flush()
+        try:
+            with self.s.begin_nested():  # a concurrent writer may have taken the serial
+                self.s.add(row)
+        except SAIntegrityError:
+            raise Conflict(f"serial {record.serial_hex} already exists", field="serial") from None
 
     def update(self, record: CertificateRecord) -> None:
         row = self.s.get(CertificateRow, format_serial(record.serial))
@@ -175,18 +178,18 @@ class SqlCertificateRepository:
         row = self.s.get(CertificateRow, format_serial(serial))
         if row is None:
             raise Conflict(f"serial {format_serial(serial)} is not stored", field="serial")
-        row.status = CertStatus.REVOKED.value
-        self.s.add(
-            RevocationRow(
-                serial_number=row.serial_number,
-                reason=revocation.reason.value,
-                revoked_at=utc(revocation.revoked_at),
-                invalidity_date=_ts(revocation.invalidity_date),
-                revoked_by=revocation.revoked_by,
-            )
-        )
         try:
-            self.s.flush()
+            with self.s.begin_nested():  # a failed INSERT must not poison the transaction
+                row.status = CertStatus.REVOKED.value
+                self.s.add(
+                    RevocationRow(
+                        serial_number=row.serial_number,
+                        reason=revocation.reason.value,
+                        revoked_at=utc(revocation.revoked_at),
+                        invalidity_date=_ts(revocation.invalidity_date),
+                        revoked_by=revocation.revoked_by,
+                    )
+                )
         except SAIntegrityError:
             raise Conflict(
                 f"serial {row.serial_number} is already revoked", field="serial"
