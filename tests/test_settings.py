@@ -1,0 +1,131 @@
+"""Settings: defaults, config.yaml, PKIFORGE_* environment overrides, clear errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pkiforge.settings import CONFIG_FILE, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("PKIFORGE_"):
+            monkeypatch.delenv(key)
+    yield
+
+
+def write_config(home: Path, text: str) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / CONFIG_FILE).write_text(text, encoding="utf-8")
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    s = load_settings(tmp_path)
+    assert s.home == tmp_path
+    assert s.ca.trust_domain == "pkiforge.internal"
+    assert s.ca.root_key_type == "rsa4096"
+    assert s.ca.kdf_log2_n == 15
+    assert set(s.profiles) == {"server", "client", "service"}
+    assert s.profiles["server"].allow_wildcards is True
+    assert s.profiles["service"].allow_wildcards is False
+    assert s.profiles["server"].max_validity == dt.timedelta(days=397)
+    assert s.effective_database_url == f"sqlite:///{(tmp_path / 'pkiforge.db').resolve()}"
+
+
+def test_file_values_and_durations(tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        """
+ca:
+  trust_domain: corp.internal
+  backdate: 5m
+  root_validity: 7300d
+crl:
+  next_update: 12h
+urls:
+  crl: http://pki.corp.internal/{issuer}.crl
+profiles:
+  web:
+    ekus: [serverAuth]
+    default_validity: 30d
+    max_validity: 90d
+""",
+    )
+    s = load_settings(tmp_path)
+    assert s.ca.trust_domain == "corp.internal"
+    assert s.ca.backdate == dt.timedelta(minutes=5)
+    assert s.ca.root_validity == dt.timedelta(days=7300)
+    assert s.crl.next_update == dt.timedelta(hours=12)
+    assert s.urls.crl == "http://pki.corp.internal/{issuer}.crl"
+    assert set(s.profiles) == {"web"}  # a profiles section replaces the defaults
+    assert s.profiles["web"].max_validity == dt.timedelta(days=90)
+
+
+def test_env_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(tmp_path, "ca:\n  trust_domain: file.internal\n  organization: FileOrg\n")
+    monkeypatch.setenv("PKIFORGE_CA__TRUST_DOMAIN", "env.internal")
+    monkeypatch.setenv("PKIFORGE_CRL__NEXT_UPDATE", "2h")
+    s = load_settings(tmp_path)
+    assert s.ca.trust_domain == "env.internal"
+    assert s.ca.organization == "FileOrg"  # untouched keys of the section stay
+    assert s.crl.next_update == dt.timedelta(hours=2)
+
+
+def test_env_equal_to_the_default_still_overrides_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(tmp_path, "ca:\n  trust_domain: file.internal\n")
+    monkeypatch.setenv("PKIFORGE_CA__TRUST_DOMAIN", "pkiforge.internal")
+    assert load_settings(tmp_path).ca.trust_domain == "pkiforge.internal"
+
+
+def test_explicit_overrides_and_home_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(tmp_path, "home: /elsewhere\ndatabase_url: sqlite:///file.db\n")
+    monkeypatch.setenv("PKIFORGE_HOME", "/from-env")
+    s = load_settings(tmp_path, database_url="postgresql://u:secret@db/pki")
+    assert s.home == tmp_path
+    assert s.database_url == "postgresql://u:secret@db/pki"
+    assert s.public_dict()["database_url"] == "postgresql://u:***@db/pki"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("ca: [unclosed\n", "not valid YAML"),
+        ("ca:\n  trust_domain: a\n bad-indent: b\n", "not valid YAML"),
+        ("- a\n- b\n", "expected a mapping at the top level"),
+        ("just a string\n", "expected a mapping at the top level"),
+        ("bogus: 1\n", "unknown setting 'bogus'"),
+        ("ca:\n  trust_domian: x.internal\n", "trust_domian"),
+        ("ca:\n  kdf_log2_n: 10\n", "kdf_log2_n"),
+        ("crl:\n  next_update: soon\n", "invalid duration 'soon'"),
+        ("profiles:\n  web:\n    ekus: [serverAuth]\n", "default_validity"),
+        ("profiles:\n  web:\n    ekus: [a]\n    default_validity: 1d\n"
+         "    max_validity: 2d\n    wildcard: true\n", "wildcard"),
+    ],
+    ids=["unclosed", "indent", "list", "scalar", "unknown-top", "unknown-ca-key",
+         "kdf-too-low", "bad-duration", "missing-field", "unknown-profile-key"],
+)  # fmt: skip
+def test_bad_config_is_a_clear_value_error(tmp_path: Path, text: str, words: str) -> None:
+    write_config(tmp_path, text)
+    with pytest.raises(ValueError) as info:
+        load_settings(tmp_path)
+    assert words in str(info.value)
+
+
+def test_bad_env_value_is_a_value_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PKIFORGE_CRL__NEXT_UPDATE", "tomorrow")
+    with pytest.raises(ValueError, match="invalid duration 'tomorrow'"):
+        load_settings(tmp_path)
+
+
+def test_empty_file_means_defaults(tmp_path: Path) -> None:
+    write_config(tmp_path, "")
+    assert load_settings(tmp_path).ca.trust_domain == "pkiforge.internal"
