@@ -1,0 +1,328 @@
+"""Certificate issuance over HTTPS with client certificates: pkiforge vs `cfssl serve`, one run.
+
+Both sign the same CSR with the same intermediate CA key (exported once from pkiforge for
+cfssl), over TLS with mutual TLS, and both persist every certificate: pkiforge in its SQLite
+store with an audit entry per certificate, cfssl in its SQLite certdb (`-db-config`). The same
+closed-loop load generator (bench/loadgen.py: N workers, one keep-alive connection each)
+drives each server in turn for the same duration on this machine's loopback.
+
+    .venv/bin/python -m bench.issuance --key-type rsa2048 --concurrency 16 --duration 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bench.loadgen import Result, Target, run
+
+PASSPHRASE = "bench-passphrase-0123456789"
+CFSSL_SCHEMA = """
+CREATE TABLE certificates (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL,
+  ca_label blob, status blob NOT NULL, reason int, expiry timestamp, revoked_at timestamp,
+  pem blob NOT NULL, PRIMARY KEY(serial_number, authority_key_identifier));
+CREATE TABLE ocsp_responses (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL,
+  body blob NOT NULL, expiry timestamp, PRIMARY KEY(serial_number, authority_key_identifier));
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pkiforge(home: Path, *args: str) -> str:
+    env = {**os.environ, "PKIFORGE_CA_PASSPHRASE": PASSPHRASE}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pkiforge.cli", "--home", str(home), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"pkiforge {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def wait_ready(url: str, ca: Path, cert: tuple[str, str] | None = None, tries: int = 100) -> None:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        ctx.load_cert_chain(*cert)
+    for _ in range(tries):
+        try:
+            httpx.get(url, verify=ctx, timeout=2.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+@contextmanager
+def process(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def prepare(work: Path, key_type: str) -> dict[str, Path]:
+    """A pkiforge CA with the chosen intermediate, the CSR, client and server certificates."""
+    home = work / "home"
+    pkiforge(home, "init", "--root-key-type", "p256", "--intermediate-key-type", key_type)
+    (home / "config.yaml").write_text(BENCH_CONFIG)
+    (home / "service_whitelist.yaml").write_text(BENCH_WHITELIST)
+    f = {"home": home, "root": work / "root.pem", "chain": work / "chain.pem"}
+    (f["root"]).write_text(pkiforge(home, "ca", "chain", "root"))
+    (f["chain"]).write_text(pkiforge(home, "ca", "chain", "services"))
+    for name, extra in (
+        ("client", ["--cn", "bench-client"]),
+        ("tls", ["--cn", "localhost", "--san", "IP:127.0.0.1", "--profile", "server", "--chain"]),
+    ):
+        pkiforge(
+            home,
+            "cert",
+            "issue",
+            *extra,
+            "--key-out",
+            str(work / f"{name}.key"),
+            "--out",
+            str(work / f"{name}.pem"),
+        )
+        f[f"{name}_cert"], f[f"{name}_key"] = work / f"{name}.pem", work / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            str(work / "csr.key"),
+            "-subj",
+            "/CN=bench-client",
+            "-addext",
+            "subjectAltName=DNS:bench-client",
+            "-out",
+            str(work / "svc.csr"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    f["csr"] = work / "svc.csr"
+    return f
+
+
+BENCH_CONFIG = """\
+server:
+  workers: 2
+"""
+BENCH_WHITELIST = """\
+services:
+  bench-client:
+    operations: [request, renew, revoke, register, update, discover, list]
+    names: ["bench-client"]
+    max_certificates: 100000000
+"""
+
+
+def export_intermediate(f: dict[str, Path], work: Path) -> tuple[Path, Path]:
+    """The intermediate's certificate and unencrypted key, for cfssl (bench only)."""
+    from cryptography.hazmat.primitives import serialization as ser
+
+    from pkiforge.signers.file import decrypt_key
+
+    key = decrypt_key((f["home"] / "ca" / "services" / "key.pem").read_bytes(), PASSPHRASE.encode())
+    key_file = work / "cfssl-ca.key"
+    key_file.write_bytes(
+        key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+    )
+    key_file.chmod(0o600)
+    cert_file = work / "cfssl-ca.pem"
+    pem = f["chain"].read_text()
+    cert_file.write_text(pem[: pem.index("-----END CERTIFICATE-----") + 26])
+    return cert_file, key_file
+
+
+def bench_cfssl(f: dict[str, Path], work: Path, args: argparse.Namespace) -> tuple[Result, int]:
+    ca_cert, ca_key = export_intermediate(f, work)
+    db = work / "cfssl.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(CFSSL_SCHEMA)
+    (work / "cfssl-db.json").write_text(json.dumps({"driver": "sqlite3", "data_source": str(db)}))
+    (work / "cfssl-config.json").write_text(
+        json.dumps(
+            {
+                "signing": {
+                    "default": {
+                        "expiry": "8760h",
+                        "usages": [
+                            "digital signature",
+                            "key encipherment",
+                            "server auth",
+                            "client auth",
+                        ],
+                    }
+                }
+            }
+        )
+    )
+    (work / "client-cas.pem").write_text(f["root"].read_text() + f["chain"].read_text())
+    port = free_port()
+    cmd = [
+        "cfssl",
+        "serve",
+        "-address",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-ca",
+        str(ca_cert),
+        "-ca-key",
+        str(ca_key),
+        "-tls-cert",
+        str(f["tls_cert"]),
+        "-tls-key",
+        str(f["tls_key"]),
+        "-mutual-tls-ca",
+        str(work / "client-cas.pem"),
+        "-db-config",
+        str(work / "cfssl-db.json"),
+        "-config",
+        str(work / "cfssl-config.json"),
+        "-loglevel",
+        "5",
+    ]
+    url = f"https://127.0.0.1:{port}/api/v1/cfssl/sign"
+    body = json.dumps({"certificate_request": f["csr"].read_text()}).encode()
+    with process(cmd):
+        wait_ready(
+            f"https://127.0.0.1:{port}/api/v1/cfssl/health",
+            f["root"],
+            (str(f["client_cert"]), str(f["client_key"])),
+        )
+        result = run(
+            Target(
+                "cfssl",
+                url,
+                body,
+                str(f["root"]),
+                str(f["client_cert"]),
+                str(f["client_key"]),
+                ok=lambda r: r.status_code == 200 and r.json().get("success") is True,
+            ),
+            concurrency=args.concurrency,
+            warmup=args.warmup,
+            duration=args.duration,
+        )
+    with sqlite3.connect(db) as conn:
+        stored = int(conn.execute("SELECT count(*) FROM certificates").fetchone()[0])
+    return result, stored
+
+
+def bench_pkiforge(f: dict[str, Path], args: argparse.Namespace) -> tuple[Result, int]:
+    port = free_port()
+    env = {**os.environ, "PKIFORGE_CA_PASSPHRASE": PASSPHRASE}
+    cmd = [
+        sys.executable,
+        "-m",
+        "pkiforge.cli",
+        "--home",
+        str(f["home"]),
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(args.workers),
+    ]
+    url = f"https://localhost:{port}/api/v1/certificates/request"
+    body = json.dumps({"csr": f["csr"].read_text()}).encode()
+    before = _count_pkiforge(f["home"])
+    with process(cmd, env=env):
+        wait_ready(f"https://localhost:{port}/healthz", f["root"])
+        result = run(
+            Target(
+                "pkiforge", url, body, str(f["root"]), str(f["client_cert"]), str(f["client_key"])
+            ),
+            concurrency=args.concurrency,
+            warmup=args.warmup,
+            duration=args.duration,
+        )
+    return result, _count_pkiforge(f["home"]) - before
+
+
+def _count_pkiforge(home: Path) -> int:
+    with sqlite3.connect(home / "pkiforge.db") as conn:
+        return (
+            int(
+                conn.execute(
+                    "SELECT count(*) FROM certificates WHERE status = 'active' "
+                    "AND common_name = 'bench-client' AND profile = 'service'"
+                ).fetchone()[0]
+            )
+            - 1
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--key-type", default="rsa2048", help="intermediate key: rsa2048, p256")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=2, help="pkiforge worker processes")
+    parser.add_argument("--only", choices=["cfssl", "pkiforge"], help="run one side only")
+    args = parser.parse_args()
+    if shutil.which("cfssl") is None:
+        raise SystemExit("cfssl not found: apt-get install golang-cfssl")
+    work = Path(tempfile.mkdtemp(prefix="pkiforge-bench-"))
+    try:
+        f = prepare(work, args.key_type)
+        empty = (Result("-", 0, 0, 1.0, []), 0)
+        cf, cf_stored = bench_cfssl(f, work, args) if args.only != "pkiforge" else empty
+        pk, pk_stored = bench_pkiforge(f, args) if args.only != "cfssl" else empty
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"intermediate {args.key_type}, {args.concurrency} concurrent clients, "
+        f"{args.duration:.0f} s after {args.warmup:.0f} s warm-up, "
+        f"pkiforge workers={args.workers}, {os.cpu_count()} CPUs"
+    )
+    print(f"{'server':10} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'stored*':>8}")
+    for r, stored in ((cf, cf_stored), (pk, pk_stored)):
+        print(
+            f"{r.name:10} {r.rate:9.1f} {r.pct(50):8.1f} {r.pct(99):8.1f} {r.errors:7d} {stored:8d}"
+        )
+    ratio = pk.rate / cf.rate if cf.rate else float("nan")
+    print(f"ratio pkiforge/cfssl: {ratio:.2f}x   (*stored: rows the run added, warm-up included)")
+
+
+if __name__ == "__main__":
+    main()
