@@ -143,7 +143,7 @@ class SqlCertificateRepository:
             .limit(query.limit)
             .offset(query.offset)
         )
-        return [self._domain(c, r) for c, r in self.s.execute(stmt).tuples()]
+        return [self._domain(c, r) for c, r in self.s.execute(stmt)]
 
     def count(self, query: CertificateQuery) -> int:
         stmt = select(func.count()).select_from(CertificateRow).where(*self._filters(query))
@@ -202,7 +202,7 @@ class SqlCertificateRepository:
             .where(CertificateRow.issuer == issuer)
             .order_by(RevocationRow.revoked_at)
         )
-        return [self._domain(c, r) for c, r in self.s.execute(stmt).tuples()]
+        return [self._domain(c, r) for c, r in self.s.execute(stmt)]
 
     @staticmethod
     def _domain(row: CertificateRow, rev: RevocationRow | None) -> CertificateRecord:
