@@ -36,8 +36,8 @@ from pkiforge.ca.models import (
 )
 from pkiforge.ca.ports import Transaction
 from pkiforge.ca.signing import SigningCA
-from pkiforge.errors import Conflict, InvalidInput
-from pkiforge.x509.csr import load_csr
+from pkiforge.errors import Conflict, InvalidCSR, InvalidInput
+from pkiforge.x509.csr import csr_signature_valid, load_csr
 from pkiforge.x509.keys import KeyType, as_issuer_public_key, check_public_key, generate_key
 
 Progress = Callable[[str], None]
@@ -219,7 +219,11 @@ class HierarchyService:
         root = self.ctx.signer(self.ctx.get_ca(ROOT_NAME), root_key_ref)
         key = generate_key(key_type or self.ctx.config.intermediate_key_type)
         return self._create_intermediate(
-            name, key, root, validity or self.ctx.config.intermediate_validity, actor
+            name,
+            key,
+            root,
+            self.ctx.config.intermediate_validity if validity is None else validity,
+            actor,
         )
 
     def create_intermediate_csr(
@@ -266,15 +270,15 @@ class HierarchyService:
             InvalidCSR, WeakKey: bad CSR. Conflict: root key unavailable.
         """
         csr = load_csr(csr_data)
-        if not csr.is_signature_valid:
-            raise InvalidInput("CSR signature does not verify", field="csr")
+        if not csr_signature_valid(csr):
+            raise InvalidCSR("CSR signature does not verify", field="csr")
         ca_name = validate_ca_name(name or _name_from_csr(csr))
         root = self.ctx.signer(self.ctx.get_ca(ROOT_NAME), root_key_ref)
         return self._sign_intermediate_key(
             ca_name,
             csr.public_key(),
             root,
-            validity or self.ctx.config.intermediate_validity,
+            self.ctx.config.intermediate_validity if validity is None else validity,
             actor,
         )
 

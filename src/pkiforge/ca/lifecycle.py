@@ -203,7 +203,7 @@ class CertificateService:
             old.service_id,
             old.profile,
             old.issuer,
-            validity or keep,
+            keep if validity is None else validity,
             public_key,
         )
         return self.issue(request, actor, renewed_from=old.serial)

@@ -98,7 +98,7 @@ def limit_names(draft: Draft) -> None:
 
 def validity_window(draft: Draft) -> None:
     """Default/maximum validity by profile, notBefore backdated, notAfter within the issuer's."""
-    validity = draft.validity or draft.profile.default_validity
+    validity = draft.profile.default_validity if draft.validity is None else draft.validity
     if validity > draft.profile.max_validity:
         raise PolicyViolation(
             f"validity of {validity.days} days exceeds the {draft.profile.name!r} profile "

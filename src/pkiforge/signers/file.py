@@ -95,6 +95,7 @@ def write_private(path: Path, data: bytes) -> None:
         Conflict-like FileExistsError: a file is already there.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.chmod(0o700)  # also when it already existed: key folders are private
     if path.exists():
         raise FileExistsError(f"{path} already exists; refusing to overwrite a key")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -54,11 +54,7 @@ def check_csr(csr: x509.CertificateSigningRequest, *, allow_wildcard: bool) -> C
         WeakKey: key refused by policy.
         InvalidName / PolicyViolation: a requested name is malformed or not allowed.
     """
-    try:
-        valid = csr.is_signature_valid
-    except Exception:  # unsupported algorithms raise from inside cryptography
-        valid = False
-    if not valid:
+    if not csr_signature_valid(csr):
         raise InvalidCSR(
             "CSR signature does not verify: it was not signed by the key it contains",
             field="csr",
@@ -69,6 +65,14 @@ def check_csr(csr: x509.CertificateSigningRequest, *, allow_wildcard: bool) -> C
         raise InvalidCSR("CSR public key is not supported", field="csr") from None
     check_public_key(key, field="csr")
     return CheckedCSR(csr, key, _common_name(csr), tuple(_requested_names(csr, allow_wildcard)))
+
+
+def csr_signature_valid(csr: x509.CertificateSigningRequest) -> bool:
+    """Does the CSR's self-signature verify? (False for unsupported algorithms too.)"""
+    try:
+        return bool(csr.is_signature_valid)
+    except Exception:  # unsupported signature algorithms raise from inside cryptography
+        return False
 
 
 def _common_name(csr: x509.CertificateSigningRequest) -> str | None:
