@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,46 @@ def test_run_initialises_once_and_never_overwrites(tmp_path: Path) -> None:
     assert second.code == 0, second.stderr
     assert run("ca", "chain", "root").stdout == root_before
     assert "generated" not in second.stderr
+
+
+def test_audit_anchor_shows_deleted_tail_and_rewrite(tmp_path: Path, fresh: Pkiforge) -> None:
+    assert fresh("init", "--root-key-type", "p256", "--intermediate-key-type", "p256").code == 0
+    assert fresh("cert", "issue", "--cn", "a.internal", "--key-out", "a.key").code == 0
+    assert fresh("audit", "anchor", "--out", "anchor.json").code == 0
+    n = json.loads((tmp_path / "anchor.json").read_text())["seq"]
+    assert n == 4  # root, intermediate signed, intermediate created, certificate issued
+    assert fresh("audit", "verify", "--anchor", "anchor.json").code == 0
+
+    db = tmp_path / "D" / "pkiforge.db"
+    with sqlite3.connect(db) as conn:  # delete the newest entry: the chain alone still holds
+        conn.execute("DELETE FROM audit_log WHERE seq = ?", (n,))
+    assert fresh("audit", "verify").code == 0
+    r = fresh("audit", "verify", "--anchor", "anchor.json")
+    assert r.code == 8 and f"anchored entry {n} is missing" in r.stderr
+
+    # rewrite entry n-1 and forge a new entry n: the chain holds, the anchor does not
+    from pkiforge.ca.audit import entry_hash
+    from pkiforge.store.db import SqlStore
+
+    def store_of(path: Path) -> SqlStore:
+        return SqlStore.open(f"sqlite:///{path}")
+
+    with store_of(db).transaction() as tx:
+        last = tx.audit.last()
+    assert last is not None
+    forged = replace(last, actor="operator:mallory")
+    forged = replace(forged, hash=entry_hash(forged))
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE audit_log SET actor = ?, hash = ? WHERE seq = ?",
+            (forged.actor, forged.hash, forged.seq),
+        )
+    tail = replace(forged, seq=n, prev_hash=forged.hash, action="cert.renew")
+    tail = replace(tail, hash=entry_hash(tail))
+    with store_of(db).transaction() as tx:
+        tx.audit.add(tail)
+    assert fresh("audit", "verify").code == 0  # the forged chain is self-consistent
+    r = fresh("audit", "verify", "--anchor", "anchor.json", "--json")
+    report = json.loads(r.stdout)
+    assert r.code == 8
+    assert any(f"entry {n} differs from the anchor" in p for p in report["problems"])

@@ -3,6 +3,11 @@
 hash = SHA-256 over the canonical JSON of (seq, at, actor, address, action, subject, details,
 prev_hash). Editing an entry breaks its hash; inserting or deleting one breaks the sequence or
 the link to its predecessor. `verify_chain` names the first entry where each problem shows.
+
+A chain alone cannot show that its newest entries were removed, or that someone with write
+access rewrote a suffix and recomputed every hash. An *anchor* (the head's seq and hash, kept
+outside the database: a ticket, a log sink, WORM storage) closes that gap: verifying against it
+proves that the entry at that seq still has that hash and that nothing before it changed.
 """
 
 from __future__ import annotations
@@ -60,20 +65,30 @@ def next_entry(
     return replace(entry, hash=entry_hash(entry))
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A point of the chain recorded elsewhere."""
+
+    seq: int
+    hash: str
+
+
 @dataclass
 class ChainReport:
     """The outcome of `verify_chain`."""
 
     entries: int = 0
     problems: list[str] = field(default_factory=list)
+    head: Anchor | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def verify_chain(entries: Iterable[AuditEntry]) -> ChainReport:
-    """Walk the chain in sequence order and name every break."""
+def verify_chain(entries: Iterable[AuditEntry], anchors: Iterable[Anchor] = ()) -> ChainReport:
+    """Walk the chain in sequence order and name every break, and every anchor not matched."""
+    expected = {a.seq: a.hash for a in anchors}
     report = ChainReport()
     prev_seq, prev_hash = 0, GENESIS
     for entry in entries:
@@ -96,5 +111,14 @@ def verify_chain(entries: Iterable[AuditEntry]) -> ChainReport:
             )
         if entry_hash(entry) != entry.hash:
             report.problems.append(f"entry {entry.seq} content does not match its hash (edited)")
+        if entry.seq in expected and expected.pop(entry.seq) != entry.hash:
+            report.problems.append(
+                f"entry {entry.seq} differs from the anchor recorded for it (history rewritten)"
+            )
         prev_seq, prev_hash = entry.seq, entry.hash
+    for seq in sorted(expected):
+        report.problems.append(
+            f"anchored entry {seq} is missing (entries after {prev_seq} deleted)"
+        )
+    report.head = Anchor(prev_seq, prev_hash) if report.entries else None
     return report
