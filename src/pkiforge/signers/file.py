@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,6 +128,10 @@ class FileKeyStore:
         )
         self._cached: bytes | None = None
         self._log2_n = log2_n
+        # decrypted keys by file and its (mtime, size): a server signs thousands of
+        # certificates per key, and each decryption costs a deliberate scrypt (~0.1 s)
+        self._keys: dict[Path, tuple[tuple[int, int], CertificateIssuerPrivateKeyTypes]] = {}
+        self._lock = threading.Lock()
 
     @property
     def _passphrase(self) -> bytes:
@@ -161,7 +166,16 @@ class FileKeyStore:
         if not path.is_absolute():
             path = self._home / path
         try:
+            stat = path.stat()
+            version = (stat.st_mtime_ns, stat.st_size)
+            with self._lock:
+                cached = self._keys.get(path)
+                if cached is not None and cached[0] == version:
+                    return cached[1]
             data = path.read_bytes()
         except FileNotFoundError:
             raise NotFound(f"CA key file {path} not found", field="key") from None
-        return decrypt_key(data, self._passphrase, f"CA key {path.name}")
+        key = decrypt_key(data, self._passphrase, f"CA key {path.name}")
+        with self._lock:
+            self._keys[path] = (version, key)
+        return key
