@@ -118,6 +118,17 @@ class ServerSettings(_Section):
     tls_renew_at: float = Field(default=2 / 3, gt=0, lt=1)
 
 
+class RateLimitSettings(_Section):
+    """Certificate issuance (request + renew) per service; shared through Redis if configured."""
+
+    issuance_limit: int = Field(default=100, ge=1)
+    issuance_window: dt.timedelta = dt.timedelta(hours=1)
+    # every Redis key starts with this, so installations (and test runs) never see each other
+    key_prefix: str = "pkiforge:"
+
+    _v = field_validator("issuance_window", mode="before")(_duration)
+
+
 class Settings(BaseSettings):
     """All configuration; build with `load_settings(home)`."""
 
@@ -132,6 +143,9 @@ class Settings(BaseSettings):
     crl: CRLSettings = Field(default_factory=CRLSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     profiles: dict[str, ProfileSettings] = Field(default_factory=_default_profiles)
+    # redis://host:6379/0: rate limits shared by every replica (default: per process)
+    redis_url: str | None = None
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,16 @@ from fastapi import FastAPI
 
 from pkiforge import __version__
 from pkiforge.api import problems, tls
-from pkiforge.api.routers import ca, health, identity
+from pkiforge.api.middleware import BodyLimit, Latency
+from pkiforge.api.routers import (
+    ca,
+    certificates,
+    discovery,
+    health,
+    identity,
+    metrics,
+    services,
+)
 from pkiforge.api.state import AppState
 from pkiforge.settings import Settings
 from pkiforge.wiring import Pki
@@ -44,6 +53,12 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ca.router)
     app.include_router(identity.router)
+    app.include_router(certificates.router)
+    app.include_router(services.router)
+    app.include_router(discovery.router)
+    app.include_router(metrics.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(Latency, histogram=state.api.latency)
     return app
 
 

@@ -49,6 +49,8 @@ def service_identity(request: Request, state: StateDep) -> ServiceIdentity:
     """The calling service, from its verified client certificate; 401 otherwise."""
     identity = state.identities.verify(client_certificate(request, state))
     request.state.identity = identity
+    if state.services is not None:
+        state.services.last_seen.seen(identity.service_id)
     return identity
 
 

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from prometheus_client import CollectorRegistry
 
-from pkiforge.auth.mtls import ClientCertificateVerifier
+from pkiforge.api.service_api import ServiceApi
+from pkiforge.auth.mtls import ClientCertificateVerifier, ServiceIdentity
+from pkiforge.ca.authorization import Caller, Whitelist
 from pkiforge.ca.models import CAStatus
 from pkiforge.clock import Clock
 from pkiforge.settings import Settings
+from pkiforge.whitelist import load_whitelist
 from pkiforge.wiring import Pki
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -27,9 +30,21 @@ class AppState:
     identities: ClientCertificateVerifier
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     trusted_proxies: tuple[Network, ...] = ()
+    whitelist: Whitelist = field(default_factory=Whitelist)
+    services: ServiceApi | None = None  # set by build(); tests may build their own
+
+    @property
+    def api(self) -> ServiceApi:
+        assert self.services is not None, "AppState.build() wires the service API"
+        return self.services
+
+    def caller(self, identity: ServiceIdentity, address: str | None) -> Caller:
+        """The authorization view of a verified service (its whitelist policy, if any)."""
+        return Caller(identity.service_id, self.whitelist.policy_for(identity.service_id), address)
 
     @classmethod
     def build(cls, settings: Settings, pki: Pki) -> AppState:
+        """Raises ValueError: malformed whitelist. StoreUnavailable: Redis URL unusable."""
         clock = pki.ctx.clock
 
         def issuers() -> list[x509.Certificate]:
@@ -47,7 +62,16 @@ class AppState:
         proxies = tuple(
             ipaddress.ip_network(p, strict=False) for p in settings.server.trusted_proxies
         )
-        return cls(settings, pki, clock, verifier, trusted_proxies=proxies)
+        state = cls(
+            settings,
+            pki,
+            clock,
+            verifier,
+            trusted_proxies=proxies,
+            whitelist=load_whitelist(settings.home) or Whitelist(),
+        )
+        state.services = ServiceApi.build(settings, pki, state.registry)
+        return state
 
     def is_trusted_proxy(self, address: str | None) -> bool:
         if not address or not self.trusted_proxies:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
@@ -16,6 +17,7 @@ from pkiforge.ca.models import (
     CRLRecord,
     Revocation,
 )
+from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
 
 
 class CARepository(Protocol):
@@ -53,6 +55,33 @@ class AuditRepository(Protocol):
     ) -> list[AuditEntry]: ...
 
 
+class ServiceRepository(Protocol):
+    def add(self, service: ServiceRecord) -> None:
+        """Insert; raises Conflict if the service id is taken."""
+
+    def update(self, service: ServiceRecord) -> None: ...
+    def get(self, service_id: str) -> ServiceRecord | None: ...
+    def list(self, service_type: str | None = None) -> list[ServiceRecord]: ...
+    def name_owners(self) -> dict[str, str]:
+        """Every registered name (or pattern) and the service it belongs to."""
+
+    def touch(self, service_id: str, at: dt.datetime) -> None:
+        """Set `last_seen` (no-op for an unregistered service)."""
+
+
+class TokenRepository(Protocol):
+    def add(self, token: EnrollmentToken) -> None: ...
+    def get(self, token_id: str) -> EnrollmentToken | None: ...
+    def list(self, service_id: str | None = None) -> list[EnrollmentToken]: ...
+    def consume(self, token_id: str, secret_hash: str, at: dt.datetime, by: str) -> bool:
+        """Mark used in one conditional UPDATE; True for the one caller that wins."""
+
+    def release(self, token_id: str) -> None:
+        """Undo `consume` when the request it was spent on was refused."""
+
+    def set_certificate(self, token_id: str, serial: str) -> None: ...
+
+
 class Transaction(Protocol):
     """One unit of work: everything commits together or not at all."""
 
@@ -64,11 +93,34 @@ class Transaction(Protocol):
     def crls(self) -> CRLRepository: ...
     @property
     def audit(self) -> AuditRepository: ...
+    @property
+    def services(self) -> ServiceRepository: ...
+    @property
+    def tokens(self) -> TokenRepository: ...
 
 
 class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Commit on normal exit, roll back on exception."""
+
+
+class RateLimiter(Protocol):
+    """Counts certificate issuance per service; shared by replicas when backed by Redis."""
+
+    def hit(self, key: str) -> None:
+        """Count one issuance for `key`.
+
+        Raises:
+            RateLimited: over the limit (with `retry_after`). StoreUnavailable: cannot count.
+        """
+
+
+class IssuanceEvents(Protocol):
+    """Observers of the lifecycle (metrics); must not raise."""
+
+    def issued(self, record: CertificateRecord, *, renewed: bool) -> None: ...
+    def revoked(self, record: CertificateRecord) -> None: ...
+    def failed(self, issuer: str, profile: str) -> None: ...
 
 
 class KeyStore(Protocol):

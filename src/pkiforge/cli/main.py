@@ -9,7 +9,16 @@ import click
 import typer
 
 from pkiforge import __version__
-from pkiforge.cli import audit_cmd, ca_cmd, cert_cmd, crl_cmd, init_cmd, serve_cmd, system_cmd
+from pkiforge.cli import (
+    audit_cmd,
+    ca_cmd,
+    cert_cmd,
+    crl_cmd,
+    init_cmd,
+    serve_cmd,
+    system_cmd,
+    token_cmd,
+)
 from pkiforge.cli.output import exit_code, fail
 from pkiforge.cli.state import CliState
 from pkiforge.errors import PkiError
@@ -64,6 +73,7 @@ app.add_typer(ca_cmd.app, name="ca")
 app.add_typer(cert_cmd.app, name="cert")
 app.add_typer(crl_cmd.app, name="crl")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(token_cmd.app, name="token")
 
 
 def run() -> None:

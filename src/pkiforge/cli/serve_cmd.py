@@ -12,6 +12,7 @@ from pkiforge.api.server import ensure_server_certificate, serve, start_renewal_
 from pkiforge.cli.output import err
 from pkiforge.cli.state import CliState
 from pkiforge.errors import Conflict
+from pkiforge.whitelist import WHITELIST_FILE, load_whitelist
 
 RENEW_CHECK_SECONDS = 60.0
 
@@ -37,6 +38,11 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
     if not state.pki.hierarchy.all():
         raise Conflict(f"no CA in {state.home}: run `pkiforge init` first")
     state.passphrase()  # fail now, not in a worker, if no passphrase is available
+    if load_whitelist(state.home) is None:  # a malformed file raises ValueError: exit 3
+        err.print(
+            f"warning: no {WHITELIST_FILE} in {state.home}: "
+            "no service may do more than /whoami and public reads"
+        )
     files = ensure_server_certificate(state.pki, settings)
     stop = start_renewal_thread(
         lambda: ensure_server_certificate(state.pki, settings), RENEW_CHECK_SECONDS

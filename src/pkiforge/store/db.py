@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pkiforge.errors import InvalidInput, StoreUnavailable
+from pkiforge.store.registry_repos import SqlServiceRepository, SqlTokenRepository
 from pkiforge.store.repos import (
     SqlAuditRepository,
     SqlCARepository,
@@ -106,6 +107,8 @@ class SqlTransaction:
         self.certificates = SqlCertificateRepository(session)
         self.crls = SqlCRLRepository(session)
         self.audit = SqlAuditRepository(session)
+        self.services = SqlServiceRepository(session)
+        self.tokens = SqlTokenRepository(session)
 
 
 class SqlStore:

@@ -1,0 +1,191 @@
+"""/api/v1/certificates: request, list, show, download, renew, revoke (for services)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from fastapi import APIRouter, Body, Path, Query, Response
+
+from pkiforge.api.callers import CallerDep, EnrollingCallerDep
+from pkiforge.api.deps import StateDep
+from pkiforge.api.schemas.certificates import (
+    CertificateFilters,
+    CertificateList,
+    CertificateOut,
+    CertificateRequest,
+    RenewRequest,
+    RevokeRequest,
+    certificate_out,
+    pem,
+)
+from pkiforge.api.state import AppState
+from pkiforge.ca.crl import parse_reason
+from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus, parse_serial
+from pkiforge.ca.service_certs import CertificateOrder
+from pkiforge.errors import InvalidInput
+from pkiforge.x509.keys import parse_key_type, private_key_pem
+from pkiforge.x509.names import validate_dns_name, validate_ip, validate_uri
+
+router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"])
+
+PEM_CERT = "application/x-pem-file"
+PEM_CHAIN = "application/pem-certificate-chain"  # RFC 8555 §9.1
+DER_CERT = "application/pkix-cert"  # RFC 2585 §4.1
+
+Serial = Annotated[str, Path(max_length=64, description="hex serial number")]
+
+
+def _serial(text: str) -> int:
+    try:
+        return parse_serial(text)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="serial") from None
+
+
+def _days(days: int | None) -> dt.timedelta | None:
+    return dt.timedelta(days=days) if days is not None else None
+
+
+def _order(body: CertificateRequest) -> CertificateOrder:
+    names = [
+        f"DNS:{validate_dns_name(v, allow_wildcard=True, field=f'san_dns[{i}]')}"
+        for i, v in enumerate(body.san_dns)
+    ]
+    names += [f"IP:{validate_ip(v, f'san_ip[{i}]')}" for i, v in enumerate(body.san_ip)]
+    names += [f"URI:{validate_uri(v, f'san_uri[{i}]')}" for i, v in enumerate(body.san_uri)]
+    return CertificateOrder(
+        csr=body.csr.encode() if body.csr is not None else None,
+        service_id=body.service_id,
+        common_name=body.common_name,
+        names=names,
+        profile=body.profile,
+        issuer=body.issuer,
+        validity=_days(body.validity_days),
+        key_type=parse_key_type(body.key_type) if body.key_type else None,
+        metadata=body.metadata,
+    )
+
+
+def _render(state: AppState, record: CertificateRecord, key: str | None = None) -> CertificateOut:
+    chain = state.pki.hierarchy.chain(record.issuer)
+    return certificate_out(record, chain, state.clock.now(), key)
+
+
+@router.post("/request", status_code=201, response_model=CertificateOut)
+def request_certificate(
+    body: CertificateRequest, caller: EnrollingCallerDep, state: StateDep, response: Response
+) -> CertificateOut:
+    """Issue a certificate from a CSR (or with a server-made key, where policy allows).
+
+    Authenticate with a client certificate, or `Authorization: Bearer pkf_...` (a one-time
+    enrollment token) for a service's first certificate.
+    """
+    record, key = state.api.certificates.request(_order(body), caller)
+    response.headers["Location"] = f"/api/v1/certificates/{record.serial_hex}"
+    return _render(state, record, private_key_pem(key).decode() if key is not None else None)
+
+
+@router.get("", response_model=CertificateList)
+def list_certificates(
+    filters: Annotated[CertificateFilters, Query()], caller: CallerDep, state: StateDep
+) -> CertificateList:
+    """The caller's certificates (anyone's for an admin), newest first."""
+    query = CertificateQuery(
+        issuer=filters.issuer,
+        status=CertStatus(filters.status) if filters.status else None,
+        service_id=filters.service_id,
+        expiring_before=filters.expiring_before,
+        limit=filters.limit,
+        offset=filters.offset,
+    )
+    records, total = state.api.certificates.search(query, caller)
+    now = state.clock.now()
+    chains = {r.issuer: state.pki.hierarchy.chain(r.issuer) for r in records}
+    items = [certificate_out(r, chains[r.issuer], now) for r in records]
+    return CertificateList(items=items, total=total, limit=filters.limit, offset=filters.offset)
+
+
+@router.get("/{serial}", response_model=CertificateOut)
+def get_certificate(serial: Serial, caller: CallerDep, state: StateDep) -> CertificateOut:
+    """One certificate by its hex serial."""
+    return _render(state, state.api.certificates.get(_serial(serial), caller))
+
+
+@router.get(
+    "/{serial}/download",
+    responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}, PEM_CHAIN: {}}}},
+)
+def download_certificate(
+    serial: Serial,
+    caller: CallerDep,
+    state: StateDep,
+    format: Literal["pem", "der", "chain"] = "pem",
+) -> Response:
+    """The certificate as PEM, DER, or a PEM chain (leaf, then intermediates; no root)."""
+    record = state.api.certificates.get(_serial(serial), caller)
+    if record.certificate is None:
+        raise InvalidInput(f"certificate {record.serial_hex} was never issued", field="serial")
+    name = f"{record.serial_hex}.{'der' if format == 'der' else 'pem'}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if format == "der":
+        return Response(
+            record.certificate.public_bytes(Encoding.DER), media_type=DER_CERT, headers=headers
+        )
+    if format == "chain":
+        chain = state.pki.hierarchy.chain(record.issuer)[:-1]  # RFC 8555 §9.1: no root needed
+        return Response(pem([record.certificate, *chain]), media_type=PEM_CHAIN, headers=headers)
+    return Response(pem([record.certificate]), media_type=PEM_CERT, headers=headers)
+
+
+@router.post("/{serial}/renew", status_code=201, response_model=CertificateOut)
+def renew_certificate(
+    serial: Serial,
+    caller: CallerDep,
+    state: StateDep,
+    response: Response,
+    body: Annotated[RenewRequest | None, Body()] = None,
+) -> CertificateOut:
+    """A successor with the same names (and key, unless a CSR brings a new one)."""
+    body = body or RenewRequest()
+    record = state.api.certificates.renew(
+        _serial(serial),
+        caller,
+        csr=body.csr.encode() if body.csr is not None else None,
+        validity=_days(body.validity_days),
+    )
+    response.headers["Location"] = f"/api/v1/certificates/{record.serial_hex}"
+    return _render(state, record)
+
+
+def _revoke(
+    serial: str, caller: CallerDep, state: StateDep, body: RevokeRequest | None
+) -> CertificateOut:
+    body = body or RevokeRequest()
+    record = state.api.certificates.revoke(
+        _serial(serial), caller, parse_reason(body.reason), body.invalidity_date
+    )
+    return _render(state, record)
+
+
+@router.post("/{serial}/revoke", response_model=CertificateOut)
+def revoke_certificate(
+    serial: Serial,
+    caller: CallerDep,
+    state: StateDep,
+    body: Annotated[RevokeRequest | None, Body()] = None,
+) -> CertificateOut:
+    """Revoke with an RFC 5280 reason; it appears on the issuer's next CRL."""
+    return _revoke(serial, caller, state, body)
+
+
+@router.delete("/{serial}/revoke", response_model=CertificateOut)
+def revoke_certificate_delete(
+    serial: Serial,
+    caller: CallerDep,
+    state: StateDep,
+    body: Annotated[RevokeRequest | None, Body()] = None,
+) -> CertificateOut:
+    """The origin documents' spelling of revoke (DELETE); same as POST."""
+    return _revoke(serial, caller, state, body)

@@ -1,0 +1,61 @@
+"""/api/v1/services: register, list, show and update services in the registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from pkiforge.api.callers import CallerDep
+from pkiforge.api.deps import StateDep
+from pkiforge.api.schemas.services import (
+    ServiceOut,
+    ServiceRegistration,
+    ServiceUpdate,
+    service_out,
+)
+from pkiforge.api.state import AppState
+from pkiforge.ca.authorization import Operation, require, require_listed
+from pkiforge.ca.registry_models import ServiceRecord
+
+router = APIRouter(prefix="/api/v1/services", tags=["services"])
+ServiceId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+def _out(state: AppState, service: ServiceRecord) -> ServiceOut:
+    return service_out(service, state.api.registry.current_certificate(service.service_id))
+
+
+@router.post("/register", status_code=201, response_model=ServiceOut)
+def register_service(
+    body: ServiceRegistration, caller: CallerDep, state: StateDep, response: Response
+) -> ServiceOut:
+    """Register a service (itself; any service as admin) with its endpoints and names."""
+    service = state.api.registry.register(caller, body.record())
+    response.headers["Location"] = f"/api/v1/services/{service.service_id}"
+    return _out(state, service)
+
+
+@router.get("", response_model=list[ServiceOut])
+def list_services(caller: CallerDep, state: StateDep) -> list[ServiceOut]:
+    """Every registered service (needs the `list` operation)."""
+    require(caller, Operation.LIST)
+    return [_out(state, s) for s in state.api.registry.list()]
+
+
+@router.get("/{service_id}", response_model=ServiceOut)
+def get_service(service_id: ServiceId, caller: CallerDep, state: StateDep) -> ServiceOut:
+    """One service: its own record, or any with the `list` operation."""
+    if service_id == caller.service_id:
+        require_listed(caller)
+    else:
+        require(caller, Operation.LIST)
+    return _out(state, state.api.registry.get(service_id))
+
+
+@router.put("/{service_id}", response_model=ServiceOut)
+def update_service(
+    service_id: ServiceId, body: ServiceUpdate, caller: CallerDep, state: StateDep
+) -> ServiceOut:
+    """Change name, type, endpoints, health-check URL, owner, auto-renew or names."""
+    return _out(state, state.api.registry.update(caller, service_id, body.changes()))

@@ -1,0 +1,1 @@
+"""API schemas (pydantic): what goes over the wire, apart from domain values and rows."""

@@ -1,0 +1,140 @@
+"""Wire shapes of /api/v1/certificates and how domain records render into them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from pkiforge.ca.crl import reason_name
+from pkiforge.ca.models import CertificateRecord
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+Uri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+MAX_METADATA_BYTES = 4096
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CertificateRequest(_Strict):
+    """A CSR (PEM), or names and a key type for a key made by the server."""
+
+    csr: str | None = Field(default=None, max_length=65536, description="PEM PKCS#10")
+    service_id: str | None = Field(default=None, max_length=128, description="default: caller's")
+    common_name: str | None = Field(default=None, max_length=253)
+    san_dns: list[Name] = Field(default_factory=list, max_length=100)
+    san_ip: list[Name] = Field(default_factory=list, max_length=100)
+    san_uri: list[Uri] = Field(default_factory=list, max_length=20)
+    profile: str = Field(default="service", min_length=1, max_length=64)
+    issuer: str | None = Field(default=None, max_length=63)
+    validity_days: int | None = Field(default=None, ge=1, le=3650)
+    key_type: str | None = Field(
+        default=None, max_length=16, description="server-made key, only without a CSR"
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, default=str)) > MAX_METADATA_BYTES:
+            raise ValueError(f"at most {MAX_METADATA_BYTES} bytes of JSON")
+        return value
+
+
+class CertificateFilters(_Strict):
+    """Query parameters of the certificate list."""
+
+    service_id: str | None = Field(default=None, max_length=128)
+    issuer: str | None = Field(default=None, max_length=63)
+    status: Literal["active", "expired", "revoked", "pending", "failed"] | None = None
+    expiring_before: dt.datetime | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    offset: int = Field(default=0, ge=0, le=10_000_000)
+
+
+class RenewRequest(_Strict):
+    csr: str | None = Field(default=None, max_length=65536, description="PEM; default: same key")
+    validity_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class RevokeRequest(_Strict):
+    reason: str = Field(default="unspecified", max_length=64)
+    invalidity_date: dt.datetime | None = None
+
+
+class RevocationOut(BaseModel):
+    reason: str
+    revoked_at: dt.datetime
+    invalidity_date: dt.datetime | None
+
+
+class CertificateOut(BaseModel):
+    serial: str
+    certificate_id: str
+    service_id: str | None
+    common_name: str
+    names: list[str]
+    issuer: str
+    profile: str
+    status: str
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    fingerprint_sha256: str | None
+    download_url: str
+    certificate_pem: str | None
+    chain_pem: str
+    private_key_pem: str | None = None
+    revocation: RevocationOut | None = None
+    renewed_from: str | None = None
+
+
+class CertificateList(BaseModel):
+    items: list[CertificateOut]
+    total: int
+    limit: int
+    offset: int
+
+
+def pem(certs: list[x509.Certificate]) -> str:
+    return "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in certs)
+
+
+def certificate_out(
+    record: CertificateRecord,
+    chain: list[x509.Certificate],
+    now: dt.datetime,
+    private_key_pem: str | None = None,
+) -> CertificateOut:
+    """Render one record; `chain` is its issuer up to and including the root."""
+    rev = record.revocation
+    return CertificateOut(
+        serial=record.serial_hex,
+        certificate_id=record.serial_hex,
+        service_id=record.service_id,
+        common_name=record.common_name,
+        names=list(record.names),
+        issuer=record.issuer,
+        profile=record.profile,
+        status=record.state(now).value,
+        not_before=record.not_before,
+        not_after=record.not_after,
+        fingerprint_sha256=record.fingerprint,
+        download_url=f"/api/v1/certificates/{record.serial_hex}/download",
+        certificate_pem=pem([record.certificate]) if record.certificate else None,
+        chain_pem=pem(chain),
+        private_key_pem=private_key_pem,
+        revocation=None
+        if rev is None
+        else RevocationOut(
+            reason=reason_name(rev.reason),
+            revoked_at=rev.revoked_at,
+            invalidity_date=rev.invalidity_date,
+        ),
+        renewed_from=format(record.renewed_from, "x") if record.renewed_from is not None else None,
+    )

@@ -1,0 +1,248 @@
+"""Who may do what: the service whitelist as plain data and small composable checks.
+
+The whitelist (origin documents: `service_whitelist.yaml`) gives each service id, or each glob
+pattern such as `test-*`, its allowed operations, a quota of active certificates, the names it
+may hold, a maximum validity and the profiles it may use. A service with the `admin` operation
+may act for any service. Parsing lives in `pkiforge.whitelist`; this module never reads files.
+
+Fail closed: a service that no entry names has no policy, and every check refuses it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pkiforge.ca.models import Actor
+from pkiforge.errors import PermissionDenied
+from pkiforge.x509.names import SubjectName
+
+
+class Operation(StrEnum):
+    """What a caller asks to do (`allowed_operations` in the whitelist)."""
+
+    REQUEST = "request"
+    RENEW = "renew"
+    REVOKE = "revoke"
+    DOWNLOAD = "download"  # read own certificates
+    REGISTER = "register"
+    UPDATE = "update"
+    DISCOVER = "discover"
+    LIST = "list"
+    ADMIN = "admin"  # act for any service
+
+
+@dataclass(frozen=True)
+class ServicePolicy:
+    """What one service (or every service matching a pattern) may do."""
+
+    operations: frozenset[Operation]
+    max_certificates: int | None = None
+    allowed_names: tuple[str, ...] = ()  # patterns; `{service_id}` is replaced
+    max_validity: dt.timedelta | None = None
+    profiles: tuple[str, ...] | None = None  # None: any profile
+    server_generated_keys: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return Operation.ADMIN in self.operations
+
+
+@dataclass(frozen=True)
+class Whitelist:
+    """Exact service ids first, then patterns in file order; no match means no rights."""
+
+    services: Mapping[str, ServicePolicy] = field(default_factory=dict)
+    patterns: Sequence[tuple[str, ServicePolicy]] = ()
+
+    def policy_for(self, service_id: str) -> ServicePolicy | None:
+        exact = self.services.get(service_id)
+        if exact is not None:
+            return exact
+        for pattern, policy in self.patterns:
+            if fnmatch.fnmatchcase(service_id, pattern):
+                return policy
+        return None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: a service by its certificate, or an enrollment token."""
+
+    service_id: str
+    policy: ServicePolicy | None
+    address: str | None = None
+    token_id: str | None = None  # set when the caller presented an enrollment token
+    token_hash: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.policy is not None and self.policy.is_admin
+
+    @property
+    def actor(self) -> Actor:
+        if self.token_id is not None:
+            return Actor("token", self.token_id, self.address)
+        return Actor("service", self.service_id, self.address)
+
+
+def require_listed(caller: Caller) -> ServicePolicy:
+    """The caller's policy; any whitelisted service may read its own records.
+
+    Raises:
+        PermissionDenied: not in the whitelist.
+    """
+    if caller.policy is None:
+        raise PermissionDenied(
+            f"service {caller.service_id!r} is not in the service whitelist", reason="whitelist"
+        )
+    return caller.policy
+
+
+def require(caller: Caller, operation: Operation, target: str | None = None) -> ServicePolicy:
+    """The caller's policy, if it allows `operation` on `target`'s behalf (default: itself).
+
+    Raises:
+        PermissionDenied: not whitelisted, operation not allowed, or another service's object.
+    """
+    policy = require_listed(caller)
+    if policy.is_admin:
+        return policy
+    if operation not in policy.operations:
+        raise PermissionDenied(
+            f"service {caller.service_id!r} may not {operation.value}", reason="operation"
+        )
+    if target is not None and target != caller.service_id:
+        raise PermissionDenied(
+            f"service {caller.service_id!r} may not {operation.value} for service {target!r}",
+            field="service_id",
+            reason="not-owner",
+        )
+    return policy
+
+
+def name_matches(pattern: str, name: SubjectName) -> bool:
+    """Does a registered or whitelisted name pattern cover `name`?
+
+    `*.a.b` covers one label under `a.b` (and the wildcard name itself); an IP pattern may be
+    a CIDR block; `URI:` patterns match exactly.
+    """
+    kind, sep, value = pattern.partition(":")
+    if sep and kind.upper() in ("DNS", "IP", "URI"):
+        pattern = value
+        if kind.upper() != name.kind:
+            return False
+    pattern = pattern.strip().lower().rstrip(".")
+    if name.kind == "IP":
+        try:
+            return ipaddress.ip_address(name.value) in ipaddress.ip_network(pattern, strict=False)
+        except ValueError:
+            return False
+    if name.kind == "URI":
+        return pattern == name.value.lower()
+    if pattern == name.value:
+        return True
+    if pattern.startswith("*."):
+        suffix = pattern[1:]
+        head = name.value.removesuffix(suffix)
+        return name.value.endswith(suffix) and bool(head) and "." not in head
+    return False
+
+
+def expand(patterns: Sequence[str], service_id: str) -> list[str]:
+    """Whitelist name patterns with `{service_id}` replaced."""
+    return [p.replace("{service_id}", service_id) for p in patterns]
+
+
+def check_names(
+    service_id: str,
+    names: Sequence[SubjectName],
+    *,
+    registered: Sequence[str],
+    allowed: Sequence[str],
+    owners: Mapping[str, str],
+    own_spiffe: SubjectName,
+) -> None:
+    """Every requested name must be the service's own: registered to it or whitelisted for it,
+    and not registered to another service.
+
+    `owners` maps patterns registered by other services to their service ids.
+
+    Raises:
+        PermissionDenied: naming the first refused name.
+    """
+    for name in names:
+        if name == own_spiffe:
+            continue
+        other = next((s for p, s in owners.items() if name_matches(p, name)), None)
+        if other is not None and other != service_id:
+            raise PermissionDenied(
+                f"name {name} is registered to service {other!r}, not {service_id!r}",
+                field="names",
+                reason="name-owned",
+                name=str(name),
+            )
+        if not any(name_matches(p, name) for p in [*registered, *allowed]):
+            raise PermissionDenied(
+                f"name {name} is not registered to service {service_id!r} "
+                "nor allowed for it by the whitelist",
+                field="names",
+                reason="name-not-allowed",
+                name=str(name),
+            )
+
+
+def capped_validity(
+    policy: ServicePolicy, requested: dt.timedelta | None, default: dt.timedelta
+) -> dt.timedelta | None:
+    """The validity to ask for: a service's `max_validity` caps the profile default (as a
+    Vault role's max_ttl caps its ttl); an explicit request is checked, not capped."""
+    if requested is not None or policy.is_admin or policy.max_validity is None:
+        return requested
+    return min(default, policy.max_validity)
+
+
+def check_issuance(
+    policy: ServicePolicy,
+    *,
+    profile: str,
+    validity: dt.timedelta | None,
+    active_certificates: int,
+    server_key: bool,
+) -> None:
+    """Profile, validity, quota and key-custody limits of a non-admin service.
+
+    Raises:
+        PermissionDenied: naming the limit.
+    """
+    if policy.is_admin:
+        return
+    if policy.profiles is not None and profile not in policy.profiles:
+        raise PermissionDenied(
+            f"profile {profile!r} is not allowed; use one of {', '.join(policy.profiles)}",
+            field="profile",
+            reason="profile",
+        )
+    if validity is not None and policy.max_validity is not None and validity > policy.max_validity:
+        raise PermissionDenied(
+            f"validity of {validity.days} days exceeds this service's maximum of "
+            f"{policy.max_validity.days} days",
+            field="validity_days",
+            reason="validity",
+        )
+    if policy.max_certificates is not None and active_certificates >= policy.max_certificates:
+        raise PermissionDenied(
+            f"the service already holds {active_certificates} active certificates "
+            f"(max_certificates {policy.max_certificates}); revoke one first",
+            reason="quota",
+        )
+    if server_key and not policy.server_generated_keys:
+        raise PermissionDenied(
+            "server-made keys are not allowed for this service; send a CSR",
+            field="key_type",
+            reason="server-key",
+        )

@@ -1,0 +1,162 @@
+"""SQLAlchemy repositories of the service registry and enrollment tokens (rows <-> domain)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.orm import Session
+
+from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
+from pkiforge.clock import utc
+from pkiforge.errors import Conflict
+from pkiforge.store.tables import EnrollmentTokenRow, ServiceRow
+
+
+def _ts(value: dt.datetime | None) -> dt.datetime | None:
+    return utc(value) if value is not None else None
+
+
+class SqlServiceRepository:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add(self, service: ServiceRecord) -> None:
+        row = ServiceRow(service_id=service.service_id)
+        self._fill(row, service)
+        try:
+            with self.s.begin_nested():  # a failed INSERT must not poison the transaction
+                self.s.add(row)
+        except SAIntegrityError:
+            raise Conflict(
+                f"service {service.service_id!r} is already registered", field="service_id"
+            ) from None
+
+    def update(self, service: ServiceRecord) -> None:
+        row = self.s.get(ServiceRow, service.service_id)
+        if row is None:
+            raise Conflict(f"service {service.service_id!r} is not registered", field="service_id")
+        self._fill(row, service)
+        self.s.flush()
+
+    @staticmethod
+    def _fill(row: ServiceRow, r: ServiceRecord) -> None:
+        row.service_name, row.service_type = r.service_name, r.service_type
+        row.endpoints, row.names = list(r.endpoints), list(r.names)
+        row.health_check_url, row.owner = r.health_check_url, dict(r.owner)
+        row.auto_renew, row.status = r.auto_renew, r.status
+        row.created_at, row.updated_at = utc(r.created_at), utc(r.updated_at)
+        row.last_seen = _ts(r.last_seen)
+
+    def get(self, service_id: str) -> ServiceRecord | None:
+        row = self.s.get(ServiceRow, service_id)
+        return self._domain(row) if row else None
+
+    def list(self, service_type: str | None = None) -> list[ServiceRecord]:
+        stmt = select(ServiceRow).order_by(ServiceRow.service_id)
+        if service_type is not None:
+            stmt = stmt.where(ServiceRow.service_type == service_type)
+        return [self._domain(r) for r in self.s.scalars(stmt)]
+
+    def name_owners(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for service_id, names in self.s.execute(select(ServiceRow.service_id, ServiceRow.names)):
+            for name in names or ():
+                out.setdefault(str(name), service_id)
+        return out
+
+    def touch(self, service_id: str, at: dt.datetime) -> None:
+        self.s.execute(
+            update(ServiceRow).where(ServiceRow.service_id == service_id).values(last_seen=utc(at))
+        )
+
+    @staticmethod
+    def _domain(row: ServiceRow) -> ServiceRecord:
+        return ServiceRecord(
+            service_id=row.service_id,
+            service_name=row.service_name,
+            created_at=utc(row.created_at),
+            updated_at=utc(row.updated_at),
+            service_type=row.service_type,
+            endpoints=tuple(row.endpoints or ()),
+            names=tuple(row.names or ()),
+            health_check_url=row.health_check_url,
+            owner=dict(row.owner or {}),
+            auto_renew=bool(row.auto_renew),
+            status=row.status,
+            last_seen=_ts(row.last_seen),
+        )
+
+
+class SqlTokenRepository:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add(self, token: EnrollmentToken) -> None:
+        self.s.add(
+            EnrollmentTokenRow(
+                token_id=token.token_id,
+                secret_hash=token.secret_hash,
+                service_id=token.service_id,
+                profile=token.profile,
+                created_at=utc(token.created_at),
+                expires_at=utc(token.expires_at),
+                created_by=token.created_by,
+            )
+        )
+        self.s.flush()
+
+    def get(self, token_id: str) -> EnrollmentToken | None:
+        row = self.s.get(EnrollmentTokenRow, token_id)
+        return self._domain(row) if row else None
+
+    def list(self, service_id: str | None = None) -> list[EnrollmentToken]:
+        stmt = select(EnrollmentTokenRow).order_by(EnrollmentTokenRow.created_at.desc())
+        if service_id is not None:
+            stmt = stmt.where(EnrollmentTokenRow.service_id == service_id)
+        return [self._domain(r) for r in self.s.scalars(stmt)]
+
+    def consume(self, token_id: str, secret_hash: str, at: dt.datetime, by: str) -> bool:
+        # one conditional UPDATE: whichever replica's statement lands first gets rowcount 1
+        t = EnrollmentTokenRow
+        result = self.s.execute(
+            update(t)
+            .where(
+                t.token_id == token_id,
+                t.secret_hash == secret_hash,
+                t.used_at.is_(None),
+                t.expires_at > utc(at),
+            )
+            .values(used_at=utc(at), used_by=by[:64])
+        )
+        return cast(CursorResult[Any], result).rowcount == 1
+
+    def release(self, token_id: str) -> None:
+        # only the winner of `consume` calls this, before any certificate was recorded
+        t = EnrollmentTokenRow
+        self.s.execute(
+            update(t)
+            .where(t.token_id == token_id, t.certificate_serial.is_(None))
+            .values(used_at=None, used_by=None)
+        )
+
+    def set_certificate(self, token_id: str, serial: str) -> None:
+        t = EnrollmentTokenRow
+        self.s.execute(update(t).where(t.token_id == token_id).values(certificate_serial=serial))
+
+    @staticmethod
+    def _domain(row: EnrollmentTokenRow) -> EnrollmentToken:
+        return EnrollmentToken(
+            token_id=row.token_id,
+            secret_hash=row.secret_hash,
+            service_id=row.service_id,
+            profile=row.profile,
+            created_at=utc(row.created_at),
+            expires_at=utc(row.expires_at),
+            created_by=row.created_by,
+            used_at=_ts(row.used_at),
+            used_by=row.used_by,
+            certificate_serial=row.certificate_serial,
+        )
