@@ -19,6 +19,7 @@ from pkiforge.api.routers import (
     health,
     identity,
     metrics,
+    ocsp,
     services,
 )
 from pkiforge.api.state import AppState
@@ -53,6 +54,7 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ca.router)
     app.include_router(identity.router)
+    app.include_router(ocsp.router)
     app.include_router(certificates.router)
     app.include_router(services.router)
     app.include_router(discovery.router)
