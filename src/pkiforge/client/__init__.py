@@ -1,1 +1,70 @@
-"""pkiforge.client."""
+"""pkiforge.client: the library services embed (API client, enrollment, mTLS, auto-renewal).
+
+from pkiforge.client import Identity, PkiClient
+
+me = Identity.in_dir("/etc/billing")            # tls.pem, tls.key, ca.pem
+with PkiClient("https://pki.internal:8443", verify=me.ca) as pki:
+    pki.enroll(token, ["billing.internal"], me)  # key made here, stored 0600
+pki = PkiClient("https://pki.internal:8443", identity=me)
+pki.enable_auto_renewal(on_renew=lambda cert: live.reload())
+pki.peer("ledger").get("/balance")               # mTLS to a discovered service
+"""
+
+from pkiforge.client.agent import AgentConfig, Outcome, RenewalAgent
+from pkiforge.client.aio import AsyncPkiClient
+from pkiforge.client.autorenew import AutoRenewal, RenewalOptions
+from pkiforge.client.enroll import fetch_root
+from pkiforge.client.errors import ServerError, Unreachable
+from pkiforge.client.hooks import HookFailed
+from pkiforge.client.models import (
+    CAInfo,
+    Certificate,
+    CertificatePage,
+    PeerCertificate,
+    Revocation,
+    RevocationStatus,
+    Service,
+    WhoAmI,
+)
+from pkiforge.client.payloads import CertificateRequest, ServiceRegistration, ServiceUpdate
+from pkiforge.client.schedule import Backoff, RenewalPolicy
+from pkiforge.client.sync import PkiClient
+from pkiforge.client.tls import (
+    Identity,
+    LiveServerContext,
+    client_ssl_context,
+    server_ssl_context,
+    swap_certificate,
+)
+
+__all__ = [
+    "AgentConfig",
+    "AsyncPkiClient",
+    "AutoRenewal",
+    "Backoff",
+    "CAInfo",
+    "Certificate",
+    "CertificatePage",
+    "CertificateRequest",
+    "HookFailed",
+    "Identity",
+    "LiveServerContext",
+    "Outcome",
+    "PeerCertificate",
+    "PkiClient",
+    "RenewalAgent",
+    "RenewalOptions",
+    "RenewalPolicy",
+    "Revocation",
+    "RevocationStatus",
+    "ServerError",
+    "Service",
+    "ServiceRegistration",
+    "ServiceUpdate",
+    "Unreachable",
+    "WhoAmI",
+    "client_ssl_context",
+    "fetch_root",
+    "server_ssl_context",
+    "swap_certificate",
+]

@@ -1,0 +1,184 @@
+"""The renewal agent: renew a service's certificate over mTLS before it expires, crash-safely.
+
+One pass (`check`) reads the live pair, decides with the shared `RenewalPolicy`, makes a new
+key and CSR on this host (or reuses the key), renews over mTLS with the current certificate,
+installs the new pair with `install_pair` (old-or-new on any crash, previous pair kept as
+`.bak`) and then runs the hook. `run` repeats passes until stopped, backing off (capped,
+jittered) while the server cannot help, and never touching the files on a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from cryptography import x509
+
+from pkiforge.client.csr import csr_for_renewal, key_pem, key_type_of, load_key
+from pkiforge.client.enroll import same_key
+from pkiforge.client.errors import retryable
+from pkiforge.client.models import Certificate
+from pkiforge.client.pairstore import Pair, install_pair
+from pkiforge.client.schedule import Backoff, RenewalPolicy
+from pkiforge.client.tls import Identity
+from pkiforge.clock import Clock, SystemClock
+from pkiforge.errors import IntegrityError, PkiError, RateLimited
+from pkiforge.x509.keys import generate_key
+
+__all__ = ["AgentConfig", "Outcome", "RenewalAgent"]
+
+log = logging.getLogger("pkiforge.agent")
+Hook = Callable[[Certificate], None]
+FAILURES = (PkiError, OSError, ValueError)  # OSError covers ssl.SSLError and file problems
+
+
+class Renewer(Protocol):
+    """What the agent needs from a client: renew over mTLS (a `PkiClient` is one)."""
+
+    def renew_certificate(
+        self, serial: str | int, *, csr: str | None = None, validity_days: int | None = None
+    ) -> Certificate: ...
+
+
+Connect = Callable[[Identity], AbstractContextManager[Renewer]]
+
+
+class Outcome(Enum):
+    """What one pass did."""
+
+    NOT_DUE = "not-due"
+    RENEWED = "renewed"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Which files to keep fresh, when, and how to retry."""
+
+    identity: Identity
+    policy: RenewalPolicy = field(default_factory=RenewalPolicy)
+    backoff: Backoff = field(default_factory=Backoff)
+    check_interval: float = 60.0
+    reuse_key: bool = False
+    validity_days: int | None = None
+
+
+class RenewalAgent:
+    """Keeps one identity's certificate fresh; thread-safe (one pass at a time)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        connect: Connect,
+        *,
+        on_renew: Hook | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.connect = connect
+        self.on_renew = on_renew
+        self.clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._rand = random.SystemRandom()
+
+    def current(self) -> x509.Certificate:
+        """The live leaf certificate.
+
+        Raises:
+            FileNotFoundError: not enrolled yet.
+        """
+        return self.config.identity.certificate()
+
+    def check(self) -> Outcome:
+        """Renew if due.
+
+        Raises:
+            PkiError, OSError, ValueError: the renewal failed; the files are unchanged.
+        """
+        with self._lock:
+            cert = self.current()
+            if not self.config.policy.is_due(cert, self.clock.now()):
+                return Outcome.NOT_DUE
+            self._renew(cert)
+            return Outcome.RENEWED
+
+    def renew_now(self) -> Certificate:
+        """Renew whether due or not.
+
+        Raises:
+            PkiError, OSError, ValueError: the renewal failed; the files are unchanged.
+        """
+        with self._lock:
+            return self._renew(self.current())
+
+    def _renew(self, cert: x509.Certificate) -> Certificate:
+        identity = self.config.identity
+        old = identity.read()
+        old_key = load_key(old.key_pem)
+        key = old_key if self.config.reuse_key else generate_key(key_type_of(old_key))
+        csr = csr_for_renewal(cert, key).decode()
+        log.info("renewing %x (valid until %s)", cert.serial_number, cert.not_valid_after_utc)
+        with self.connect(identity) as client:
+            result = client.renew_certificate(
+                cert.serial_number, csr=csr, validity_days=self.config.validity_days
+            )
+        if not same_key(result.certificate, key):
+            raise IntegrityError("the renewed certificate does not carry the key we sent")
+        new_key_pem = old.key_pem if self.config.reuse_key else key_pem(key)
+        install_pair(identity.cert, identity.key, Pair(result.fullchain_pem(), new_key_pem))
+        log.info("renewed: now %s, valid until %s", result.serial, result.not_after)
+        if self.on_renew is not None:
+            self.on_renew(result)
+        return result
+
+    def retry_delay(self, exc: BaseException, attempt: int) -> float:
+        """Seconds to wait after failure number `attempt`; the server's Retry-After wins."""
+        delay = self.config.backoff.delay(attempt, self._rand.random())
+        if isinstance(exc, RateLimited):
+            return max(float(exc.retry_after), delay)
+        return delay
+
+    def run(self, stop: threading.Event) -> None:
+        """Check and renew until `stop` is set; failures are logged and retried with backoff."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.check()
+                delay = self.config.policy.wait(
+                    self.current(), self.clock.now(), self.config.check_interval
+                )
+                failures = 0
+            except FAILURES as exc:
+                delay = self.retry_delay(exc, failures)
+                failures += 1
+                log.warning(
+                    "renewal attempt %d failed: %s; retrying in %.1fs", failures, exc, delay
+                )
+            stop.wait(max(delay, 0.05))
+
+    def run_once(self, attempts: int, stop: threading.Event | None = None) -> Outcome:
+        """One renewal if due, retrying transient failures up to `attempts` times (cron mode).
+
+        Raises:
+            PkiError, OSError, ValueError: the last failure, once retries are used up or the
+                failure is not transient.
+        """
+        stop = stop or threading.Event()
+        for attempt in range(attempts):
+            try:
+                return self.check()
+            except FAILURES as exc:
+                if attempt == attempts - 1 or not retryable(exc):
+                    raise
+                delay = self.retry_delay(exc, attempt)
+                log.warning(
+                    "renewal attempt %d failed: %s; retrying in %.1fs", attempt + 1, exc, delay
+                )
+                if stop.wait(delay):
+                    raise
+        raise AssertionError("attempts must be at least 1")

@@ -1,0 +1,128 @@
+"""Enrollment: a service's first certificate, from a one-time token, with a key made locally.
+
+The key is generated here and only its CSR is sent. Key, certificate chain and CA bundle are
+stored with `install_pair` (key 0600, old-or-new on any crash) and `write_atomic`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from pkiforge.client.core import API
+from pkiforge.client.csr import Names, key_pem, make_csr
+from pkiforge.client.errors import Unreachable
+from pkiforge.client.models import Certificate
+from pkiforge.client.pairstore import Pair, install_pair, write_atomic
+from pkiforge.client.payloads import CertificateRequest
+from pkiforge.client.tls import Identity
+from pkiforge.errors import IntegrityError, InvalidInput
+from pkiforge.x509.keys import KeyType, generate_key
+
+__all__ = [
+    "Enrollment",
+    "fetch_root",
+    "prepare_enrollment",
+    "same_key",
+    "store_certificate",
+]
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """A fresh key and the request that carries its CSR."""
+
+    key: CertificateIssuerPrivateKeyTypes
+    request: CertificateRequest
+
+
+def prepare_enrollment(
+    names: Sequence[str],
+    *,
+    service_id: str | None = None,
+    key_type: KeyType = "p256",
+    profile: str = "service",
+) -> Enrollment:
+    """Make a key on this host and a CSR for `names` (the first DNS name becomes the CN).
+
+    Raises:
+        InvalidInput / InvalidName: no names, or a malformed one.
+    """
+    if not names:
+        raise InvalidInput("name at least one DNS name or IP address", field="names")
+    parsed = Names.parse(names)
+    key = generate_key(key_type)
+    csr = make_csr(key, parsed.common_name(), parsed.subject_names())
+    request = CertificateRequest(
+        csr=csr.decode(),
+        service_id=service_id,
+        common_name=parsed.common_name(),
+        san_dns=parsed.dns,
+        san_ip=parsed.ip,
+        san_uri=parsed.uri,
+        profile=profile,
+    )
+    return Enrollment(key, request)
+
+
+def store_certificate(
+    identity: Identity, certificate: Certificate, key: CertificateIssuerPrivateKeyTypes
+) -> None:
+    """Install key and chain at the identity's paths and the root(s) as its CA bundle.
+
+    Raises:
+        IntegrityError: the certificate is not for this key (never store a mismatched pair).
+    """
+    if not same_key(certificate.certificate, key):
+        raise IntegrityError("the issued certificate does not carry this host's key")
+    roots = certificate.roots_pem()
+    if roots:
+        write_atomic(identity.ca, roots)
+    install_pair(identity.cert, identity.key, Pair(certificate.fullchain_pem(), key_pem(key)))
+
+
+def same_key(cert: x509.Certificate, key: CertificateIssuerPrivateKeyTypes) -> bool:
+    """True if `cert` certifies the public half of `key`."""
+    spki = PublicFormat.SubjectPublicKeyInfo
+    return cert.public_key().public_bytes(Encoding.DER, spki) == key.public_key().public_bytes(
+        Encoding.DER, spki
+    )
+
+
+def fetch_root(base_url: str, fingerprint: str, *, timeout: float = 10.0) -> bytes:
+    """Download the root certificate once, trusting it only if its SHA-256 matches `fingerprint`.
+
+    This is the trust bootstrap for a host that has a token but no CA bundle yet: the operator
+    hands out the root's fingerprint (`pkiforge ca show root`) with the token.
+
+    Raises:
+        Unreachable: the server cannot be reached.
+        IntegrityError: the server's root has another fingerprint.
+    """
+    wanted = fingerprint.lower().removeprefix("sha256:").replace(":", "")
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE  # the pin below is the check
+    try:
+        response = httpx.get(
+            f"{base_url.rstrip('/')}{API}/ca/root", verify=insecure, timeout=timeout
+        )
+    except httpx.TransportError as exc:
+        raise Unreachable(f"cannot reach the PKI server at {base_url}: {exc}") from None
+    pem = response.content
+    try:
+        root = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise IntegrityError("the server did not return a PEM root certificate") from None
+    actual = hashlib.sha256(root.public_bytes(Encoding.DER)).hexdigest()
+    if not hmac.compare_digest(actual, wanted):
+        raise IntegrityError(f"root fingerprint mismatch: expected {wanted}, got {actual}")
+    return root.public_bytes(Encoding.PEM)

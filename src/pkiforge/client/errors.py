@@ -1,0 +1,84 @@
+"""Turn an API error (RFC 9457 problem+json) or a network failure into a `pkiforge.errors` value."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pkiforge.errors import (
+    AuthenticationFailed,
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    PkiError,
+    RateLimited,
+    StoreUnavailable,
+)
+
+__all__ = ["ServerError", "Unreachable", "error_from_problem", "retryable"]
+
+PROBLEM_PREFIX = "urn:pkiforge:problem:"
+_BY_STATUS: dict[int, type[PkiError]] = {
+    400: InvalidInput,
+    401: AuthenticationFailed,
+    403: PermissionDenied,
+    404: NotFound,
+    409: Conflict,
+    413: InvalidInput,
+    422: InvalidInput,
+    503: StoreUnavailable,
+}
+_BY_SLUG: dict[str, type[PkiError]] = {"integrity": IntegrityError}
+DEFAULT_RETRY_AFTER = 1
+
+
+class Unreachable(PkiError):
+    """The server could not be reached or did not answer (DNS, refused, TLS, timeout)."""
+
+
+class ServerError(PkiError):
+    """The server answered with an unexpected status (5xx, or a body that is not ours)."""
+
+
+def error_from_problem(status: int, headers: Mapping[str, str], body: bytes) -> PkiError:
+    """The exception for one error response; its message is the server's `detail`."""
+    problem = _problem(body)
+    detail = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
+    slug = str(problem.get("type", "")).removeprefix(PROBLEM_PREFIX)
+    data: dict[str, Any] = {"status": status, "problem": slug or None}
+    if problem.get("reason"):
+        data["reason"] = problem["reason"]
+    if status == 429:
+        return RateLimited(detail, retry_after=_retry_after(headers), **data)
+    if slug in _BY_SLUG:
+        return _BY_SLUG[slug](detail, **data)
+    kind = _BY_STATUS.get(status)
+    if kind is InvalidInput:
+        return InvalidInput(detail, field=problem.get("field"), **data)
+    if kind is not None:
+        return kind(detail, **data)
+    return ServerError(detail, **data)
+
+
+def retryable(exc: BaseException) -> bool:
+    """True for failures that may go away by themselves (network, overload, 5xx)."""
+    return isinstance(exc, Unreachable | StoreUnavailable | RateLimited | ServerError)
+
+
+def _problem(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body) if body else {}
+    except ValueError:
+        return {"detail": body[:200].decode("utf-8", "replace").strip() or None}
+    return value if isinstance(value, dict) else {}
+
+
+def _retry_after(headers: Mapping[str, str]) -> int:
+    text = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
+    try:
+        return max(0, int(text.strip()))
+    except ValueError:  # an HTTP-date is allowed (RFC 9110 §10.2.3) but our server sends seconds
+        return DEFAULT_RETRY_AFTER

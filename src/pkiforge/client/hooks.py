@@ -1,0 +1,81 @@
+"""What to do after a renewal: run a command, or signal a process (the restart callback)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+from pathlib import Path
+
+from pkiforge.client.models import Certificate
+from pkiforge.errors import PkiError
+
+__all__ = ["HookFailed", "exec_hook", "parse_signal", "signal_hook"]
+
+log = logging.getLogger("pkiforge.agent")
+EXEC_TIMEOUT = 120.0
+
+
+class HookFailed(PkiError):
+    """The certificate was renewed, but the post-renewal command or signal failed."""
+
+
+def parse_signal(name: str) -> signal.Signals:
+    """`HUP`, `SIGHUP` or `1` as a signal.
+
+    Raises:
+        ValueError: not a signal of this platform.
+    """
+    text = name.strip().upper()
+    if text.isdigit():
+        return signal.Signals(int(text))
+    try:
+        return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"]
+    except KeyError:
+        raise ValueError(f"unknown signal {name!r}") from None
+
+
+def exec_hook(command: str) -> _Exec:
+    """Run `command` (split like a shell would, but without a shell) after each renewal."""
+    return _Exec(shlex.split(command))
+
+
+class _Exec:
+    def __init__(self, argv: list[str]) -> None:
+        if not argv:
+            raise ValueError("the --exec command is empty")
+        self.argv = argv
+
+    def __call__(self, cert: Certificate) -> None:
+        env = {
+            **os.environ,
+            "PKIFORGE_SERIAL": cert.serial,
+            "PKIFORGE_NOT_AFTER": str(cert.not_after),
+        }
+        try:
+            done = subprocess.run(self.argv, env=env, timeout=EXEC_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise HookFailed(f"post-renewal command {self.argv[0]!r} failed: {exc}") from None
+        if done.returncode != 0:
+            raise HookFailed(f"post-renewal command {self.argv[0]!r} exited {done.returncode}")
+        log.info("ran %s", shlex.join(self.argv))
+
+
+def signal_hook(sig: signal.Signals, pid_file: Path) -> _Signal:
+    """Send `sig` to the process whose pid is in `pid_file` after each renewal."""
+    return _Signal(sig, pid_file)
+
+
+class _Signal:
+    def __init__(self, sig: signal.Signals, pid_file: Path) -> None:
+        self.sig, self.pid_file = sig, pid_file
+
+    def __call__(self, _cert: Certificate) -> None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, self.sig)
+        except (OSError, ValueError) as exc:
+            raise HookFailed(f"cannot send {self.sig.name} via {self.pid_file}: {exc}") from None
+        log.info("sent %s to %d", self.sig.name, pid)
