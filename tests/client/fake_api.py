@@ -23,7 +23,7 @@ Route = Callable[..., httpx.Response]
 
 def problem(status: int, slug: str, detail: str, **extra: Any) -> httpx.Response:
     headers = {"Retry-After": "7"} if status == 429 else {}
-    body = {"type": f"urn:pkiforge:problem:{slug}", "title": "x", "status": status, "detail": detail}
+    body = {"type": f"urn:pkiforge:problem:{slug}", "status": status, "detail": detail}
     return httpx.Response(
         status, json={**body, **extra}, headers={"content-type": PROBLEM, **headers}
     )
@@ -66,7 +66,7 @@ class FakeApi:
             ("POST", r"/certificates/([0-9a-f]+)/renew", self._renew),
             ("POST", r"/certificates/([0-9a-f]+)/revoke", self._revoke),
             ("POST", r"/services/register", self._register),
-            ("GET", r"/services", lambda _r: httpx.Response(200, json=list(self.services.values()))),
+            ("GET", r"/services", lambda _r: httpx.Response(200, json=[*self.services.values()])),
             ("GET", r"/services/([^/]+)", lambda _r, i: self._service(i)),
             ("PUT", r"/services/([^/]+)", self._update),
             ("GET", r"/discovery/services", self._discover),

@@ -81,12 +81,12 @@ def test_a_success_that_does_not_parse_is_a_server_error(client: PkiClient, api:
 )
 def test_network_failures_are_unreachable(api: FakeApi, exc: Exception) -> None:
     api.fail.append(exc)
-    with PkiClient(BASE, verify=False, transport=api.transport()) as pki:
-        with pytest.raises(Unreachable, match=f"cannot reach the PKI server at {BASE}"):
-            pki.healthz()
+    pki = PkiClient(BASE, verify=False, transport=api.transport())
+    with pki, pytest.raises(Unreachable, match=f"cannot reach the PKI server at {BASE}"):
+        pki.healthz()
 
 
 def test_a_real_refused_connection_is_unreachable() -> None:
-    with PkiClient("https://127.0.0.1:9", verify=False, timeout=2) as pki:
-        with pytest.raises(Unreachable):
-            pki.healthz()
+    pki = PkiClient("https://127.0.0.1:9", verify=False, timeout=2)
+    with pki, pytest.raises(Unreachable):
+        pki.healthz()
