@@ -10,6 +10,7 @@ import typer
 
 from pkiforge import __version__
 from pkiforge.cli import (
+    agent_cmd,
     audit_cmd,
     ca_cmd,
     cert_cmd,
@@ -69,6 +70,7 @@ def main(
 init_cmd.register(app)
 system_cmd.register(app)
 serve_cmd.register(app)
+agent_cmd.register(app)
 app.add_typer(ca_cmd.app, name="ca")
 app.add_typer(cert_cmd.app, name="cert")
 app.add_typer(crl_cmd.app, name="crl")

@@ -1,0 +1,151 @@
+"""`pkiforge agent` keeps a service's certificate fresh; `pkiforge enroll` gets the first one."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from pkiforge.cli.output import err
+from pkiforge.client.agent import AgentConfig, Hook, Outcome, RenewalAgent, Renewer
+from pkiforge.client.enroll import fetch_root
+from pkiforge.client.hooks import exec_hook, parse_signal, signal_hook
+from pkiforge.client.pairstore import write_atomic
+from pkiforge.client.schedule import Backoff, RenewalPolicy
+from pkiforge.client.sync import PkiClient
+from pkiforge.client.tls import Identity
+from pkiforge.durations import parse_duration
+from pkiforge.errors import InvalidInput
+from pkiforge.x509.keys import parse_key_type
+
+CertOpt = Annotated[Path, typer.Option("--cert", help="Certificate chain file (PEM, leaf first).")]
+KeyOpt = Annotated[Path, typer.Option("--key", help="Private key file (PEM, kept 0600).")]
+ServerOpt = Annotated[str, typer.Option("--server", help="pkiforge API, e.g. https://pki:8443.")]
+CaOpt = Annotated[
+    Path | None, typer.Option("--ca", help="CA bundle (default: ca.pem next to --cert).")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("agent")(agent)
+    app.command("enroll")(enroll)
+
+
+def _identity(cert: Path, key: Path, ca: Path | None) -> Identity:
+    return Identity(cert, key, ca or cert.parent / "ca.pem")
+
+
+def _seconds(text: str, option: str) -> float:
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field=option) from None
+
+
+def _hook(command: str | None, sig: str | None, pid_file: Path | None) -> Hook | None:
+    if command and (sig or pid_file):
+        raise InvalidInput("use either --exec or --signal with --pid-file", field="--exec")
+    if command:
+        return exec_hook(command)
+    if sig or pid_file:
+        if not (sig and pid_file):
+            raise InvalidInput("--signal and --pid-file go together", field="--signal")
+        try:
+            return signal_hook(parse_signal(sig), pid_file)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="--signal") from None
+    return None
+
+
+def agent(
+    cert: CertOpt,
+    key: KeyOpt,
+    server: ServerOpt,
+    ca: CaOpt = None,
+    renew_before: Annotated[
+        str | None, typer.Option(help="Renew this long before expiry, e.g. 30d (default: at 2/3).")
+    ] = None,
+    exec_cmd: Annotated[
+        str | None, typer.Option("--exec", help="Command to run after each renewal.")
+    ] = None,
+    sig: Annotated[
+        str | None, typer.Option("--signal", help="Signal to send after renewal, e.g. HUP.")
+    ] = None,
+    pid_file: Annotated[Path | None, typer.Option(help="Whom to send --signal to.")] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Renew if due, then exit 0 (cron, systemd timers).")
+    ] = False,
+    jitter: Annotated[float, typer.Option(min=0, max=0.99, help="Spread renewals.")] = 0.1,
+    check_interval: Annotated[str, typer.Option(help="How often to look.")] = "60s",
+    max_backoff: Annotated[str, typer.Option(help="Longest wait between retries.")] = "5m",
+    attempts: Annotated[int, typer.Option(min=1, help="--once: tries before failing.")] = 5,
+    reuse_key: Annotated[bool, typer.Option(help="Keep the key instead of a new one.")] = False,
+) -> None:
+    """Keep a service's certificate fresh: renew over mTLS before expiry, crash-safely."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        policy = RenewalPolicy(
+            renew_before=parse_duration(renew_before) if renew_before else None, jitter=jitter
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="--renew-before") from None
+    config = AgentConfig(
+        _identity(cert, key, ca),
+        policy,
+        Backoff(cap=_seconds(max_backoff, "--max-backoff")),
+        _seconds(check_interval, "--check-interval"),
+        reuse_key,
+    )
+
+    def connect(identity: Identity) -> AbstractContextManager[Renewer]:
+        return PkiClient(server, identity=identity)
+
+    worker = RenewalAgent(config, connect, on_renew=_hook(exec_cmd, sig, pid_file))
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if once:
+        outcome = worker.run_once(attempts, stop)
+        err.print("renewed" if outcome is Outcome.RENEWED else "not due yet")
+        return
+    err.print(f"keeping {cert} fresh (server {server})")
+    worker.run(stop)
+
+
+def enroll(
+    server: ServerOpt,
+    token: Annotated[str, typer.Option(envvar="PKIFORGE_TOKEN", help="One-time token pkf_...")],
+    name: Annotated[list[str], typer.Option("--name", help="DNS name, IP or URI; repeatable.")],
+    cert: CertOpt,
+    key: KeyOpt,
+    ca: CaOpt = None,
+    root_fingerprint: Annotated[
+        str | None,
+        typer.Option(help="SHA-256 of the root, to fetch and trust it when --ca does not exist."),
+    ] = None,
+    service_id: Annotated[str | None, typer.Option(help="Default: the token's.")] = None,
+    key_type: Annotated[str, typer.Option(help="p256, p384, ed25519, rsa2048 ...")] = "p256",
+) -> None:
+    """Get a service's first certificate with a one-time token; the key is made on this host."""
+    identity = _identity(cert, key, ca)
+    if not identity.ca.exists():
+        if not root_fingerprint:
+            raise InvalidInput(f"{identity.ca} does not exist: pass --root-fingerprint", field="ca")
+        write_atomic(identity.ca, fetch_root(server, root_fingerprint))
+    with PkiClient(server, verify=identity.ca) as client:
+        issued = client.enroll(
+            token, name, identity, service_id=service_id, key_type=parse_key_type(key_type)
+        )
+    err.print(
+        f"enrolled {issued.service_id}: serial {issued.serial}, valid until {issued.not_after}"
+    )
