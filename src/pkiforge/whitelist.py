@@ -85,6 +85,8 @@ def parse_whitelist(data: Any, source: str = WHITELIST_FILE) -> Whitelist:
     Raises:
         ValueError: naming the file, the entry and the problem.
     """
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a mapping with `services` and `patterns`")
     try:
         parsed = _File.model_validate(data or {})
     except ValidationError as exc:

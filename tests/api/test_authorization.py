@@ -1,0 +1,184 @@
+"""The whitelist policy in the core: table-driven, no HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pkiforge.ca.authorization import (
+    Caller,
+    Operation,
+    ServicePolicy,
+    Whitelist,
+    capped_validity,
+    check_issuance,
+    check_names,
+    name_matches,
+    require,
+)
+from pkiforge.errors import PermissionDenied
+from pkiforge.whitelist import parse_whitelist
+from pkiforge.x509.names import SubjectName, spiffe_id
+
+from .helpers import WHITELIST
+
+DAY = dt.timedelta(days=1)
+ALL = frozenset(Operation) - {Operation.ADMIN}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "expected"),
+    [
+        ("billing.internal", SubjectName("DNS", "billing.internal"), True),
+        ("DNS:billing.internal", SubjectName("DNS", "billing.internal"), True),
+        ("Billing.Internal.", SubjectName("DNS", "billing.internal"), True),
+        ("*.billing.internal", SubjectName("DNS", "api.billing.internal"), True),
+        ("*.billing.internal", SubjectName("DNS", "*.billing.internal"), True),
+        ("*.billing.internal", SubjectName("DNS", "a.b.billing.internal"), False),
+        ("*.billing.internal", SubjectName("DNS", "billing.internal"), False),
+        ("*.billing.internal", SubjectName("DNS", "xbilling.internal"), False),
+        ("billing.internal", SubjectName("DNS", "evilbilling.internal"), False),
+        ("IP:10.1.0.0/16", SubjectName("IP", "10.1.2.3"), True),
+        ("10.1.0.0/16", SubjectName("IP", "10.2.0.1"), False),
+        ("IP:10.1.2.3", SubjectName("DNS", "10.1.2.3"), False),
+        ("DNS:billing.internal", SubjectName("IP", "10.0.0.1"), False),
+        ("URI:https://b.internal/x", SubjectName("URI", "https://b.internal/x"), True),
+    ],
+    ids=lambda v: str(v),
+)
+def test_name_patterns(pattern: str, name: SubjectName, expected: bool) -> None:
+    assert name_matches(pattern, name) is expected
+
+
+def _caller(service: str, policy: ServicePolicy | None) -> Caller:
+    return Caller(service, policy)
+
+
+@pytest.mark.parametrize(
+    ("caller", "operation", "target", "reason"),
+    [
+        (_caller("x", None), Operation.REQUEST, None, "whitelist"),
+        (
+            _caller("x", ServicePolicy(frozenset({Operation.RENEW}))),
+            Operation.REQUEST,
+            None,
+            "operation",
+        ),
+        (_caller("x", ServicePolicy(ALL)), Operation.REVOKE, "y", "not-owner"),
+        (_caller("x", ServicePolicy(ALL)), Operation.REVOKE, "x", None),
+        (_caller("x", ServicePolicy(frozenset({Operation.ADMIN}))), Operation.REVOKE, "y", None),
+    ],
+    ids=["unlisted", "operation", "other-service", "own", "admin"],
+)
+def test_require(
+    caller: Caller, operation: Operation, target: str | None, reason: str | None
+) -> None:
+    if reason is None:
+        assert require(caller, operation, target) is caller.policy
+        return
+    with pytest.raises(PermissionDenied) as info:
+        require(caller, operation, target)
+    assert info.value.data["reason"] == reason
+
+
+OWN = spiffe_id("t.internal", "billing")
+
+
+@pytest.mark.parametrize(
+    ("names", "refused"),
+    [
+        (["billing.internal"], None),
+        (["api.billing.internal"], None),  # whitelisted pattern
+        (["orders.internal"], "DNS:orders.internal"),  # another service's
+        (["billing.internal", "x.orders.internal"], "DNS:x.orders.internal"),
+        (["nobody.internal"], "DNS:nobody.internal"),
+        ([], None),
+    ],
+    ids=["registered", "whitelisted", "owned", "owned-pattern", "unknown", "spiffe-only"],
+)
+def test_check_names(names: list[str], refused: str | None) -> None:
+    requested = [OWN, *(SubjectName("DNS", n) for n in names)]
+    kwargs = {
+        "registered": ["DNS:billing.internal"],
+        "allowed": ["*.billing.internal"],
+        "owners": {"DNS:orders.internal": "orders", "DNS:*.orders.internal": "orders"},
+        "own_spiffe": OWN,
+    }
+    if refused is None:
+        check_names("billing", requested, **kwargs)  # type: ignore[arg-type]
+        return
+    with pytest.raises(PermissionDenied, match=refused.replace("*", r"\*")) as info:
+        check_names("billing", requested, **kwargs)  # type: ignore[arg-type]
+    assert info.value.data["name"] == refused
+
+
+LIMITED = ServicePolicy(ALL, max_certificates=2, max_validity=30 * DAY, profiles=("service",))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"profile": "server"}, "profile"),
+        ({"validity": 31 * DAY}, "validity"),
+        ({"active_certificates": 2}, "quota"),
+        ({"server_key": True}, "server-key"),
+        ({}, None),
+    ],
+    ids=["profile", "validity", "quota", "server-key", "ok"],
+)
+def test_check_issuance(kwargs: dict[str, object], reason: str | None) -> None:
+    args: dict[str, object] = {
+        "profile": "service",
+        "validity": None,
+        "active_certificates": 1,
+        "server_key": False,
+        **kwargs,
+    }
+    if reason is None:
+        check_issuance(LIMITED, **args)  # type: ignore[arg-type]
+        return
+    with pytest.raises(PermissionDenied) as info:
+        check_issuance(LIMITED, **args)  # type: ignore[arg-type]
+    assert info.value.data["reason"] == reason
+
+
+def test_max_validity_caps_the_default_but_not_an_explicit_request() -> None:
+    assert capped_validity(LIMITED, None, 365 * DAY) == 30 * DAY
+    assert capped_validity(LIMITED, 90 * DAY, 365 * DAY) == 90 * DAY  # then refused by check
+    assert capped_validity(ServicePolicy(ALL), None, 365 * DAY) is None
+
+
+def test_whitelist_exact_ids_win_over_patterns_and_unlisted_get_nothing() -> None:
+    wl = parse_whitelist(WHITELIST)
+    assert wl.policy_for("billing") is not None
+    test_policy = wl.policy_for("test-a")
+    assert test_policy is not None and test_policy.max_certificates == 1
+    assert wl.policy_for("stranger") is None
+    assert Whitelist().policy_for("billing") is None
+    ops = wl.policy_for("ops")
+    assert ops is not None and ops.is_admin
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"services": [{"service_id": "a"}]}, "allowed_operations"),
+        ({"services": [{"service_id": "a", "allowed_operations": ["fly"]}]}, "allowed_operations"),
+        ({"services": [{"service_id": "a", "allowed_operations": [], "colour": 1}]}, "colour"),
+        ({"servces": []}, "servces"),
+        (
+            {"services": [{"service_id": "a", "allowed_operations": [], "max_validity": "x"}]},
+            "max_validity",
+        ),
+        (
+            {"services": [{"service_id": "a", "allowed_operations": []}] * 2},
+            "listed twice",
+        ),
+        ([1, 2], "services"),
+    ],
+    ids=["no-ops", "bad-op", "unknown-key", "typo-section", "bad-duration", "duplicate", "list"],
+)
+def test_malformed_whitelist_is_refused_with_its_location(data: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_whitelist(data, "wl.yaml")

@@ -1,0 +1,230 @@
+"""Certificates over the API in-process (fake identity): ownership, names, quota, limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+
+from pkiforge.ca.enrollment import EnrollmentService
+
+from .helpers import Api, make_api, make_csr
+
+REQ = "/api/v1/certificates/request"
+
+
+async def register(api: Api, service: str, names: list[str], **extra: Any) -> httpx.Response:
+    body = {"service_id": service, "service_name": service.title(), "names": names, **extra}
+    return await api.client.post("/api/v1/services/register", headers=api.as_(service), json=body)
+
+
+async def request(api: Api, service: str | None, **body: Any) -> httpx.Response:
+    return await api.client.post(REQ, headers=api.as_(service), json=body)
+
+
+async def issue(api: Api, service: str = "billing", cn: str = "billing.internal") -> dict[str, Any]:
+    r = await request(api, service, csr=make_csr(cn, [cn]))
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def test_request_renew_revoke_own_certificate(api: Api) -> None:
+    assert (await register(api, "billing", ["billing.internal"])).status_code == 201
+    cert = await issue(api)
+    assert cert["service_id"] == "billing" and cert["status"] == "active"
+    assert cert["certificate_id"] == cert["serial"]
+    assert "URI:spiffe://example.internal/billing" in cert["names"]
+    assert cert["private_key_pem"] is None
+    assert cert["download_url"] == f"/api/v1/certificates/{cert['serial']}/download"
+    leaf = x509.load_pem_x509_certificate(cert["certificate_pem"].encode())
+    chain = x509.load_pem_x509_certificates(cert["chain_pem"].encode())
+    assert [c.subject for c in chain][-1] == chain[-1].issuer  # ends with the root
+    leaf.verify_directly_issued_by(chain[0])
+    # max_validity 200d in the whitelist caps the profile default of 365d
+    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    assert lifetime <= dt.timedelta(days=200, minutes=1)
+
+    renewed = await api.client.post(
+        f"/api/v1/certificates/{cert['serial']}/renew", headers=api.as_("billing")
+    )
+    assert renewed.status_code == 201, renewed.text
+    assert renewed.json()["renewed_from"] == cert["serial"]
+
+    revoked = await api.client.post(
+        f"/api/v1/certificates/{cert['serial']}/revoke",
+        headers=api.as_("billing"),
+        json={"reason": "superseded"},
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["status"] == "revoked"
+    assert revoked.json()["revocation"]["reason"] == "superseded"
+    again = await api.client.request(
+        "DELETE", f"/api/v1/certificates/{cert['serial']}/revoke", headers=api.as_("billing")
+    )
+    assert again.status_code == 409
+
+    audit = api.pki.ctx.store
+    with audit.transaction() as tx:
+        actions = [(e.action, e.actor, e.address) for e in tx.audit.recent(10)]
+    assert ("cert.revoke", "service:billing", "10.9.8.7") in actions
+    assert ("cert.renew", "service:billing", "10.9.8.7") in actions
+    assert ("service.register", "service:billing", "10.9.8.7") in actions
+
+
+async def test_another_services_name_is_refused_naming_it(api: Api) -> None:
+    await register(api, "billing", ["billing.internal"])
+    r = await request(api, "orders", csr=make_csr("billing.internal", ["billing.internal"]))
+    assert r.status_code == 403
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "DNS:billing.internal" in r.json()["detail"] and "billing" in r.json()["detail"]
+    # a name nobody registered is refused too, and named
+    r = await request(api, "orders", csr=make_csr("nobody.internal", ["nobody.internal"]))
+    assert r.status_code == 403 and "DNS:nobody.internal" in r.json()["detail"]
+
+
+async def test_whitelist_patterns_and_placeholders(api: Api) -> None:
+    # test-* may hold `{service_id}.test.internal` without registering, one certificate at most
+    assert (await issue(api, "test-a", "test-a.test.internal"))["service_id"] == "test-a"
+    r = await request(api, "test-a", csr=make_csr("test-a.test.internal", ["test-a.test.internal"]))
+    assert r.status_code == 403 and r.json()["reason"] == "quota"
+    r = await request(api, "test-b", csr=make_csr("test-a.test.internal", ["test-a.test.internal"]))
+    assert r.status_code == 403 and "test-a.test.internal" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("service", "status", "reason"),
+    [(None, 401, "no-cert"), ("stranger", 403, "whitelist"), ("readonly", 403, "operation")],
+    ids=["no-identity", "not-whitelisted", "no-request-right"],
+)
+async def test_unauthorised_callers(
+    api: Api, service: str | None, status: int, reason: str
+) -> None:
+    r = await request(api, service, csr=make_csr("billing.internal"))
+    assert r.status_code == status
+    assert r.json()["reason"] == reason
+
+
+async def test_only_own_certificates_unless_admin(api: Api) -> None:
+    await register(api, "billing", ["billing.internal"])
+    serial = (await issue(api))["serial"]
+    for method, path in [
+        ("GET", f"/api/v1/certificates/{serial}"),
+        ("POST", f"/api/v1/certificates/{serial}/renew"),
+        ("POST", f"/api/v1/certificates/{serial}/revoke"),
+        ("GET", "/api/v1/certificates?service_id=billing"),
+    ]:
+        r = await api.client.request(method, path, headers=api.as_("orders"))
+        assert r.status_code == 403, (method, path, r.text)
+    listed = await api.client.get("/api/v1/certificates?service_id=billing", headers=api.as_("ops"))
+    assert listed.json()["total"] == 1
+    r = await api.client.post(f"/api/v1/certificates/{serial}/revoke", headers=api.as_("ops"))
+    assert r.status_code == 200
+
+
+async def test_server_made_key_only_where_allowed(api: Api) -> None:
+    await register(api, "orders", ["orders.internal"])
+    r = await request(api, "orders", common_name="orders.internal", key_type="p256")
+    assert r.status_code == 201, r.text
+    assert r.json()["private_key_pem"].startswith("-----BEGIN PRIVATE KEY-----")
+    shown = await api.client.get(
+        f"/api/v1/certificates/{r.json()['serial']}", headers=api.as_("orders")
+    )
+    assert shown.json()["private_key_pem"] is None  # only in the response that made it
+    await register(api, "billing", ["billing.internal"])
+    r = await request(api, "billing", common_name="billing.internal", key_type="p256")
+    assert r.status_code == 403 and r.json()["field"] == "key_type"
+
+
+async def test_download_formats(api: Api) -> None:
+    await register(api, "billing", ["billing.internal"])
+    serial = (await issue(api))["serial"]
+    base = f"/api/v1/certificates/{serial}/download"
+    pem = await api.client.get(base, headers=api.as_("billing"))
+    der = await api.client.get(f"{base}?format=der", headers=api.as_("billing"))
+    chain = await api.client.get(f"{base}?format=chain", headers=api.as_("billing"))
+    assert pem.headers["content-type"] == "application/x-pem-file"
+    assert der.headers["content-type"] == "application/pkix-cert"
+    assert chain.headers["content-type"] == "application/pem-certificate-chain"
+    leaf = x509.load_der_x509_certificate(der.content)
+    assert x509.load_pem_x509_certificate(pem.content) == leaf
+    certs = x509.load_pem_x509_certificates(chain.content)
+    assert certs[0] == leaf and len(certs) == 2  # leaf + intermediate, no root
+
+
+async def test_list_filters_and_pagination(api: Api) -> None:
+    await register(api, "billing", ["billing.internal", "*.billing.internal"])
+    serials = [(await issue(api, cn=f"s{i}.billing.internal"))["serial"] for i in range(3)]
+    await api.client.post(f"/api/v1/certificates/{serials[0]}/revoke", headers=api.as_("billing"))
+    get = api.client.get
+    page = (await get("/api/v1/certificates?limit=2", headers=api.as_("billing"))).json()
+    assert page["total"] == 3 and len(page["items"]) == 2 and page["limit"] == 2
+    revoked = (await get("/api/v1/certificates?status=revoked", headers=api.as_("billing"))).json()
+    assert [c["serial"] for c in revoked["items"]] == [serials[0]]
+    soon = (
+        await get(
+            "/api/v1/certificates",
+            params={"expiring_before": "2026-03-02T00:00:00Z"},
+            headers=api.as_("billing"),
+        )
+    ).json()
+    assert soon["total"] == 0
+
+
+async def test_rate_limit_answers_429_with_retry_after(tmp_path: Any) -> None:
+    limited = make_api(tmp_path / "home", limit=2)
+    try:
+        await register(limited, "billing", ["billing.internal", "*.billing.internal"])
+        codes = []
+        for i in range(3):
+            cn = f"r{i}.billing.internal"
+            codes.append((await request(limited, "billing", csr=make_csr(cn, [cn]))).status_code)
+        assert codes == [201, 201, 429]
+        r = await request(limited, "billing", csr=make_csr("x.billing.internal"))
+        assert int(r.headers["retry-after"]) >= 1
+        assert r.headers["content-type"] == "application/problem+json"
+    finally:
+        await limited.client.aclose()
+        limited.pki.close()
+
+
+async def test_enrollment_token_works_once_and_only_for_its_service(api: Api) -> None:
+    await register(api, "billing", ["billing.internal"], **{})
+    tokens = EnrollmentService(api.pki.ctx)
+    _, text = tokens.create("billing", dt.timedelta(hours=1))
+    auth = {"Authorization": f"Bearer {text}"}
+    csr = make_csr("billing.internal", ["billing.internal"])
+    wrong = await api.client.post(REQ, headers=auth, json={"csr": csr, "service_id": "orders"})
+    assert wrong.status_code == 403  # refused requests do not spend the token
+    first = await api.client.post(REQ, headers=auth, json={"csr": csr})
+    assert first.status_code == 201, first.text
+    second = await api.client.post(REQ, headers=auth, json={"csr": csr})
+    assert second.status_code == 401 and second.json()["reason"] == "token-used"
+    (listed,) = tokens.list("billing")
+    assert (
+        listed.certificate_serial == first.json()["serial"]
+        and listed.state(api.pki.ctx.clock.now()) == "used"
+    )
+    with api.pki.ctx.store.transaction() as tx:
+        entry = tx.audit.recent(1, action="cert.issue")[0]
+    assert entry.actor == f"token:{listed.token_id}"
+    bad = await api.client.post(REQ, headers={"Authorization": "Bearer pkf_nope"}, json={})
+    assert bad.status_code == 401
+
+
+async def test_metrics_count_lifecycle_and_expiry(api: Api) -> None:
+    await register(api, "billing", ["billing.internal"])
+    serial = (await issue(api))["serial"]
+    await api.client.post(f"/api/v1/certificates/{serial}/renew", headers=api.as_("billing"))
+    await api.client.post(f"/api/v1/certificates/{serial}/revoke", headers=api.as_("billing"))
+    await request(api, "billing", csr=make_csr("billing.internal"), issuer="nope")
+    text = (await api.client.get("/metrics")).text
+    labels = '{issuer="services",profile="service"}'
+    assert f"pkiforge_certificates_issued_total{labels} 1.0" in text
+    assert f"pkiforge_certificates_renewed_total{labels} 1.0" in text
+    assert f"pkiforge_certificates_revoked_total{labels} 1.0" in text
+    assert 'pkiforge_certificates_failed_total{issuer="nope",profile="service"} 1.0' in text
+    assert 'pkiforge_certificates_expiring{within="30d"} 0.0' in text
+    assert 'route="/api/v1/certificates/{serial}/renew"' in text
