@@ -89,6 +89,7 @@ def agent(
 ) -> None:
     """Keep a service's certificate fresh: renew over mTLS before expiry, crash-safely."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         policy = RenewalPolicy(
             renew_before=parse_duration(renew_before) if renew_before else None, jitter=jitter
@@ -134,6 +135,7 @@ def enroll(
         typer.Option(help="SHA-256 of the root, to fetch and trust it when --ca does not exist."),
     ] = None,
     service_id: Annotated[str | None, typer.Option(help="Default: the token's.")] = None,
+    profile: Annotated[str, typer.Option(help="Certificate profile (the token's).")] = "service",
     key_type: Annotated[str, typer.Option(help="p256, p384, ed25519, rsa2048 ...")] = "p256",
 ) -> None:
     """Get a service's first certificate with a one-time token; the key is made on this host."""
@@ -144,7 +146,12 @@ def enroll(
         write_atomic(identity.ca, fetch_root(server, root_fingerprint))
     with PkiClient(server, verify=identity.ca) as client:
         issued = client.enroll(
-            token, name, identity, service_id=service_id, key_type=parse_key_type(key_type)
+            token,
+            name,
+            identity,
+            service_id=service_id,
+            profile=profile,
+            key_type=parse_key_type(key_type),
         )
     err.print(
         f"enrolled {issued.service_id}: serial {issued.serial}, valid until {issued.not_after}"

@@ -46,6 +46,7 @@ class Enrollment:
 
 def prepare_enrollment(
     names: Sequence[str],
+    identity: Identity,
     *,
     service_id: str | None = None,
     key_type: KeyType = "p256",
@@ -58,6 +59,8 @@ def prepare_enrollment(
     """
     if not names:
         raise InvalidInput("name at least one DNS name or IP address", field="names")
+    for path in (identity.cert, identity.key, identity.ca):  # fail before spending the token
+        path.parent.mkdir(parents=True, exist_ok=True)
     parsed = Names.parse(names)
     key = generate_key(key_type)
     csr = make_csr(key, parsed.common_name(), parsed.subject_names())

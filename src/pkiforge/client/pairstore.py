@@ -95,7 +95,7 @@ def resolve_pair(cert: Path, key: Path) -> tuple[Path, Path]:
 def install_pair(cert: Path, key: Path, pair: Pair) -> None:
     """Make `pair` the live certificate and key at `cert` and `key`; keep the old as `.bak`."""
     root = state_dir(cert)
-    root.mkdir(mode=0o755, exist_ok=True)
+    root.mkdir(mode=0o755, parents=True, exist_ok=True)
     _adopt(cert, key, root)
     generation = _write_generation(root, pair)
     old = _target(root / CURRENT)

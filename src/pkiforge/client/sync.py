@@ -119,6 +119,7 @@ class PkiClient:
         identity: Identity,
         *,
         service_id: str | None = None,
+        profile: str = "service",
         key_type: KeyType = "p256",
     ) -> Certificate:
         """First certificate with a one-time token; the key is made here and stored 0600.
@@ -126,7 +127,9 @@ class PkiClient:
         Raises:
             PkiError: the token or the names were refused; nothing is written then.
         """
-        enrollment = prepare_enrollment(names, service_id=service_id, key_type=key_type)
+        enrollment = prepare_enrollment(
+            names, identity, service_id=service_id, key_type=key_type, profile=profile
+        )
         cert = self.request_certificate(enrollment.request, token=token)
         store_certificate(identity, cert, enrollment.key)
         return cert
