@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import random
 import ssl
 import threading
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pkiforge.api.tls import TLSFiles, TLSHttpToolsProtocol, server_context
 from pkiforge.ca.lifecycle import IssueRequest, parse_names
 from pkiforge.ca.models import SYSTEM, CAStatus
+from pkiforge.client.schedule import Backoff, RenewalPolicy
 from pkiforge.settings import Settings
 from pkiforge.wiring import Pki
 from pkiforge.x509.keys import parse_key_type, private_key_pem
@@ -32,9 +34,8 @@ def tls_files(home: Path) -> TLSFiles:
 
 
 def renewal_due(cert: x509.Certificate, fraction: float, now: Any) -> bool:
-    """True once `fraction` of the certificate's lifetime has passed."""
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return bool(now >= start + (end - start) * fraction)
+    """True once `fraction` of the lifetime has passed (less jitter): the agent's own rule."""
+    return RenewalPolicy(fraction=fraction).is_due(cert, now)
 
 
 def ensure_server_certificate(pki: Pki, settings: Settings, *, force: bool = False) -> TLSFiles:
@@ -118,11 +119,15 @@ def start_renewal_thread(renew: Callable[[], object], interval: float) -> thread
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(interval):
+        failures, delay = 0, interval
+        while not stop.wait(delay):
             try:
                 renew()
-            except Exception:  # keep serving on the old certificate; try again later
-                log.exception("server certificate renewal failed; will retry")
+                failures, delay = 0, interval
+            except Exception:  # keep serving on the old certificate; retry with the agent's backoff
+                delay = Backoff(cap=interval).delay(failures, random.random())  # noqa: S311
+                failures += 1
+                log.exception("server certificate renewal failed; retrying in %.0fs", delay)
 
     threading.Thread(target=loop, name="tls-renewal", daemon=True).start()
     return stop
