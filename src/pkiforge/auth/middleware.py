@@ -27,7 +27,12 @@ from pkiforge.auth.ratelimit import FailureTracker
 from pkiforge.auth.verify import RequestVerifier, VerifiedIdentity
 from pkiforge.errors import AuthenticationFailed, RateLimited, StoreUnavailable
 
-__all__ = ["SECURITY_HEADERS", "MiddlewareOptions", "SignatureAuthMiddleware"]
+__all__ = [
+    "SECURITY_HEADERS",
+    "MiddlewareOptions",
+    "SignatureAuthMiddleware",
+    "request_from_scope",
+]
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -115,7 +120,7 @@ class SignatureAuthMiddleware:
             if self.failures is not None:
                 await anyio.to_thread.run_sync(self.failures.check, client)
             body = await _read_body(scope, receive, self.options.max_body_bytes)
-            request = _to_request(scope, body, self.options.trusted_origin)
+            request = request_from_scope(scope, body, self.options.trusted_origin)
             identity = await self._verify(request)
         except RateLimited as exc:
             self._count(Outcome.BLOCKED)
@@ -188,7 +193,8 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def _to_request(scope: Scope, body: bytes, trusted_origin: str | None) -> HttpRequest:
+def request_from_scope(scope: Scope, body: bytes, trusted_origin: str | None) -> HttpRequest:
+    """The request as the client signed it: method, target URI (origin + raw path), headers."""
     headers = [
         (bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in scope["headers"]
     ]

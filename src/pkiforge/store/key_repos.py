@@ -1,0 +1,312 @@
+"""SQL adapters of request signing: the key registry, the nonce store and usage bookkeeping.
+
+Tables (migration 0002): `signing_keys`, `key_usage_daily`, `auth_events`, `nonces`. Upserts
+use the dialect's `INSERT ... ON CONFLICT`, which SQLite and PostgreSQL both speak. Every
+database failure becomes `StoreUnavailable`, so a verifier built on these refuses rather
+than waves a request through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from pkiforge.auth.algorithms import SignatureAlgorithm, load_public_key
+from pkiforge.auth.keys import KeyStatus, RegisteredKey
+from pkiforge.auth.nonces import nonce_key
+from pkiforge.auth.registry import KeyQuery
+from pkiforge.auth.usage import AuthEvent, DailyUsage, UsageBatch
+from pkiforge.ca.models import Actor
+from pkiforge.clock import Clock, SystemClock, utc
+from pkiforge.errors import Conflict, IntegrityError, InvalidInput, StoreUnavailable
+from pkiforge.store.db import SqlStore, SqlTransaction
+from pkiforge.store.tables import AuthEventRow, KeyUsageRow, NonceRow, SigningKeyRow
+
+__all__ = ["AuditHook", "SqlKeyRepository", "SqlNonceStore", "SqlUsageSink"]
+
+# CAContext.audit has this shape: append an audit entry inside the same transaction
+AuditHook = Callable[[SqlTransaction, Actor, str, str | None, dict[str, Any]], None]
+
+
+@contextmanager
+def _transaction(store: SqlStore, what: str) -> Iterator[Session]:
+    """A session in one transaction; database failures become `StoreUnavailable`.
+
+    Raises:
+        StoreUnavailable: the database failed (integrity violations propagate as they are).
+    """
+    try:
+        with store.transaction() as tx:
+            yield tx.session
+    except SAIntegrityError:
+        raise
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"{what} unavailable: {type(exc).__name__}") from None
+
+
+def _insert(session: Session, table: type[Any]) -> Any:
+    """`INSERT` with `on_conflict_do_*` for the session's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def _rowcount(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+class SqlKeyRepository:
+    """`KeyRepository` and `KeyResolver` over `signing_keys` (plus usage and event reads)."""
+
+    def __init__(self, store: SqlStore, *, audit: AuditHook | None = None) -> None:
+        self._store = store
+        self._audit = audit
+
+    def get(self, key_id: str) -> RegisteredKey | None:
+        with _transaction(self._store, "key store") as s:
+            row = s.get(SigningKeyRow, key_id)
+            return _domain(row) if row else None
+
+    def by_fingerprint(self, fingerprint: str) -> RegisteredKey | None:
+        with _transaction(self._store, "key store") as s:
+            row = s.scalar(
+                select(SigningKeyRow).where(SigningKeyRow.fingerprint_sha256 == fingerprint)
+            )
+            return _domain(row) if row else None
+
+    def add(self, key: RegisteredKey, actor: Actor) -> None:
+        try:
+            with self._store.transaction() as tx:
+                tx.session.add(_row(key))
+                tx.session.flush()
+                self._record(tx, actor, "key.register", key)
+        except SAIntegrityError:
+            raise Conflict(
+                "a key with this id or public key is already registered", field="public_key"
+            ) from None
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"key store unavailable: {type(exc).__name__}") from None
+
+    def save_revocation(self, key: RegisteredKey, actor: Actor) -> None:
+        with _transaction(self._store, "key store") as s:
+            result = s.execute(
+                update(SigningKeyRow)
+                .where(SigningKeyRow.key_id == key.key_id, SigningKeyRow.status == "active")
+                .values(
+                    status=KeyStatus.REVOKED.value,
+                    revoked_at=utc(key.revoked_at) if key.revoked_at else None,
+                    revocation_reason=key.revocation_reason,
+                )
+            )
+            if _rowcount(result) != 1:
+                raise Conflict(f"key {key.key_id} is already revoked")
+            self._record(SqlTransaction(s), actor, "key.revoke", key)
+
+    def _record(self, tx: SqlTransaction, actor: Actor, action: str, key: RegisteredKey) -> None:
+        if self._audit is None:
+            return
+        details: dict[str, Any] = {
+            "client_name": key.client_name,
+            "fingerprint": key.fingerprint,
+            "algorithm": str(key.algorithm),
+        }
+        if key.revocation_reason:
+            details["reason"] = key.revocation_reason
+        self._audit(tx, actor, action, key.key_id, details)
+
+    def search(self, query: KeyQuery) -> list[RegisteredKey]:
+        stmt = select(SigningKeyRow)
+        if query.status is not None:
+            stmt = stmt.where(SigningKeyRow.status == query.status.value)
+        if query.client_name is not None:
+            stmt = stmt.where(SigningKeyRow.client_name == query.client_name)
+        stmt = stmt.order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.key_id)
+        with _transaction(self._store, "key store") as s:
+            rows = s.scalars(stmt.limit(query.limit).offset(query.offset)).all()
+            return [_domain(row) for row in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many keys are in each status."""
+        stmt = select(SigningKeyRow.status, func.count()).group_by(SigningKeyRow.status)
+        with _transaction(self._store, "key store") as s:
+            return {str(status): int(n) for status, n in s.execute(stmt)}
+
+    def usage(self, key_id: str, since: dt.date) -> list[DailyUsage]:
+        stmt = (
+            select(KeyUsageRow)
+            .where(KeyUsageRow.key_id == key_id, KeyUsageRow.day >= since)
+            .order_by(KeyUsageRow.day)
+        )
+        with _transaction(self._store, "key store") as s:
+            return [DailyUsage(r.key_id, r.day, r.successes, r.failures) for r in s.scalars(stmt)]
+
+    def events(self, key_id: str | None, limit: int) -> list[AuthEvent]:
+        stmt = select(AuthEventRow).order_by(AuthEventRow.id.desc()).limit(limit)
+        if key_id is not None:
+            stmt = stmt.where(AuthEventRow.key_id == key_id)
+        with _transaction(self._store, "key store") as s:
+            return [
+                AuthEvent(utc(r.at), r.key_id, r.address, r.method, r.path, r.outcome, r.reason)
+                for r in s.scalars(stmt)
+            ]
+
+
+def _row(key: RegisteredKey) -> SigningKeyRow:
+    from cryptography.hazmat.primitives import serialization
+
+    pem = key.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return SigningKeyRow(
+        key_id=key.key_id,
+        public_key_pem=pem.decode("ascii"),
+        algorithm=str(key.algorithm),
+        fingerprint_sha256=key.fingerprint,
+        client_name=key.client_name,
+        email=key.email,
+        organization=key.organization,
+        status=key.status.value,
+        created_at=utc(key.created_at),
+        revoked_at=utc(key.revoked_at) if key.revoked_at else None,
+        revocation_reason=key.revocation_reason,
+    )
+
+
+def _domain(row: SigningKeyRow) -> RegisteredKey:
+    try:
+        return RegisteredKey(
+            key_id=row.key_id,
+            public_key=load_public_key(row.public_key_pem.encode("ascii")),
+            algorithm=SignatureAlgorithm(row.algorithm),
+            client_name=row.client_name,
+            created_at=utc(row.created_at),
+            email=row.email,
+            organization=row.organization,
+            status=KeyStatus(row.status),
+            revoked_at=utc(row.revoked_at) if row.revoked_at else None,
+            revocation_reason=row.revocation_reason,
+            fingerprint=row.fingerprint_sha256,
+        )
+    except (InvalidInput, ValueError) as exc:
+        raise IntegrityError(f"stored key {row.key_id} does not load: {exc}") from None
+
+
+def stored_nonce_key(key_id: str, nonce: str) -> str:
+    """The `nonces` primary key: `nonce_key()`, hashed when it would not fit 255 characters."""
+    name = nonce_key(key_id, nonce)
+    if len(name) <= 255:
+        return name
+    return "sha256:" + hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+class SqlNonceStore:
+    """`NonceStore` over the `nonces` table, for several workers sharing one database.
+
+    One INSERT per request; a conflict means the pair was seen, unless the stored row has
+    already expired (then it is taken over). Expired rows are deleted at most once per
+    `purge_every` seconds per process, inside a request's transaction.
+    """
+
+    def __init__(
+        self, store: SqlStore, *, clock: Clock | None = None, purge_every: float = 60.0
+    ) -> None:
+        self._store = store
+        self._clock = clock or SystemClock()
+        self._purge_every = dt.timedelta(seconds=purge_every)
+        self._lock = threading.Lock()
+        self._last_purge: dt.datetime | None = None
+
+    def check_and_store(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
+        now = utc(self._clock.now())
+        name = stored_nonce_key(key_id, nonce)
+        until = now + dt.timedelta(seconds=max(1, ttl_seconds))
+        try:
+            with _transaction(self._store, "nonce store") as s:
+                if self._purge_due(now):
+                    s.execute(delete(NonceRow).where(NonceRow.expires_at <= now))
+                stmt = _insert(s, NonceRow).values(nonce_key=name, expires_at=until)
+                stmt = stmt.on_conflict_do_nothing().returning(NonceRow.nonce_key)
+                if s.execute(stmt).first() is not None:
+                    return True
+                taken_over = s.execute(
+                    update(NonceRow)
+                    .where(NonceRow.nonce_key == name, NonceRow.expires_at <= now)
+                    .values(expires_at=until)
+                )
+                return _rowcount(taken_over) == 1
+        except SAIntegrityError:  # a concurrent writer won in between: seen
+            return False
+
+    def _purge_due(self, now: dt.datetime) -> bool:
+        with self._lock:
+            if self._last_purge is not None and now - self._last_purge < self._purge_every:
+                return False
+            self._last_purge = now
+            return True
+
+
+class SqlUsageSink:
+    """`UsageSink`: events, per-day counts and `last_used`, in one transaction per batch."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    def write(self, batch: UsageBatch) -> None:
+        with _transaction(self._store, "usage store") as s:
+            if batch.events:
+                s.execute(insert(AuthEventRow), [_event_row(e) for e in batch.events])
+            wanted = {key for key, _ in batch.counts} | set(batch.last_used)
+            if not wanted:
+                return
+            known = set(
+                s.scalars(select(SigningKeyRow.key_id).where(SigningKeyRow.key_id.in_(wanted)))
+            )
+            for (key, day), (ok, bad) in batch.counts.items():
+                if key in known:
+                    s.execute(_count_upsert(s, key, day, ok, bad))
+            for key, at in batch.last_used.items():
+                if key in known:
+                    s.execute(_touch(key, utc(at)))
+
+
+def _touch(key: str, at: dt.datetime) -> Any:
+    """Move `last_used` forward (never back: batches of other workers may arrive late)."""
+    row = SigningKeyRow
+    newer = or_(row.last_used.is_(None), row.last_used < at)
+    return update(row).where(row.key_id == key, newer).values(last_used=at)
+
+
+def _count_upsert(session: Session, key: str, day: dt.date, ok: int, bad: int) -> Any:
+    stmt = _insert(session, KeyUsageRow).values(key_id=key, day=day, successes=ok, failures=bad)
+    return stmt.on_conflict_do_update(
+        index_elements=["key_id", "day"],
+        set_={
+            "successes": KeyUsageRow.successes + stmt.excluded.successes,
+            "failures": KeyUsageRow.failures + stmt.excluded.failures,
+        },
+    )
+
+
+def _event_row(event: AuthEvent) -> dict[str, Any]:
+    return {
+        "at": utc(event.at),
+        "key_id": event.key_id[:64] if event.key_id else None,
+        "address": event.address[:64] if event.address else None,
+        "method": event.method[:16],
+        "path": event.path[:2048],
+        "outcome": event.outcome[:16],
+        "reason": event.reason[:255] if event.reason else None,
+    }
