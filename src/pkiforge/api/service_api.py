@@ -60,8 +60,10 @@ class LastSeen:
                 return
             self._last[service_id] = now
         try:
-            self.registry.touch(service_id)
+            registered = self.registry.touch(service_id)
         except PkiError:  # bookkeeping only: never fail the request for it
+            registered = False
+        if not registered:  # try again on the next call (it may register meanwhile)
             with self._lock:
                 self._last.pop(service_id, None)
 

@@ -65,8 +65,8 @@ class ServiceRepository(Protocol):
     def name_owners(self) -> dict[str, str]:
         """Every registered name (or pattern) and the service it belongs to."""
 
-    def touch(self, service_id: str, at: dt.datetime) -> None:
-        """Set `last_seen` (no-op for an unregistered service)."""
+    def touch(self, service_id: str, at: dt.datetime) -> bool:
+        """Set `last_seen`; False when the service is not registered."""
 
 
 class TokenRepository(Protocol):
@@ -100,8 +100,8 @@ class Transaction(Protocol):
 
 
 class Store(Protocol):
-    def transaction(self) -> AbstractContextManager[Transaction]:
-        """Commit on normal exit, roll back on exception."""
+    def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Transaction]:
+        """Commit on normal exit, roll back on exception; `readonly` promises no writes."""
 
 
 class RateLimiter(Protocol):

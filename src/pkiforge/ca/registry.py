@@ -62,7 +62,7 @@ class RegistryService:
             endpoints=check_endpoints(service.endpoints),
             created_at=now,
             updated_at=now,
-            last_seen=None,
+            last_seen=now if caller.service_id == service.service_id else None,
             status="active",
         )
         with self.ctx.store.transaction() as tx:
@@ -110,34 +110,34 @@ class RegistryService:
 
     def get(self, service_id: str) -> ServiceRecord:
         """Raises NotFound."""
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             record = tx.services.get(service_id)
         if record is None:
             raise NotFound(f"no service {service_id!r} is registered", field="service_id")
         return record
 
     def list(self, service_type: str | None = None) -> list[ServiceRecord]:
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             return tx.services.list(service_type)
 
     def names_of(self, service_id: str) -> tuple[str, ...]:
         """The names registered to a service (empty if it is not registered)."""
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             record = tx.services.get(service_id)
         return record.names if record else ()
 
     def name_owners(self) -> dict[str, str]:
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             return tx.services.name_owners()
 
-    def touch(self, service_id: str) -> None:
-        """Record that the service called us now."""
+    def touch(self, service_id: str) -> bool:
+        """Record that the service called us now; False if it is not registered."""
         with self.ctx.store.transaction() as tx:
-            tx.services.touch(service_id, self.ctx.clock.now())
+            return tx.services.touch(service_id, self.ctx.clock.now())
 
     def current_certificate(self, service_id: str) -> CertificateRecord | None:
         """The service's newest active certificate."""
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             found = tx.certificates.search(
                 CertificateQuery(
                     service_id=service_id,

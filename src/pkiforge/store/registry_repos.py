@@ -67,10 +67,11 @@ class SqlServiceRepository:
                 out.setdefault(str(name), service_id)
         return out
 
-    def touch(self, service_id: str, at: dt.datetime) -> None:
-        self.s.execute(
+    def touch(self, service_id: str, at: dt.datetime) -> bool:
+        result = self.s.execute(
             update(ServiceRow).where(ServiceRow.service_id == service_id).values(last_seen=utc(at))
         )
+        return cast(CursorResult[Any], result).rowcount == 1
 
     @staticmethod
     def _domain(row: ServiceRow) -> ServiceRecord:

@@ -1,0 +1,150 @@
+"""Real HTTPS with real client certificates against `pkiforge serve` (one process, SQLite)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from .helpers import make_csr
+from .server import Server, make_home
+
+NAMES = ["billing.internal", "api.billing.internal"]
+
+
+def test_service_gets_renews_and_revokes_its_own_certificate(https_server: Server) -> None:
+    cert = https_server.home.client_cert("billing", "billing.internal")
+    with https_server.client(cert) as c:
+        assert c.get("/api/v1/whoami").json()["service_id"] == "billing"
+        r = c.post(
+            "/api/v1/services/register",
+            json={"service_id": "billing", "service_name": "Billing", "names": NAMES},
+        )
+        assert r.status_code == 201, r.text
+        issued = c.post("/api/v1/certificates/request", json={"csr": make_csr(NAMES[1], NAMES)})
+        assert issued.status_code == 201, issued.text
+        serial = issued.json()["serial"]
+        renewed = c.post(f"/api/v1/certificates/{serial}/renew", json={"validity_days": 30})
+        assert renewed.status_code == 201 and renewed.json()["renewed_from"] == serial
+        revoked = c.request(
+            "DELETE", f"/api/v1/certificates/{serial}/revoke", json={"reason": "superseded"}
+        )
+        assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+        check = c.get(f"/api/v1/crl/check/{serial}").json()
+        assert check["revoked"] is True and check["reason"] == "superseded"
+        service = c.get("/api/v1/services/billing").json()
+        assert service["last_seen"] is not None
+        assert service["certificate_serial"] == renewed.json()["serial"]
+
+
+def test_curl_with_a_client_certificate(https_server: Server, tmp_path: Path) -> None:
+    cert, key = https_server.home.client_cert("billing", "billing.internal")
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"csr": make_csr("billing.internal", ["billing.internal"])}))
+    with https_server.client((cert, key)) as c:  # idempotent: the name may be registered
+        c.post(
+            "/api/v1/services/register",
+            json={"service_id": "billing", "service_name": "Billing", "names": NAMES},
+        )
+    out = subprocess.run(
+        ["curl", "-sS", "--cert", cert, "--key", key, "--cacert", str(https_server.home.root),
+         "-H", "content-type: application/json", "--data-binary", f"@{body}",
+         "-w", "\n%{http_code}", f"{https_server.url}/api/v1/certificates/request"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    text, status = out.rsplit("\n", 1)
+    assert status == "201", text
+    assert json.loads(text)["service_id"] == "billing"
+
+
+def test_another_services_name_is_refused(https_server: Server) -> None:
+    billing = https_server.home.client_cert("billing", "billing.internal")
+    orders = https_server.home.client_cert("orders", "orders.internal")
+    with https_server.client(billing) as c:
+        c.post(
+            "/api/v1/services/register",
+            json={"service_id": "billing", "service_name": "Billing", "names": NAMES},
+        )
+    with https_server.client(orders) as c:
+        r = c.post(
+            "/api/v1/certificates/request",
+            json={"csr": make_csr("billing.internal", ["billing.internal"])},
+        )
+    assert r.status_code == 403
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "DNS:billing.internal" in r.json()["detail"]
+
+
+def test_no_certificate_is_refused_with_401(https_server: Server) -> None:
+    with https_server.client() as c:
+        r = c.post("/api/v1/certificates/request", json={"csr": make_csr("orders.internal")})
+        assert c.get("/api/v1/ca/root").status_code == 200  # public reads need no certificate
+    assert r.status_code == 401 and r.json()["reason"] == "no-cert"
+    assert r.headers["www-authenticate"].startswith("Mutual-TLS")
+
+
+def test_revoked_certificate_is_refused_with_401(https_server: Server) -> None:
+    cert, key = https_server.home.client_cert("orders2", "orders2.internal")
+    with https_server.client((cert, key)) as c:
+        assert c.get("/api/v1/whoami").status_code == 200
+        serial = c.get("/api/v1/whoami").json()["serial"]
+    https_server.home.cli("cert", "revoke", serial, "--reason", "keyCompromise")
+    with https_server.client((cert, key)) as c:
+        r = c.get("/api/v1/whoami")
+    assert r.status_code == 401 and r.json()["reason"] == "revoked"
+
+
+def test_certificate_from_another_ca_fails_the_handshake(
+    https_server: Server, tmp_path: Path
+) -> None:
+    other = make_home(tmp_path / "other", {"services": []})
+    cert = other.client_cert("billing", "billing.internal")  # same service id, wrong CA
+    # the server verifies a presented certificate during the handshake (CERT_OPTIONAL), so
+    # OpenSSL rejects it with an alert before any HTTP is spoken: no 401 can be sent.
+    # TLS 1.3: the client has finished its side already and sees the connection close.
+    with https_server.client(cert) as c, pytest.raises(httpx.RemoteProtocolError):
+        c.get("/api/v1/whoami")
+    # TLS 1.2: the handshake itself fails (the server drops the connection mid-handshake)
+    tls12 = https_server.tls(cert)
+    tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+    with httpx.Client(base_url=https_server.url, verify=tls12) as c:
+        with pytest.raises(httpx.ConnectError):
+            c.get("/api/v1/whoami")
+    control = https_server.tls()  # the same TLS 1.2 client without the foreign certificate
+    control.maximum_version = ssl.TLSVersion.TLSv1_2
+    with httpx.Client(base_url=https_server.url, verify=control) as c:
+        assert c.get("/healthz").status_code == 200
+
+
+def test_enrollment_token_works_once(https_server: Server) -> None:
+    token = json.loads(
+        https_server.home.cli("token", "create", "--service", "enrollee", "--ttl", "10m",
+                              "--json").stdout
+    )["token"]  # fmt: skip
+    auth = {"Authorization": f"Bearer {token}"}
+    csr = make_csr("enrollee.internal", ["enrollee.internal"])
+    with https_server.client() as c:  # no client certificate: the token is the credential
+        first = c.post("/api/v1/certificates/request", headers=auth, json={"csr": csr})
+        second = c.post("/api/v1/certificates/request", headers=auth, json={"csr": csr})
+    assert first.status_code == 201, first.text
+    assert first.json()["service_id"] == "enrollee"
+    assert second.status_code == 401 and second.json()["reason"] == "token-used"
+    listed = json.loads(https_server.home.cli("token", "list", "--json").stdout)
+    assert any(t["status"] == "used" and t["certificate_serial"] for t in listed)
+
+
+def test_forwarded_client_certificate_only_from_a_trusted_proxy(https_server: Server) -> None:
+    cert, _ = https_server.home.client_cert("orders", "orders.internal")
+    header = {"x-forwarded-client-cert": quote(Path(cert).read_text())}
+    with https_server.client() as proxy:  # 127.0.0.1: configured in server.trusted_proxies
+        trusted = proxy.get("/api/v1/whoami", headers=header)
+    untrusted_transport = httpx.HTTPTransport(verify=https_server.tls(), local_address="127.0.0.2")
+    with httpx.Client(base_url=https_server.url, transport=untrusted_transport) as other:
+        ignored = other.get("/api/v1/whoami", headers=header)
+    assert trusted.status_code == 200 and trusted.json()["service_id"] == "orders"
+    assert ignored.status_code == 401 and ignored.json()["reason"] == "no-cert"
