@@ -112,9 +112,11 @@ def test_certificate_from_another_ca_fails_the_handshake(
     # TLS 1.2: the handshake itself fails (the server drops the connection mid-handshake)
     tls12 = https_server.tls(cert)
     tls12.maximum_version = ssl.TLSVersion.TLSv1_2
-    with httpx.Client(base_url=https_server.url, verify=tls12) as c:
-        with pytest.raises(httpx.ConnectError):
-            c.get("/api/v1/whoami")
+    with (
+        httpx.Client(base_url=https_server.url, verify=tls12) as c,
+        pytest.raises(httpx.ConnectError),
+    ):
+        c.get("/api/v1/whoami")
     control = https_server.tls()  # the same TLS 1.2 client without the foreign certificate
     control.maximum_version = ssl.TLSVersion.TLSv1_2
     with httpx.Client(base_url=https_server.url, verify=control) as c:
