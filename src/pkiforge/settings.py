@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -129,6 +129,25 @@ class RateLimitSettings(_Section):
     _v = field_validator("issuance_window", mode="before")(_duration)
 
 
+class AuthSettings(_Section):
+    """Request-signing authentication (RFC 9421) of the API: window, nonces, brute force."""
+
+    window_seconds: int = Field(default=300, ge=1, le=3600)  # how old `created` may be
+    clock_skew_seconds: int = Field(default=30, ge=0, le=600)
+    # auto: redis if a Redis URL is set, else database with several workers, else memory
+    nonce_store: Literal["auto", "memory", "database", "redis"] = "auto"
+    redis_url: str | None = None  # default: the top-level redis_url
+    key_prefix: str = "pkiforge:auth:"
+    key_cache_seconds: float = Field(default=5.0, ge=0, le=60)  # revocations seen within this
+    accept_legacy: bool = True  # the origin documents' `Authorization: PKI` scheme
+    # the origin clients sign (https://pki.example.com) when a proxy rewrites scheme or Host
+    trusted_origin: str | None = None
+    # brute force: this many failures from one address within the window block it
+    max_failures: int = Field(default=10, ge=1)
+    failure_window_seconds: int = Field(default=60, ge=1)
+    block_seconds: int = Field(default=300, ge=1)
+
+
 class Settings(BaseSettings):
     """All configuration; build with `load_settings(home)`."""
 
@@ -146,6 +165,7 @@ class Settings(BaseSettings):
     # redis://host:6379/0: rate limits shared by every replica (default: per process)
     redis_url: str | None = None
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,7 @@ from pkiforge.api.routers import (
     discovery,
     health,
     identity,
+    keys,
     metrics,
     ocsp,
     services,
@@ -37,10 +38,14 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_reload_tls())
+        if state.signing is not None:
+            state.signing.start()
         try:
             yield
         finally:
             task.cancel()
+            if state.signing is not None:
+                state.signing.close()  # write the last auth events before the store closes
             pki.close()
 
     app = FastAPI(
@@ -54,6 +59,7 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ca.router)
     app.include_router(identity.router)
+    app.include_router(keys.router)
     app.include_router(ocsp.router)
     app.include_router(certificates.router)
     app.include_router(services.router)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from prometheus_client import CollectorRegistry
 
+from pkiforge.api.keyauth import KeyAuth
 from pkiforge.api.service_api import ServiceApi
 from pkiforge.auth.mtls import ClientCertificateVerifier, ServiceIdentity
 from pkiforge.ca.authorization import Caller, Whitelist
@@ -32,6 +33,7 @@ class AppState:
     trusted_proxies: tuple[Network, ...] = ()
     whitelist: Whitelist = field(default_factory=Whitelist)
     services: ServiceApi | None = None  # set by build(); tests may build their own
+    signing: KeyAuth | None = None  # request-signing keys and verifier (api/keyauth.py)
 
     @property
     def api(self) -> ServiceApi:
@@ -71,6 +73,7 @@ class AppState:
             whitelist=load_whitelist(settings.home) or Whitelist(),
         )
         state.services = ServiceApi.build(settings, pki, state.registry)
+        state.signing = KeyAuth.build(settings, pki, state.registry)
         return state
 
     def is_trusted_proxy(self, address: str | None) -> bool:

@@ -1,0 +1,67 @@
+"""`ActorDep`: the caller by mTLS certificate, or else by an RFC 9421 signed request.
+
+A client certificate, when presented, decides alone (a bad one is refused, never skipped in
+favour of a signature). Without one, a request that carries `Signature-Input`/`Signature`
+(or the legacy `Authorization: PKI`) is verified by the process's one `RequestVerifier` and
+yields `Actor("key", key_id, address)`. `ServiceDep` keeps meaning "mTLS only".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import Depends, Request
+
+from pkiforge.api.deps import AddressDep, StateDep, client_certificate, service_identity
+from pkiforge.api.keyauth import KeyAuth
+from pkiforge.api.state import AppState
+from pkiforge.auth.middleware import request_from_scope
+from pkiforge.ca.models import Actor
+from pkiforge.errors import AuthenticationFailed
+
+__all__ = ["ActorDep", "authenticated_actor", "has_signature", "key_auth"]
+
+
+def key_auth(state: AppState) -> KeyAuth:
+    """The process's request-signing services.
+
+    Raises:
+        AuthenticationFailed: this app was built without them (signatures not accepted).
+    """
+    signing = getattr(state, "signing", None)
+    if not isinstance(signing, KeyAuth):
+        raise AuthenticationFailed("signed requests are not accepted here", reason="no-signing")
+    return signing
+
+
+def has_signature(request: Request) -> bool:
+    """Whether the request carries RFC 9421 signature fields or the legacy PKI scheme."""
+    headers = request.headers
+    if "signature-input" in headers or "signature" in headers:
+        return True
+    return headers.get("authorization", "").strip().startswith("PKI ")
+
+
+async def authenticated_actor(request: Request, state: StateDep, address: AddressDep) -> Actor:
+    """The verified caller: a service (mTLS) or a registered signing key; 401 otherwise."""
+    if client_certificate(request, state) is None and has_signature(request):
+        signing = key_auth(state)
+        body = await request.body()
+        http = request_from_scope(request.scope, body, signing.trusted_origin)
+        identity = await anyio.to_thread.run_sync(signing.authenticate, http, address)
+        request.state.identity = identity
+        return Actor("key", identity.key_id, address)
+    verify = request.app.dependency_overrides.get(service_identity)  # tests stand in for mTLS
+    if verify is None:
+        if client_certificate(request, state) is None:
+            raise AuthenticationFailed(
+                "send a client certificate or an RFC 9421 signed request",
+                reason="no-credentials",
+            )
+        verify = service_identity
+    service = await anyio.to_thread.run_sync(verify, request, state)
+    return Actor("service", service.service_id, address)
+
+
+ActorDep = Annotated[Actor, Depends(authenticated_actor)]
