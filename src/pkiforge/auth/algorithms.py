@@ -23,6 +23,7 @@ __all__ = [
     "algorithm_for_key",
     "check_key_policy",
     "fingerprint",
+    "generate_private_key",
     "key_fits_algorithm",
     "load_public_key",
     "new_key_id",
@@ -194,6 +195,29 @@ def fingerprint(public_key: PublicKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+def generate_private_key(algorithm: SignatureAlgorithm, rsa_bits: int = 3072) -> PrivateKey:
+    """A fresh private key for `algorithm` (RSA: `rsa_bits`, 2048-8192, e=65537).
+
+    Raises:
+        InvalidInput: `rsa_bits` outside the policy.
+    """
+    if algorithm in (SignatureAlgorithm.RSA_PSS_SHA512, SignatureAlgorithm.RSA_V1_5_SHA256):
+        if not MIN_RSA_BITS <= rsa_bits <= MAX_RSA_BITS:
+            raise InvalidInput(
+                f"RSA keys must be {MIN_RSA_BITS} to {MAX_RSA_BITS} bits", field="rsa_bits"
+            )
+        return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    if algorithm is SignatureAlgorithm.ED25519:
+        return ed25519.Ed25519PrivateKey.generate()
+    return ec.generate_private_key(_CURVES[algorithm][0]())
+
+
 def new_key_id() -> str:
-    """A fresh random key id: 128 bits, URL-safe base64 without padding."""
-    return secrets.token_urlsafe(16)
+    """A fresh random key id: 128 bits, URL-safe base64 without padding, never starting '-'.
+
+    (A leading '-' would read as an option on every command line that names the key.)
+    """
+    while True:
+        key_id = secrets.token_urlsafe(16)
+        if not key_id.startswith("-"):
+            return key_id

@@ -16,6 +16,8 @@ from pkiforge.cli import (
     cert_cmd,
     crl_cmd,
     init_cmd,
+    keys_cmd,
+    request_cmd,
     serve_cmd,
     system_cmd,
     token_cmd,
@@ -71,11 +73,13 @@ init_cmd.register(app)
 system_cmd.register(app)
 serve_cmd.register(app)
 agent_cmd.register(app)
+request_cmd.register(app)
 app.add_typer(ca_cmd.app, name="ca")
 app.add_typer(cert_cmd.app, name="cert")
 app.add_typer(crl_cmd.app, name="crl")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(token_cmd.app, name="token")
+app.add_typer(keys_cmd.app, name="keys")
 
 
 def run() -> None:

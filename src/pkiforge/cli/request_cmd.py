@@ -1,0 +1,140 @@
+"""`pkiforge request METHOD URL`: one RFC 9421 signed request, like curl; prints the answer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from cryptography.hazmat.primitives import serialization
+
+from pkiforge.auth.algorithms import PrivateKey, SignatureAlgorithm
+from pkiforge.cli.files import read_input
+from pkiforge.cli.output import emit_json
+from pkiforge.client.auth import SigningAuth
+from pkiforge.errors import InvalidInput, StoreUnavailable
+
+# the CLI's exit codes by HTTP status: 3 invalid input, 4 not found, 5 conflict,
+# 6 not allowed, 7 unavailable, 1 anything else at or above 400
+EXIT_BY_STATUS = {400: 3, 422: 3, 401: 6, 403: 6, 429: 6, 404: 4, 409: 5, 503: 7}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("request")(request_cmd)
+
+
+def request_cmd(
+    method: Annotated[str, typer.Argument(help="GET, POST, PUT, DELETE, ...")],
+    url: Annotated[str, typer.Argument(help="Full URL, e.g. https://api.internal/v1/items")],
+    key_id: Annotated[str, typer.Option("--key-id", help="Registered key id.")],
+    private_key: Annotated[Path, typer.Option("--private-key", help="PEM private key file.")],
+    data: Annotated[
+        str | None, typer.Option("-d", "--data", help="Body; @FILE reads a file, @- stdin.")
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
+    ] = None,
+    cacert: Annotated[Path | None, typer.Option("--cacert", help="CA bundle to trust.")] = None,
+    algorithm: Annotated[
+        str | None, typer.Option("--algorithm", help="RFC 9421 name (default: the key's).")
+    ] = None,
+    include: Annotated[
+        bool, typer.Option("-i", "--include", help="Print status and headers too.")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print {status, headers, body} as JSON.")
+    ] = False,
+) -> None:
+    """Sign METHOD URL with the private key and print the response body (exit 0 below 400)."""
+    body = _body(data)
+    headers = _headers(header or [])
+    if body and not any(k.lower() == "content-type" for k, _ in headers):
+        headers.append(("Content-Type", _guess_type(body)))
+    auth = SigningAuth(
+        key_id=key_id, private_key=_load_key(private_key), algorithm=_algorithm(algorithm)
+    )
+    verify: Any = str(cacert) if cacert else True
+    try:
+        with httpx.Client(verify=verify, timeout=30) as http:
+            response = http.request(method.upper(), url, content=body, headers=headers, auth=auth)
+    except httpx.TransportError as exc:
+        raise StoreUnavailable(f"cannot reach {url}: {exc}") from None
+    _print(response, include, json_out)
+    if response.status_code >= 400:
+        raise typer.Exit(EXIT_BY_STATUS.get(response.status_code, 1))
+
+
+def _body(data: str | None) -> bytes:
+    if data is None:
+        return b""
+    if data.startswith("@"):
+        return read_input(Path(data[1:]), "request body", "data")
+    return data.encode("utf-8")
+
+
+def _headers(lines: list[str]) -> list[tuple[str, str]]:
+    parsed = []
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip() or any(c in name for c in " \t\r\n"):
+            raise InvalidInput(f"header {line!r} is not 'Name: value'", field="header")
+        parsed.append((name.strip(), value.strip()))
+    return parsed
+
+
+def _guess_type(body: bytes) -> str:
+    try:
+        json.loads(body)
+    except ValueError:
+        return "application/octet-stream"
+    return "application/json"
+
+
+def _load_key(path: Path) -> PrivateKey:
+    pem = read_input(path, "private key", "private_key")
+    try:
+        key = serialization.load_pem_private_key(pem, None)
+    except (ValueError, TypeError):
+        raise InvalidInput(
+            f"{path} is not an unencrypted PEM private key", field="private_key"
+        ) from None
+    return key  # type: ignore[return-value]  # SigningAuth applies the key policy
+
+
+def _algorithm(name: str | None) -> SignatureAlgorithm | None:
+    if name is None:
+        return None
+    from pkiforge.cli.keys_cmd import ALGORITHMS
+
+    if name in ALGORITHMS:
+        return ALGORITHMS[name]
+    try:
+        return SignatureAlgorithm(name)
+    except ValueError:
+        raise InvalidInput(f"unknown algorithm {name!r}", field="algorithm") from None
+
+
+def _print(response: httpx.Response, include: bool, json_out: bool) -> None:
+    if json_out:
+        try:
+            content: Any = response.json()
+        except ValueError:
+            content = response.text
+        emit_json(
+            {"status": response.status_code, "headers": dict(response.headers), "body": content}
+        )
+        return
+    if include:
+        status = f"{response.http_version} {response.status_code} {response.reason_phrase}"
+        sys.stdout.write(status + "\n")
+        for name, value in response.headers.multi_items():
+            sys.stdout.write(f"{name}: {value}\n")
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(response.content)
+    if response.content and not response.content.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
