@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from pkiforge import __version__
@@ -37,6 +38,9 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # few request threads per worker: the core is synchronous and holds the GIL, so more
+        # threads only queue behind the one holding the database's write lock
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server.threads
         task = asyncio.create_task(_reload_tls())
         if state.signing is not None:
             state.signing.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -59,13 +60,10 @@ class LastSeen:
             if now - self._last.get(service_id, -self.every) < self.every:
                 return
             self._last[service_id] = now
-        try:
-            registered = self.registry.touch(service_id)
-        except PkiError:  # bookkeeping only: never fail the request for it
-            registered = False
-        if not registered:  # try again on the next call (it may register meanwhile)
-            with self._lock:
-                self._last.pop(service_id, None)
+        # an unregistered caller is not retried on every call either (registering sets
+        # last_seen itself): otherwise each of its requests would cost a database write
+        with contextlib.suppress(PkiError):  # bookkeeping only: never fail the request for it
+            self.registry.touch(service_id)
 
 
 @dataclass

@@ -57,7 +57,7 @@ class AppState:
             ]
 
         def lookup(serial: int):  # type: ignore[no-untyped-def]
-            with pki.store.transaction() as tx:
+            with pki.store.transaction(readonly=True) as tx:
                 return tx.certificates.get(serial)
 
         verifier = ClientCertificateVerifier(issuers, pki.ctx.config.trust_domain, lookup, clock)

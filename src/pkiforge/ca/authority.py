@@ -64,8 +64,7 @@ class HierarchyService:
         self.ctx = ctx
 
     def all(self) -> list[CARecord]:
-        with self.ctx.store.transaction() as tx:
-            return tx.cas.list()
+        return list(self.ctx.cas().values())
 
     def get(self, name: str) -> CARecord:
         """Raises NotFound."""
@@ -123,6 +122,7 @@ class HierarchyService:
         pending = CARecord(ROOT_NAME, CAKind.ROOT, CAStatus.PENDING, None, None, None, now)
         with self.ctx.store.transaction() as tx:
             tx.cas.add(pending)  # the root's own certificate row refers to it
+        self.ctx.forget_cas()
         draft = _ca_draft(ROOT_NAME, subject, "root-ca", now)
         serial, cert = self.ctx.sign_recorded(
             draft, lambda s: build_root(key, subject, serial=s, validity=validity)
@@ -141,6 +141,7 @@ class HierarchyService:
                 ROOT_NAME,
                 {"serial": f"{serial:x}", "offline_key": location is not None},
             )
+        self.ctx.forget_cas()
         return record
 
     def _create_intermediate(
@@ -167,6 +168,7 @@ class HierarchyService:
             self.ctx.audit(
                 tx, actor, "ca.create-intermediate", name, {"serial": f"{cert.serial_number:x}"}
             )
+        self.ctx.forget_cas()
         return record
 
     def _sign_intermediate_key(
@@ -253,6 +255,7 @@ class HierarchyService:
                 )
             )
             self.ctx.audit(tx, actor, "ca.create-intermediate-csr", name)
+        self.ctx.forget_cas()
         return csr
 
     def sign_intermediate(
@@ -300,7 +303,7 @@ class HierarchyService:
         root = self.ctx.get_ca(ROOT_NAME)
         assert root.certificate is not None
         check_signed_by(cert, root.certificate)
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             existing = tx.cas.get(name)
         if existing is not None and existing.status is not CAStatus.PENDING:
             raise Conflict(f"CA {name!r} already exists")
@@ -328,6 +331,7 @@ class HierarchyService:
             self.ctx.audit(
                 tx, actor, "ca.import-intermediate", name, {"serial": f"{cert.serial_number:x}"}
             )
+        self.ctx.forget_cas()
         return record
 
     def import_root(
@@ -344,7 +348,7 @@ class HierarchyService:
         check_ca_certificate(cert, expect_root=True)
         if key is not None and not keys_match(cert, key):
             raise InvalidInput("the certificate does not match the key", field="key")
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             if tx.cas.get(ROOT_NAME) is not None:
                 raise Conflict("a root CA already exists here")
         key_ref = self.ctx.keys.save(ROOT_NAME, key) if key is not None else None
@@ -361,6 +365,7 @@ class HierarchyService:
                 ROOT_NAME,
                 {"serial": f"{cert.serial_number:x}", "offline_key": key is None},
             )
+        self.ctx.forget_cas()
         return record
 
     def _record_external(
@@ -387,7 +392,7 @@ class HierarchyService:
 
     def _free_name(self, name: str) -> str:
         name = validate_ca_name(name)
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             if tx.cas.get(name) is not None:
                 raise Conflict(f"CA {name!r} already exists", field="name")
         return name

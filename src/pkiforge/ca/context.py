@@ -8,6 +8,8 @@ accounts for the serial; a signing error marks the row `failed`.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -46,6 +48,28 @@ class CAContext:
     config: CAConfig
     clock: Clock = field(default_factory=SystemClock)
     serials: Callable[[], int] = random_serial
+    # CAs change rarely and every request needs them: read them at most every few seconds
+    # (a change made by another process is seen within this time; local changes at once)
+    ca_cache_seconds: float = 5.0
+    _cas: tuple[float, dict[str, CARecord]] | None = field(default=None, init=False, repr=False)
+    _cas_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def cas(self, *, fresh: bool = False) -> dict[str, CARecord]:
+        """Every CA by name, in the store's order (root first)."""
+        with self._cas_lock:
+            cached = self._cas
+            if not fresh and cached is not None and time.monotonic() < cached[0]:
+                return cached[1]
+        with self.store.transaction(readonly=True) as tx:
+            loaded = {ca.name: ca for ca in tx.cas.list()}
+        with self._cas_lock:
+            self._cas = (time.monotonic() + self.ca_cache_seconds, loaded)
+        return loaded
+
+    def forget_cas(self) -> None:
+        """Drop the cached CAs after changing one."""
+        with self._cas_lock:
+            self._cas = None
 
     def audit(
         self,
@@ -69,8 +93,7 @@ class CAContext:
 
     def get_ca(self, name: str) -> CARecord:
         """Raises NotFound."""
-        with self.store.transaction() as tx:
-            ca = tx.cas.get(name)
+        ca = self.cas().get(name) or self.cas(fresh=True).get(name)
         if ca is None:
             raise NotFound(f"no CA named {name!r}", field="issuer")
         return ca

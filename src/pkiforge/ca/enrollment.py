@@ -98,7 +98,7 @@ class EnrollmentService:
         return token, f"{PREFIX}{token_id}.{secret}"
 
     def list(self, service_id: str | None = None) -> list[EnrollmentToken]:
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             return tx.tokens.list(service_id)
 
     def revoke(self, token_id: str, actor: Actor = OPERATOR) -> EnrollmentToken:
@@ -125,7 +125,7 @@ class EnrollmentService:
         Raises:
             AuthenticationFailed: unknown, wrong secret, used, withdrawn or expired.
         """
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             token = tx.tokens.get(secret.token_id)
         if token is None or not hmac.compare_digest(token.secret_hash, secret.secret_hash):
             raise AuthenticationFailed("enrollment token is not valid", reason="bad-token")

@@ -210,18 +210,18 @@ class CertificateService:
 
     def get(self, serial: int) -> CertificateRecord:
         """Raises NotFound."""
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             record = tx.certificates.get(serial)
         if record is None:
             raise NotFound(f"no certificate with serial {serial:x}", field="serial")
         return record
 
     def search(self, query: CertificateQuery) -> list[CertificateRecord]:
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             return tx.certificates.search(replace(query, now=query.now or self.ctx.clock.now()))
 
     def count(self, query: CertificateQuery) -> int:
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             return tx.certificates.count(replace(query, now=query.now or self.ctx.clock.now()))
 
     def _issuer(self, name: str | None) -> CARecord:

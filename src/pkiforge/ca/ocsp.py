@@ -92,7 +92,7 @@ class OCSPResponder:
         digest = _HASHES.get(algorithm.name)
         if digest is None:
             return None
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             cas = tx.cas.list()
         for ca in cas:
             cert = ca.certificate
@@ -106,7 +106,7 @@ class OCSPResponder:
         return None
 
     def _record(self, serial: int, issuer: str) -> CertificateRecord | None:
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             record = tx.certificates.get(serial)
         if record is None or record.issuer != issuer or record.certificate is None:
             return None

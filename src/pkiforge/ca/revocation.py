@@ -117,6 +117,7 @@ class RevocationService:
             self.ctx.audit(
                 tx, actor, "crl.generate", issuer, {"crl_number": number, "entries": len(entries)}
             )
+        self.ctx.forget_cas()
         return record
 
     def current_crl(self, issuer: str, actor: Actor = SYSTEM) -> CRLRecord:
@@ -126,7 +127,7 @@ class RevocationService:
             NotFound: unknown CA. Conflict: its key is offline and no fresh CRL exists.
         """
         self.ctx.get_ca(issuer)
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             crl = tx.crls.latest(issuer)
         now = self.ctx.clock.now()
         if crl is not None and now < crl.this_update + (crl.next_update - crl.this_update) / 2:
@@ -145,7 +146,7 @@ class RevocationService:
             NotFound: unknown CA or no CRL yet.
         """
         self.ctx.get_ca(issuer)
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             crl = tx.crls.latest(issuer)
         if crl is None:
             raise NotFound(f"no CRL has been generated for {issuer!r} yet", field="issuer")
@@ -157,7 +158,7 @@ class RevocationService:
         Raises:
             NotFound: unknown serial.
         """
-        with self.ctx.store.transaction() as tx:
+        with self.ctx.store.transaction(readonly=True) as tx:
             record = tx.certificates.get(serial)
         if record is None:
             raise NotFound(f"no certificate with serial {serial:x}", field="serial")

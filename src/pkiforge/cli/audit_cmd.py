@@ -29,7 +29,7 @@ def list_entries(
 ) -> None:
     """The newest entries first."""
     state: CliState = ctx.obj
-    with state.pki.store.transaction() as tx:
+    with state.pki.store.transaction(readonly=True) as tx:
         entries = tx.audit.recent(limit, action, subject)
     if json_out:
         emit_json(
@@ -62,7 +62,7 @@ def anchor(
 ) -> None:
     """Record the chain head (seq, hash); keep it outside the database for `verify --anchor`."""
     state: CliState = ctx.obj
-    with state.pki.store.transaction() as tx:
+    with state.pki.store.transaction(readonly=True) as tx:
         report = verify_chain(tx.audit.iterate())
     if not report.ok or report.head is None:
         raise InvalidInput("the audit chain is empty or broken; run `audit verify`", field="audit")
@@ -95,7 +95,7 @@ def verify(
     """Check the hash chain (and anchors); exit 8 and name each break."""
     state: CliState = ctx.obj
     anchors = _anchors(anchor_files or [])
-    with state.pki.store.transaction() as tx:
+    with state.pki.store.transaction(readonly=True) as tx:
         report = verify_chain(tx.audit.iterate(), anchors)
     head = {"seq": report.head.seq, "hash": report.head.hash} if report.head else None
     if json_out:

@@ -165,17 +165,18 @@ class FileKeyStore:
         path = Path(location)
         if not path.is_absolute():
             path = self._home / path
-        try:
-            stat = path.stat()
-            version = (stat.st_mtime_ns, stat.st_size)
-            with self._lock:
+        # one decryption at a time: when many request threads miss together (start-up), the
+        # first decrypts and the others find it cached instead of all paying for scrypt
+        with self._lock:
+            try:
+                stat = path.stat()
+                version = (stat.st_mtime_ns, stat.st_size)
                 cached = self._keys.get(path)
                 if cached is not None and cached[0] == version:
                     return cached[1]
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise NotFound(f"CA key file {path} not found", field="key") from None
-        key = decrypt_key(data, self._passphrase, f"CA key {path.name}")
-        with self._lock:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise NotFound(f"CA key file {path} not found", field="key") from None
+            key = decrypt_key(data, self._passphrase, f"CA key {path.name}")
             self._keys[path] = (version, key)
-        return key
+            return key

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
 # opening a store needs one query instead of importing alembic (a third of CLI start-up)
 SCHEMA_HEAD = "0002"
+READONLY = "pkiforge_readonly"
 
 
 def make_engine(url: str) -> Engine:
@@ -60,8 +64,10 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        # take the write lock up front: read-then-write (audit chain, CRL numbers) is serialised
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # readers never block in WAL mode; writers take the lock up front, so read-then-write
+        # (audit chain, CRL numbers) is serialised instead of failing on upgrade
+        readonly = conn.get_execution_options().get(READONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def _alembic_config(connection: Any) -> Any:
@@ -117,6 +123,7 @@ class SqlStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._writers = _WriterLock(engine) if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> SqlStore:
@@ -135,20 +142,54 @@ class SqlStore:
         return cls(engine)
 
     @contextmanager
-    def transaction(self) -> Iterator[SqlTransaction]:
-        """Commit on normal exit, roll back on exception.
+    def transaction(self, *, readonly: bool = False) -> Iterator[SqlTransaction]:
+        """Commit on normal exit, roll back on exception; `readonly` ones never wait for writers.
 
         Raises:
             StoreUnavailable: the database failed underneath (never a partial write).
         """
+        lock = self._writers if self._writers is not None and not readonly else None
         try:
-            with self._sessions.begin() as session:
+            with lock or nullcontext(), self._sessions.begin() as session:
+                session.connection(execution_options={READONLY: readonly})
                 yield SqlTransaction(session)
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(_describe(exc)) from None
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class _WriterLock:
+    """One SQLite writer at a time: a thread lock in this process and `flock` across processes.
+
+    SQLite's own busy handler polls with sleeps of up to 100 ms, which turned lock contention
+    between request threads into second-long tail latencies; these locks wake waiters at once.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        database = engine.url.database
+        self._path = f"{database}.writer-lock" if database and database != ":memory:" else None
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        if self._path is not None:
+            try:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
 
 def _describe(exc: DBAPIError) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import ColumnElement, and_, func, select, text
+from sqlalchemy import ColumnElement, and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
@@ -102,37 +103,54 @@ class SqlCertificateRepository:
     def __init__(self, session: Session) -> None:
         self.s = session
 
+    # Core statements, not ORM objects: these run inside the serialised write section of every
+    # issuance, where the unit of work's bookkeeping was most of the cost
+
     def add(self, record: CertificateRecord) -> None:
-        if self.s.get(CertificateRow, format_serial(record.serial)) is not None:
-            raise Conflict(f"serial {record.serial_hex} already exists", field="serial")
-        row = CertificateRow(serial_number=format_serial(record.serial))
-        self._fill(row, record)
+        values = {"serial_number": format_serial(record.serial), **self._values(record)}
         try:
             with self.s.begin_nested():  # a concurrent writer may have taken the serial
-                self.s.add(row)
+                self.s.execute(insert(CertificateRow).values(**values))
         except SAIntegrityError:
             raise Conflict(f"serial {record.serial_hex} already exists", field="serial") from None
 
     def update(self, record: CertificateRecord) -> None:
-        row = self.s.get(CertificateRow, format_serial(record.serial))
-        if row is None:
+        result = self.s.execute(
+            update(CertificateRow)
+            .where(CertificateRow.serial_number == format_serial(record.serial))
+            .values(**self._values(record))
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 1) == 0:
             raise Conflict(f"serial {record.serial_hex} is not stored", field="serial")
-        self._fill(row, record)
-        self.s.flush()
 
     @staticmethod
-    def _fill(row: CertificateRow, r: CertificateRecord) -> None:
-        row.issuer, row.profile, row.common_name = r.issuer, r.profile, r.common_name
-        row.names, row.service_id, row.status = list(r.names), r.service_id, r.status.value
-        row.created_at, row.not_before = utc(r.created_at), _ts(r.not_before)
-        row.not_after = _ts(r.not_after)
-        row.fingerprint_sha256, row.pem = r.fingerprint, _pem(r.certificate)
-        row.server_generated_key = r.server_generated_key
-        row.renewed_from = format_serial(r.renewed_from) if r.renewed_from is not None else None
+    def _values(r: CertificateRecord) -> dict[str, Any]:
+        return {
+            "issuer": r.issuer,
+            "profile": r.profile,
+            "common_name": r.common_name,
+            "names": list(r.names),
+            "service_id": r.service_id,
+            "status": r.status.value,
+            "created_at": utc(r.created_at),
+            "not_before": _ts(r.not_before),
+            "not_after": _ts(r.not_after),
+            "fingerprint_sha256": r.fingerprint,
+            "pem": _pem(r.certificate),
+            "server_generated_key": r.server_generated_key,
+            "renewed_from": format_serial(r.renewed_from) if r.renewed_from is not None else None,
+        }
 
     def get(self, serial: int) -> CertificateRecord | None:
-        row = self.s.get(CertificateRow, format_serial(serial))
-        return self._domain(row, self.s.get(RevocationRow, row.serial_number)) if row else None
+        stmt = (
+            select(CertificateRow, RevocationRow)
+            .outerjoin(RevocationRow, RevocationRow.serial_number == CertificateRow.serial_number)
+            .where(CertificateRow.serial_number == format_serial(serial))
+            .execution_options(populate_existing=True)  # rows may have changed by Core UPDATE
+        )
+        found = self.s.execute(stmt).first()
+        return self._domain(found[0], found[1]) if found else None
 
     def search(self, query: CertificateQuery) -> list[CertificateRecord]:
         stmt = (
@@ -275,8 +293,8 @@ class SqlAuditRepository:
         return self._domain(row) if row else None
 
     def add(self, entry: AuditEntry) -> None:
-        self.s.add(
-            AuditRow(
+        self.s.execute(
+            insert(AuditRow).values(
                 seq=entry.seq,
                 at=utc(entry.at),
                 actor=entry.actor,
@@ -288,7 +306,6 @@ class SqlAuditRepository:
                 hash=entry.hash,
             )
         )
-        self.s.flush()
 
     def iterate(self) -> Iterator[AuditEntry]:
         for row in self.s.scalars(
