@@ -107,7 +107,7 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8443
     workers: int = 1
-    threads: int = Field(default=4, ge=1, le=256)  # request threads per worker process
+    threads: int = Field(default=16, ge=1, le=256)  # request threads per worker process
     hostnames: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
     # a reverse proxy at these addresses may forward the client certificate (URL-encoded PEM)
     trusted_proxies: list[str] = Field(default_factory=list)
