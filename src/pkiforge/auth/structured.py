@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import string
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -71,6 +72,11 @@ _TCHAR = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
 _TOKEN_CHARS = _TCHAR | frozenset(":/")
 _B64_CHARS = frozenset(string.ascii_letters + string.digits + "+/=")
 _MAX_INT = 999_999_999_999_999
+
+
+# runs of characters that need no per-character decision (speed: one regex step per run)
+_KEY_RUN = re.compile(r"[a-z0-9_\-.*]*")
+_STRING_RUN = re.compile(r"[ !#-\[\]-~]+")  # printable ASCII except '"' and '\\'
 
 
 def _fail(reason: str) -> InvalidInput:
@@ -187,8 +193,7 @@ class _Parser:
         start = self.i
         if self.peek() not in _LCALPHA and self.peek() != "*":
             raise _fail(f"key must start with a lowercase letter or '*' at position {start}")
-        while self.peek() and self.peek() in _KEY_CHARS:
-            self.i += 1
+        self.i = _KEY_RUN.match(self.s, self.i).end()  # type: ignore[union-attr]
         return self.s[start : self.i]
 
     # §4.2.3.1 Bare Item
@@ -234,6 +239,11 @@ class _Parser:
         self.i += 1  # opening quote
         out: list[str] = []
         while not self.done():
+            run = _STRING_RUN.match(self.s, self.i)  # plain characters in one step
+            if run is not None and run.end() > self.i:
+                out.append(run.group())
+                self.i = run.end()
+                continue
             ch = self.take()
             if ch == "\\":
                 nxt = self.take()

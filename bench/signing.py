@@ -1,0 +1,191 @@
+"""Requests per second to one small endpoint, unsigned and RFC 9421 signed, in one run.
+
+    .venv/bin/python bench/signing.py [--concurrency 16] [--duration 10] [--redis URL]
+
+A tiny FastAPI app runs under uvicorn (httptools, one worker) on loopback with the
+three-line `SignatureAuthMiddleware` integration and the Redis nonce store; `/open` is exempt
+and `/hello` is protected; both return the same JSON. The client (another process) keeps one
+keep-alive connection per worker and signs every request (Ed25519, ECDSA P-256, RSA-PSS
+2048) with `SigningAuth`, a fresh nonce each time. Prints a table and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+SCENARIOS = ("unsigned", "ed25519", "ecdsa-p256", "rsa-pss")
+
+
+def _keys() -> dict[str, object]:
+    return {
+        "ed25519": ed25519.Ed25519PrivateKey.generate(),
+        "ecdsa-p256": ec.generate_private_key(ec.SECP256R1()),
+        "rsa-pss": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    }
+
+
+def _public_pem(key: object) -> str:
+    public = key.public_key()  # type: ignore[attr-defined]
+    return public.public_bytes(  # type: ignore[no-any-return]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def build_app(keys_file: Path, redis_url: str, prefix: str) -> object:
+    """The app under test: one endpoint, exempt at /open, signed at /hello."""
+    import datetime as dt
+
+    import redis
+    from fastapi import FastAPI
+
+    from pkiforge.auth import InMemoryKeyResolver, RedisNonceStore, RegisteredKey, RequestVerifier
+    from pkiforge.auth.algorithms import algorithm_for_key, load_public_key
+    from pkiforge.auth.middleware import SignatureAuthMiddleware
+
+    registered = []
+    for key_id, pem in json.loads(keys_file.read_text()).items():
+        public = load_public_key(pem.encode())
+        registered.append(
+            RegisteredKey(
+                key_id, public, algorithm_for_key(public), "bench", dt.datetime.now(dt.UTC)
+            )
+        )
+    app = FastAPI()
+
+    @app.get("/hello")
+    @app.get("/open")
+    def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    # the three-line integration
+    nonces = RedisNonceStore(redis.Redis.from_url(redis_url), prefix=prefix)
+    verifier = RequestVerifier(keys=InMemoryKeyResolver(registered), nonces=nonces)
+    app.add_middleware(SignatureAuthMiddleware, verifier=verifier, exempt_paths=["/open"])
+    return app
+
+
+def serve(port: int, keys_file: Path, redis_url: str, prefix: str) -> None:
+    import uvicorn
+
+    app = build_app(keys_file, redis_url, prefix)
+    uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", log_level="warning")  # type: ignore[arg-type]
+
+
+async def _worker(
+    url: str, auth: httpx.Auth | None, start: float, stop: float, counts: list[int], cap: int
+) -> None:
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        sent = 0
+        while sent < cap:
+            t0 = time.perf_counter()
+            if t0 >= stop:
+                return
+            response = await client.get(url, auth=auth) if auth else await client.get(url)
+            sent += 1
+            if t0 >= start:
+                counts[0 if response.status_code == 200 else 1] += 1
+
+
+async def measure(
+    url: str, auth: httpx.Auth | None, concurrency: int, warmup: float, duration: float
+) -> tuple[float, int]:
+    """Requests per second after warm-up, and the number of non-200 answers."""
+    counts = [0, 0]
+    now = time.perf_counter()
+    start, stop = now + warmup, now + warmup + duration
+    cap = 2_000_000
+    await asyncio.gather(
+        *[_worker(url, auth, start, stop, counts, cap) for _ in range(concurrency)]
+    )
+    return counts[0] / duration, counts[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--keys-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.keys_file, args.redis, args.prefix)
+        return
+    from pkiforge.client.auth import SigningAuth
+
+    keys = _keys()
+    prefix = f"pkiforge-bench-{uuid.uuid4()}:"
+    with tempfile.TemporaryDirectory() as tmp:
+        keys_file = Path(tmp) / "keys.json"
+        keys_file.write_text(json.dumps({name: _public_pem(k) for name, k in keys.items()}))
+        port = _free_port()
+        cmd = [sys.executable, __file__, "--serve", str(port), "--keys-file", str(keys_file)]
+        cmd += ["--redis", args.redis, "--prefix", prefix]
+        server = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait(base + "/open")
+            results: dict[str, tuple[float, int]] = {}
+            for name in SCENARIOS:
+                auth = (
+                    None if name == "unsigned" else SigningAuth(key_id=name, private_key=keys[name])
+                )  # type: ignore[arg-type]
+                url = base + ("/open" if auth is None else "/hello")
+                results[name] = asyncio.run(
+                    measure(url, auth, args.concurrency, args.warmup, args.duration)
+                )
+        finally:
+            server.terminate()
+            server.wait(10)
+    _report(results, args)
+
+
+def _report(results: dict[str, tuple[float, int]], args: argparse.Namespace) -> None:
+    base = results["unsigned"][0]
+    print(
+        f"\nGET, one uvicorn worker (httptools), {args.concurrency} keep-alive clients, "
+        f"{args.duration:.0f} s each after {args.warmup:.0f} s warm-up, nonces in Redis, "
+        f"{os.cpu_count()} CPUs shared by client and server\n"
+    )
+    print(f"| {'scenario':<12} | {'req/s':>8} | {'vs unsigned':>11} | {'errors':>6} |")
+    print(f"| {'-' * 12} | {'-' * 8}:| {'-' * 11}:| {'-' * 6}:|")
+    for name, (rate, errors) in results.items():
+        print(f"| {name:<12} | {rate:>8.0f} | {rate / base:>10.0%} | {errors:>6} |")
+
+
+if __name__ == "__main__":
+    main()
