@@ -269,3 +269,13 @@ async def test_registration_and_revocation_are_audited(api: KeysApi) -> None:
         entries = [(e.action, e.subject, e.actor) for e in tx.audit.iterate()]
     assert ("key.register", key_id, "service:ops") in entries
     assert ("key.revoke", key_id, "service:ops") in entries
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["offset=100000000000000000000", "offset=-1", "limit=0", "limit=501", "status=lost"],
+    ids=["huge-offset", "negative-offset", "zero-limit", "big-limit", "unknown-status"],
+)
+async def test_list_refuses_out_of_range_pages_with_422(api: KeysApi, query: str) -> None:
+    response = await api.client.get(f"/api/v1/keys?{query}", headers=ADMIN)
+    assert response.status_code == 422, response.text

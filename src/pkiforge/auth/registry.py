@@ -32,6 +32,7 @@ __all__ = ["KeyQuery", "KeyRegistration", "KeyRegistry", "KeyRepository"]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _MAX_TEXT = 255
 MAX_PAGE = 500
+MAX_OFFSET = 1_000_000_000  # SQL engines take 64-bit offsets; larger ones would overflow
 MAX_USAGE_DAYS = 366
 
 
@@ -171,8 +172,8 @@ class KeyRegistry:
         """
         if not 1 <= query.limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", field="limit")
-        if query.offset < 0:
-            raise InvalidInput("offset must not be negative", field="offset")
+        if not 0 <= query.offset <= MAX_OFFSET:
+            raise InvalidInput(f"offset must be 0 to {MAX_OFFSET}", field="offset")
         return self.repo.search(query)
 
     def revoke(self, key_id: str, reason: str | None, actor: Actor) -> RegisteredKey:

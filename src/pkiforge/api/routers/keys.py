@@ -28,7 +28,7 @@ from pkiforge.api.schemas.keys import (
 from pkiforge.api.signed import ActorDep, key_auth
 from pkiforge.api.state import AppState
 from pkiforge.auth.keys import KeyStatus
-from pkiforge.auth.registry import MAX_PAGE, MAX_USAGE_DAYS, KeyQuery
+from pkiforge.auth.registry import MAX_OFFSET, MAX_PAGE, MAX_USAGE_DAYS, KeyQuery
 from pkiforge.auth.verify import VerifiedIdentity
 from pkiforge.ca.models import Actor
 from pkiforge.errors import PermissionDenied
@@ -99,7 +99,7 @@ def list_keys(
     status: KeyStatus | None = None,
     client_name: Annotated[str | None, Query(max_length=255)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> KeyPage:
     """Registered keys, newest first, filtered by status and client name."""
     require_key_admin(state, actor)
