@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import random
 import ssl
 import threading
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pkiforge.api.tls import TLSFiles, TLSHttpToolsProtocol, server_context
 from pkiforge.ca.lifecycle import IssueRequest, parse_names
 from pkiforge.ca.models import SYSTEM, CAStatus
+from pkiforge.client.pairstore import Pair, install_pair, write_atomic
 from pkiforge.client.schedule import Backoff, RenewalPolicy
 from pkiforge.settings import Settings
 from pkiforge.wiring import Pki
@@ -47,7 +47,9 @@ def ensure_server_certificate(pki: Pki, settings: Settings, *, force: bool = Fal
     files.cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(files.cert.parent / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _write(files.client_cas, _ca_bundle(pki), private=False)
+        bundle = _ca_bundle(pki)
+        if not files.client_cas.exists() or files.client_cas.read_bytes() != bundle:
+            write_atomic(files.client_cas, bundle)
         current = _load(files.cert)
         names = sorted(settings.server.hostnames)
         if (
@@ -75,8 +77,8 @@ def _issue(pki: Pki, settings: Settings, files: TLSFiles, names: list[str]) -> N
     assert record.certificate is not None
     chain = pki.hierarchy.chain(record.issuer)[:-1]  # leaf + intermediates, not the root
     pem = b"".join(c.public_bytes(Encoding.PEM) for c in [record.certificate, *chain])
-    _write(files.key, private_key_pem(key), private=True)
-    _write(files.cert, pem, private=False)
+    # the same crash-safe install as the renewal agent: readers see the old pair or the new one
+    install_pair(files.cert, files.key, Pair(cert_pem=pem, key_pem=private_key_pem(key)))
     log.info("server certificate %s issued, valid until %s", record.serial_hex, record.not_after)
 
 
@@ -100,18 +102,6 @@ def _names(cert: x509.Certificate) -> set[str]:
     return {str(v) for v in san.get_values_for_type(x509.DNSName)} | {
         str(v) for v in san.get_values_for_type(x509.IPAddress)
     }
-
-
-def _write(path: Path, data: bytes, *, private: bool) -> None:
-    if path.exists() and path.read_bytes() == data:
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def start_renewal_thread(renew: Callable[[], object], interval: float) -> threading.Event:

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from pkiforge.client.pairstore import resolve_pair
+
 # TLS 1.2 suites: forward secrecy and AEAD only; TLS 1.3 suites are always modern
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS:!RC4:!3DES"
 
@@ -35,6 +37,12 @@ class TLSFiles:
     client_cas: Path
 
 
+def _load_pair(ctx: ssl.SSLContext, files: TLSFiles) -> None:
+    # both paths from one generation: a renewal committing in between cannot mix them
+    cert, key = resolve_pair(files.cert, files.key)
+    ctx.load_cert_chain(str(cert), str(key))
+
+
 def server_context(files: TLSFiles) -> ssl.SSLContext:
     """TLS 1.2+, modern ciphers, client certificate optional but verified against our CAs."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -43,7 +51,7 @@ def server_context(files: TLSFiles) -> ssl.SSLContext:
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     ctx.verify_mode = ssl.CERT_OPTIONAL  # health, CA, CRL and enrollment need no certificate
     ctx.load_verify_locations(cafile=str(files.client_cas))
-    ctx.load_cert_chain(str(files.cert), str(files.key))
+    _load_pair(ctx, files)
     ctx.set_alpn_protocols(["http/1.1"])
     _RELOADER.track(ctx, files)
     return ctx
@@ -67,7 +75,7 @@ class _Reloader:
             for i, (ctx, files, seen) in enumerate(self._tracked):
                 now = _mtime(files)
                 if now != seen:
-                    ctx.load_cert_chain(str(files.cert), str(files.key))
+                    _load_pair(ctx, files)
                     ctx.load_verify_locations(cafile=str(files.client_cas))
                     self._tracked[i] = (ctx, files, now)
                     reloaded += 1

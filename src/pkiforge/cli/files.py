@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
 
+from pkiforge.client.pairstore import write_atomic
 from pkiforge.errors import Conflict, InvalidInput
 
 
@@ -43,23 +43,14 @@ def check_writable(paths: Sequence[Path | None], force: bool) -> None:
 
 
 def write_output(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Write atomically (temp + fsync + rename); private files get mode 0600."""
+    """Write atomically (temp + fsync + rename), or to stdout for `-`; private files are 0600."""
     if str(path) == "-":
         import sys
 
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, data, 0o600 if private else 0o644)
 
 
 def load_certificate(data: bytes, what: str = "certificate") -> x509.Certificate:
