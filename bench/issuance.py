@@ -141,15 +141,14 @@ def prepare(work: Path, key_type: str) -> dict[str, Path]:
 
 
 BENCH_CONFIG = """\
-server:
-  workers: 2
+rate_limits:
+  issuance_limit: 100000000
 """
 BENCH_WHITELIST = """\
 services:
-  bench-client:
-    operations: [request, renew, revoke, register, update, discover, list]
-    names: ["bench-client"]
-    max_certificates: 100000000
+  - service_id: bench-client
+    allowed_operations: [request, renew, revoke, download, list]
+    allowed_names: ["bench-client"]
 """
 
 
