@@ -130,6 +130,12 @@ class RegistryService:
         with self.ctx.store.transaction(readonly=True) as tx:
             return tx.services.name_owners()
 
+    def name_view(self, service_id: str) -> tuple[tuple[str, ...], dict[str, str]]:
+        """`names_of(service_id)` and `name_owners()` read in one transaction."""
+        with self.ctx.store.transaction(readonly=True) as tx:
+            record = tx.services.get(service_id)
+            return (record.names if record else ()), tx.services.name_owners()
+
     def touch(self, service_id: str) -> bool:
         """Record that the service called us now; False if it is not registered."""
         with self.ctx.store.transaction() as tx:

@@ -97,7 +97,8 @@ class ServiceCertificates:
             policy,
             profile=order.profile,
             validity=order.validity,
-            active_certificates=self._active(target),
+            # counted only when the policy has a quota: it is a query on every request
+            active_certificates=self._active(target) if policy.max_certificates is not None else 0,
             server_key=order.csr is None,
         )
         self.limiter.hit(target)
@@ -247,12 +248,13 @@ class ServiceCertificates:
         self, target: str, names: Sequence[SubjectName], allowed: Sequence[str]
     ) -> None:
         trust_domain = self.certificates.ctx.config.trust_domain
+        registered, owners = self.registry.name_view(target)
         check_names(
             target,
             names,
-            registered=self.registry.names_of(target),
+            registered=registered,
             allowed=expand(allowed, target),
-            owners=self.registry.name_owners(),
+            owners=owners,
             own_spiffe=spiffe_id(trust_domain, target),
         )
 
