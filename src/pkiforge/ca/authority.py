@@ -153,16 +153,7 @@ class HierarchyService:
         actor: Actor,
     ) -> CARecord:
         cert = self._sign_intermediate_key(name, key.public_key(), root, validity, actor)
-        key_ref = self.ctx.keys.save(name, key)
-        record = CARecord(
-            name,
-            CAKind.INTERMEDIATE,
-            CAStatus.ACTIVE,
-            ROOT_NAME,
-            cert,
-            key_ref,
-            self.ctx.clock.now(),
-        )
+        record = self._active_intermediate(name, cert, self.ctx.keys.save(name, key))
         with self.ctx.store.transaction() as tx:
             tx.cas.add(record)
             self.ctx.audit(
@@ -316,15 +307,7 @@ class HierarchyService:
         key_ref = (
             existing.key_ref if existing and existing.key_ref else self.ctx.keys.save(name, key)
         )
-        record = CARecord(
-            name,
-            CAKind.INTERMEDIATE,
-            CAStatus.ACTIVE,
-            ROOT_NAME,
-            cert,
-            key_ref,
-            self.ctx.clock.now(),
-        )
+        record = self._active_intermediate(name, cert, key_ref)
         with self.ctx.store.transaction() as tx:
             (tx.cas.update if existing else tx.cas.add)(record)
             self._record_external(tx, name, cert, "intermediate-ca", ROOT_NAME)
@@ -333,6 +316,17 @@ class HierarchyService:
             )
         self.ctx.forget_cas()
         return record
+
+    def _active_intermediate(self, name: str, cert: x509.Certificate, key_ref: str) -> CARecord:
+        return CARecord(
+            name,
+            CAKind.INTERMEDIATE,
+            CAStatus.ACTIVE,
+            ROOT_NAME,
+            cert,
+            key_ref,
+            self.ctx.clock.now(),
+        )
 
     def import_root(
         self,

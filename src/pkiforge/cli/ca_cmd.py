@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pkiforge.ca.hierarchy import ROOT_NAME
+from pkiforge.ca.models import CARecord
 from pkiforge.cli.files import check_writable, load_certificate, read_input, write_output
 from pkiforge.cli.init_cmd import ca_summary, show_ca, show_cas
 from pkiforge.cli.output import emit_json, out, progress
@@ -147,13 +149,8 @@ def import_intermediate(
 ) -> None:
     """Install a signed intermediate (completing create-intermediate --csr-out, or adopting one)."""
     state: CliState = ctx.obj
-    certificate = load_certificate(read_input(cert, "certificate", "cert"))
-    private = _load_key(state, key, key_passphrase_file) if key else None
-    ca = state.pki.hierarchy.import_intermediate(name, certificate, private)
-    if json_out:
-        emit_json(ca_summary(ca))
-    else:
-        show_ca(ca)
+    certificate, private = _read_ca(state, cert, key, key_passphrase_file)
+    _show(state.pki.hierarchy.import_intermediate(name, certificate, private), json_out)
 
 
 @app.command("import")
@@ -172,14 +169,24 @@ def import_ca(
 ) -> None:
     """Adopt an existing CA: NAME `root` for a self-signed root, else an intermediate."""
     state: CliState = ctx.obj
-    certificate = load_certificate(read_input(cert, "certificate", "cert"))
-    private = _load_key(state, key, key_passphrase_file) if key else None
+    certificate, private = _read_ca(state, cert, key, key_passphrase_file)
     if name == ROOT_NAME:
         ca = state.pki.hierarchy.import_root(certificate, private)
     elif private is None:
         raise InvalidInput("an intermediate needs its key: pass --key", field="key")
     else:
         ca = state.pki.hierarchy.import_intermediate(name, certificate, private)
+    _show(ca, json_out)
+
+
+def _read_ca(
+    state: CliState, cert: Path, key: Path | None, passphrase_file: Path | None
+) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes | None]:
+    certificate = load_certificate(read_input(cert, "certificate", "cert"))
+    return certificate, _load_key(state, key, passphrase_file) if key else None
+
+
+def _show(ca: CARecord, json_out: bool) -> None:
     if json_out:
         emit_json(ca_summary(ca))
     else:
