@@ -13,7 +13,9 @@
     ├── RateLimited                        too many requests; `retry_after` seconds
     ├── BadPassphrase                      a CA key could not be decrypted with the passphrase
     ├── StoreUnavailable                   the database or nonce store cannot answer (fail closed)
-    └── IntegrityError                     audit chain or stored data does not check out
+    ├── IntegrityError                     audit chain or stored data does not check out
+    ├── Unreachable                        (client) the server could not be reached
+    └── ServerError                        (client) the server answered with an unexpected status
 
 Only `api/problems.py` maps these to HTTP and only `cli/` maps them to exit codes.
 """
@@ -93,3 +95,11 @@ class StoreUnavailable(PkiError):
 
 class IntegrityError(PkiError):
     """Stored data fails an integrity check (audit chain, certificate/key mismatch)."""
+
+
+class Unreachable(PkiError):
+    """The server could not be reached or did not answer (DNS, refused, TLS, timeout)."""
+
+
+class ServerError(PkiError):
+    """The server answered with an unexpected status (5xx, or a body that is not ours)."""

@@ -24,6 +24,7 @@ from pkiforge.errors import (
     PkiError,
     RateLimited,
     StoreUnavailable,
+    Unreachable,
 )
 
 out = Console(highlight=False, soft_wrap=True)
@@ -39,6 +40,7 @@ EXIT_CODES: tuple[tuple[type[PkiError], int], ...] = (
     (PermissionDenied, 6),
     (RateLimited, 6),
     (StoreUnavailable, 7),
+    (Unreachable, 7),
     (IntegrityError, 8),
 )
 

@@ -15,7 +15,9 @@ from pkiforge.errors import (
     PermissionDenied,
     PkiError,
     RateLimited,
+    ServerError,
     StoreUnavailable,
+    Unreachable,
 )
 
 __all__ = ["ServerError", "Unreachable", "error_from_problem", "retryable"]
@@ -33,14 +35,6 @@ _BY_STATUS: dict[int, type[PkiError]] = {
 }
 _BY_SLUG: dict[str, type[PkiError]] = {"integrity": IntegrityError}
 DEFAULT_RETRY_AFTER = 1
-
-
-class Unreachable(PkiError):
-    """The server could not be reached or did not answer (DNS, refused, TLS, timeout)."""
-
-
-class ServerError(PkiError):
-    """The server answered with an unexpected status (5xx, or a body that is not ours)."""
 
 
 def error_from_problem(status: int, headers: Mapping[str, str], body: bytes) -> PkiError:
