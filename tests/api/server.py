@@ -114,17 +114,20 @@ class Server:
             self.proc.wait(5)
 
 
-def start_server(home: Home, name: str = "server") -> Server:
-    """Start `pkiforge serve` on a free port and wait until /healthz answers over TLS."""
+def start_server(home: Home, name: str = "server", extra: dict[str, str] | None = None) -> Server:
+    """Start `pkiforge serve` (with `extra` environment) on a free port; wait for /healthz."""
     port = free_port()
     log = home.path / f"{name}-{port}.log"
     db = ["--database-url", home.database_url] if home.database_url else []
     cmd = [sys.executable, "-m", "pkiforge.cli", "--home", str(home.path), *db]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [*cmd, "serve", "--port", str(port)], env=env(), stdout=out, stderr=subprocess.STDOUT
+            [*cmd, "serve", "--port", str(port)],
+            env=env(extra),
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
-    server = Server(home, port, proc, log)
+    server = Server(home, port, proc, log, extra or {})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from cryptography.hazmat.primitives import serialization
@@ -17,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from pkiforge.client.auth import RequestSigner
 
 from .helpers import WHITELIST
-from .server import Home, Server, env, free_port, make_home
+from .server import Home, Server, make_home, start_server
 
 ORIGIN = "https://pkiforge.test"  # both replicas sit behind this name (a load balancer)
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -39,26 +36,7 @@ def redis_prefix() -> Iterator[str]:
 
 def start(home: Home, name: str, extra: dict[str, str]) -> Server:
     """`pkiforge serve` with extra environment, healthy over TLS or failed."""
-    port = free_port()
-    log = home.path / f"{name}-{port}.log"
-    cmd = [sys.executable, "-m", "pkiforge.cli", "--home", str(home.path), "serve"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*cmd, "--port", str(port)], env=env(extra), stdout=out, stderr=subprocess.STDOUT
-        )
-    server = Server(home, port, proc, log, extra)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {log.read_text()}")
-        try:
-            with server.client() as c:
-                if c.get("/healthz").status_code == 200:
-                    return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.stop()
-    raise AssertionError(f"server did not become healthy: {log.read_text()}")
+    return start_server(home, name, extra)
 
 
 @pytest.fixture(scope="module")

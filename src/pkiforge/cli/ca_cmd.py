@@ -29,6 +29,9 @@ RootKeyOpt = Annotated[
     typer.Option("--root-key", help="Location of the offline root key (encrypted PEM)."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output files.")]
+KeyPassOpt = Annotated[
+    Path | None, typer.Option(help="Passphrase of --key (default: the CA passphrase).")
+]
 
 
 @app.command("list")
@@ -142,9 +145,7 @@ def import_intermediate(
         Path | None,
         typer.Option(help="Its encrypted key, when it was not made here with --csr-out."),
     ] = None,
-    key_passphrase_file: Annotated[
-        Path | None, typer.Option(help="Passphrase of --key (default: the CA passphrase).")
-    ] = None,
+    key_passphrase_file: KeyPassOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Install a signed intermediate (completing create-intermediate --csr-out, or adopting one)."""
@@ -162,9 +163,7 @@ def import_ca(
         Path | None,
         typer.Option(help="Its encrypted PKCS#8 key; omit for a root whose key stays offline."),
     ] = None,
-    key_passphrase_file: Annotated[
-        Path | None, typer.Option(help="Passphrase of --key (default: the CA passphrase).")
-    ] = None,
+    key_passphrase_file: KeyPassOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Adopt an existing CA: NAME `root` for a self-signed root, else an intermediate."""
