@@ -10,10 +10,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from pkiforge.errors import InvalidInput, StoreUnavailable
 from pkiforge.store.registry_repos import SqlServiceRepository, SqlTokenRepository
@@ -23,6 +22,7 @@ from pkiforge.store.repos import (
     SqlCertificateRepository,
     SqlCRLRepository,
 )
+from pkiforge.store.unit import Unit
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
@@ -104,17 +104,17 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     return before, current_revision(engine)
 
 
-class SqlTransaction:
-    """The repositories of one session; see `SqlStore.transaction`."""
+class SqlTransaction(Unit):
+    """The repositories of one transaction; see `SqlStore.transaction`."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.cas = SqlCARepository(session)
-        self.certificates = SqlCertificateRepository(session)
-        self.crls = SqlCRLRepository(session)
-        self.audit = SqlAuditRepository(session)
-        self.services = SqlServiceRepository(session)
-        self.tokens = SqlTokenRepository(session)
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self.cas = SqlCARepository(self)
+        self.certificates = SqlCertificateRepository(self)
+        self.crls = SqlCRLRepository(self)
+        self.audit = SqlAuditRepository(self)
+        self.services = SqlServiceRepository(self)
+        self.tokens = SqlTokenRepository(self)
 
 
 class SqlStore:
@@ -122,7 +122,6 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._writers = _WriterLock(engine) if engine.dialect.name == "sqlite" else None
 
     @classmethod
@@ -150,9 +149,15 @@ class SqlStore:
         """
         lock = self._writers if self._writers is not None and not readonly else None
         try:
-            with lock or nullcontext(), self._sessions.begin() as session:
-                session.connection(execution_options={READONLY: readonly})
-                yield SqlTransaction(session)
+            with lock or nullcontext(), self.engine.connect() as conn:
+                conn.execution_options(**{READONLY: readonly})
+                tx = SqlTransaction(conn)
+                try:
+                    with conn.begin():
+                        yield tx
+                        tx.flush()
+                finally:
+                    tx.close()
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(_describe(exc)) from None
 

@@ -38,15 +38,15 @@ AuditHook = Callable[[SqlTransaction, Actor, str, str | None, dict[str, Any]], N
 
 
 @contextmanager
-def _transaction(store: SqlStore, what: str) -> Iterator[Session]:
-    """A session in one transaction; database failures become `StoreUnavailable`.
+def _transaction(store: SqlStore, what: str, *, whole: bool = False) -> Iterator[Any]:
+    """A session (the whole transaction if `whole`); database failures become `StoreUnavailable`.
 
     Raises:
         StoreUnavailable: the database failed (integrity violations propagate as they are).
     """
     try:
         with store.transaction() as tx:
-            yield tx.session
+            yield tx if whole else tx.session
     except SAIntegrityError:
         raise
     except SQLAlchemyError as exc:
@@ -101,8 +101,8 @@ class SqlKeyRepository:
             raise StoreUnavailable(f"key store unavailable: {type(exc).__name__}") from None
 
     def save_revocation(self, key: RegisteredKey, actor: Actor) -> None:
-        with _transaction(self._store, "key store") as s:
-            result = s.execute(
+        with _transaction(self._store, "key store", whole=True) as tx:
+            result = tx.session.execute(
                 update(SigningKeyRow)
                 .where(SigningKeyRow.key_id == key.key_id, SigningKeyRow.status == "active")
                 .values(
@@ -113,7 +113,7 @@ class SqlKeyRepository:
             )
             if _rowcount(result) != 1:
                 raise Conflict(f"key {key.key_id} is already revoked")
-            self._record(SqlTransaction(s), actor, "key.revoke", key)
+            self._record(tx, actor, "key.revoke", key)
 
     def _record(self, tx: SqlTransaction, actor: Actor, action: str, key: RegisteredKey) -> None:
         if self._audit is None:

@@ -5,24 +5,26 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
-from sqlalchemy.orm import Session
 
 from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict
 from pkiforge.store.tables import EnrollmentTokenRow, ServiceRow
+from pkiforge.store.unit import Repo
 
 
 def _ts(value: dt.datetime | None) -> dt.datetime | None:
     return utc(value) if value is not None else None
 
 
-class SqlServiceRepository:
-    def __init__(self, session: Session) -> None:
-        self.s = session
+_SERVICES = cast(Table, ServiceRow.__table__)
+_SERVICE_GET = select(_SERVICES).where(_SERVICES.c.service_id == bindparam("b_id"))
+_NAME_OWNERS = select(_SERVICES.c.service_id, _SERVICES.c.names)
 
+
+class SqlServiceRepository(Repo):
     def add(self, service: ServiceRecord) -> None:
         row = ServiceRow(service_id=service.service_id)
         self._fill(row, service)
@@ -51,7 +53,8 @@ class SqlServiceRepository:
         row.last_seen = _ts(r.last_seen)
 
     def get(self, service_id: str) -> ServiceRecord | None:
-        row = self.s.get(ServiceRow, service_id)
+        # Core, not the ORM: every certificate request reads its service
+        row = self.c.execute(_SERVICE_GET, {"b_id": service_id}).first()
         return self._domain(row) if row else None
 
     def list(self, service_type: str | None = None) -> list[ServiceRecord]:
@@ -62,7 +65,7 @@ class SqlServiceRepository:
 
     def name_owners(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for service_id, names in self.s.execute(select(ServiceRow.service_id, ServiceRow.names)):
+        for service_id, names in self.c.execute(_NAME_OWNERS):
             for name in names or ():
                 out.setdefault(str(name), service_id)
         return out
@@ -74,7 +77,7 @@ class SqlServiceRepository:
         return cast(CursorResult[Any], result).rowcount == 1
 
     @staticmethod
-    def _domain(row: ServiceRow) -> ServiceRecord:
+    def _domain(row: Any) -> ServiceRecord:
         return ServiceRecord(
             service_id=row.service_id,
             service_name=row.service_name,
@@ -91,10 +94,7 @@ class SqlServiceRepository:
         )
 
 
-class SqlTokenRepository:
-    def __init__(self, session: Session) -> None:
-        self.s = session
-
+class SqlTokenRepository(Repo):
     def add(self, token: EnrollmentToken) -> None:
         self.s.add(
             EnrollmentTokenRow(

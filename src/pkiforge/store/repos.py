@@ -5,13 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import ColumnElement, and_, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
-from sqlalchemy.orm import Session
 
 from pkiforge.ca.models import (
     AuditEntry,
@@ -28,6 +38,7 @@ from pkiforge.ca.models import (
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict
 from pkiforge.store.tables import AuditRow, CARow, CertificateRow, CRLRow, RevocationRow
+from pkiforge.store.unit import Repo
 
 
 def _pem(cert: x509.Certificate | None) -> str | None:
@@ -43,10 +54,7 @@ def _ts(value: dt.datetime | None) -> dt.datetime | None:
     return utc(value) if value is not None else None
 
 
-class SqlCARepository:
-    def __init__(self, session: Session) -> None:
-        self.s = session
-
+class SqlCARepository(Repo):
     def add(self, ca: CARecord) -> None:
         try:
             with self.s.begin_nested():  # a failed INSERT must not poison the transaction
@@ -99,29 +107,52 @@ class SqlCARepository:
         )
 
 
-class SqlCertificateRepository:
-    def __init__(self, session: Session) -> None:
-        self.s = session
+_CERTS = cast(Table, CertificateRow.__table__)
+_REVS = cast(Table, RevocationRow.__table__)
+# certificate columns, then the revocation's (NULL when not revoked) under their own labels
+_CERT_COLUMNS = (
+    *_CERTS.c,
+    _REVS.c.reason.label("rev_reason"),
+    _REVS.c.revoked_at.label("rev_at"),
+    _REVS.c.invalidity_date.label("rev_invalidity"),
+    _REVS.c.revoked_by.label("rev_by"),
+)
+_CERT_SELECT = select(*_CERT_COLUMNS).select_from(
+    _CERTS.outerjoin(_REVS, _REVS.c.serial_number == _CERTS.c.serial_number)
+)
+_CERT_GET = _CERT_SELECT.where(_CERTS.c.serial_number == bindparam("b_serial"))
+_CERT_UPDATE = update(_CERTS).where(_CERTS.c.serial_number == bindparam("b_serial"))
+_CERT_INSERT: dict[str, Any] = {}
 
-    # Core statements, not ORM objects: these run inside the serialised write section of every
-    # issuance, where the unit of work's bookkeeping was most of the cost
+
+def _insert_ignoring_conflict(dialect: str) -> Any:
+    """`INSERT ... ON CONFLICT DO NOTHING` on `certificates`: a taken serial inserts no row."""
+    stmt = _CERT_INSERT.get(dialect)
+    if stmt is None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = _CERT_INSERT[dialect] = (
+            make(_CERTS)
+            .on_conflict_do_nothing(index_elements=[_CERTS.c.serial_number])
+            .returning(_CERTS.c.serial_number)  # psycopg reports no rowcount for this one
+        )
+    return stmt
+
+
+class SqlCertificateRepository(Repo):
+    # Core statements built once, not ORM objects: these run inside the serialised write
+    # section of every issuance, where the unit of work's bookkeeping was most of the cost
 
     def add(self, record: CertificateRecord) -> None:
         values = {"serial_number": format_serial(record.serial), **self._values(record)}
-        try:
-            with self.s.begin_nested():  # a concurrent writer may have taken the serial
-                self.s.execute(insert(CertificateRow).values(**values))
-        except SAIntegrityError:
-            raise Conflict(f"serial {record.serial_hex} already exists", field="serial") from None
+        inserted = self.c.execute(_insert_ignoring_conflict(self.unit.dialect), values).first()
+        if inserted is None:  # a concurrent writer took the serial
+            raise Conflict(f"serial {record.serial_hex} already exists", field="serial")
 
     def update(self, record: CertificateRecord) -> None:
-        result = self.s.execute(
-            update(CertificateRow)
-            .where(CertificateRow.serial_number == format_serial(record.serial))
-            .values(**self._values(record))
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(result, "rowcount", 1) == 0:
+        values = {"b_serial": format_serial(record.serial), **self._values(record)}
+        if _rowcount(self.c.execute(_CERT_UPDATE, values)) == 0:
             raise Conflict(f"serial {record.serial_hex} is not stored", field="serial")
 
     @staticmethod
@@ -143,33 +174,25 @@ class SqlCertificateRepository:
         }
 
     def get(self, serial: int) -> CertificateRecord | None:
-        stmt = (
-            select(CertificateRow, RevocationRow)
-            .outerjoin(RevocationRow, RevocationRow.serial_number == CertificateRow.serial_number)
-            .where(CertificateRow.serial_number == format_serial(serial))
-            .execution_options(populate_existing=True)  # rows may have changed by Core UPDATE
-        )
-        found = self.s.execute(stmt).first()
-        return self._domain(found[0], found[1]) if found else None
+        found = self.c.execute(_CERT_GET, {"b_serial": format_serial(serial)}).first()
+        return self._domain(found) if found else None
 
     def search(self, query: CertificateQuery) -> list[CertificateRecord]:
         stmt = (
-            select(CertificateRow, RevocationRow)
-            .outerjoin(RevocationRow, RevocationRow.serial_number == CertificateRow.serial_number)
-            .where(*self._filters(query))
-            .order_by(CertificateRow.created_at.desc(), CertificateRow.serial_number)
+            _CERT_SELECT.where(*self._filters(query))
+            .order_by(_CERTS.c.created_at.desc(), _CERTS.c.serial_number)
             .limit(query.limit)
             .offset(query.offset)
         )
-        return [self._domain(c, r) for c, r in self.s.execute(stmt)]
+        return [self._domain(row) for row in self.c.execute(stmt)]
 
     def count(self, query: CertificateQuery) -> int:
-        stmt = select(func.count()).select_from(CertificateRow).where(*self._filters(query))
-        return int(self.s.scalar(stmt) or 0)
+        stmt = select(func.count()).select_from(_CERTS).where(*self._filters(query))
+        return int(self.c.execute(stmt).scalar() or 0)
 
     @staticmethod
     def _filters(q: CertificateQuery) -> list[ColumnElement[bool]]:
-        c = CertificateRow
+        c = _CERTS.c
         out: list[ColumnElement[bool]] = []
         if q.issuer:
             out.append(c.issuer == q.issuer)
@@ -193,44 +216,41 @@ class SqlCertificateRepository:
         return out
 
     def revoke(self, serial: int, revocation: Revocation) -> None:
-        row = self.s.get(CertificateRow, format_serial(serial))
-        if row is None:
-            raise Conflict(f"serial {format_serial(serial)} is not stored", field="serial")
-        try:
-            with self.s.begin_nested():  # a failed INSERT must not poison the transaction
-                row.status = CertStatus.REVOKED.value
-                self.s.add(
-                    RevocationRow(
-                        serial_number=row.serial_number,
-                        reason=revocation.reason.value,
-                        revoked_at=utc(revocation.revoked_at),
-                        invalidity_date=_ts(revocation.invalidity_date),
-                        revoked_by=revocation.revoked_by,
-                    )
-                )
-        except SAIntegrityError:
-            raise Conflict(
-                f"serial {row.serial_number} is already revoked", field="serial"
-            ) from None
+        key = format_serial(serial)
+        changed = self.c.execute(
+            update(_CERTS)
+            .where(_CERTS.c.serial_number == key, _CERTS.c.status != CertStatus.REVOKED.value)
+            .values(status=CertStatus.REVOKED.value)
+        )
+        if _rowcount(changed) != 1:
+            if self.c.execute(select(_CERTS.c.status).where(_CERTS.c.serial_number == key)).first():
+                raise Conflict(f"serial {key} is already revoked", field="serial")
+            raise Conflict(f"serial {key} is not stored", field="serial")
+        self.c.execute(
+            insert(_REVS).values(
+                serial_number=key,
+                reason=revocation.reason.value,
+                revoked_at=utc(revocation.revoked_at),
+                invalidity_date=_ts(revocation.invalidity_date),
+                revoked_by=revocation.revoked_by,
+            )
+        )
 
     def revoked(self, issuer: str) -> list[CertificateRecord]:
-        stmt = (
-            select(CertificateRow, RevocationRow)
-            .join(RevocationRow, RevocationRow.serial_number == CertificateRow.serial_number)
-            .where(CertificateRow.issuer == issuer)
-            .order_by(RevocationRow.revoked_at)
-        )
-        return [self._domain(c, r) for c, r in self.s.execute(stmt)]
+        stmt = _CERT_SELECT.where(
+            _CERTS.c.issuer == issuer, _REVS.c.serial_number.is_not(None)
+        ).order_by(_REVS.c.revoked_at)
+        return [self._domain(row) for row in self.c.execute(stmt)]
 
     @staticmethod
-    def _domain(row: CertificateRow, rev: RevocationRow | None) -> CertificateRecord:
+    def _domain(row: Any) -> CertificateRecord:
         revocation = None
-        if rev is not None:
+        if row.rev_reason is not None:
             revocation = Revocation(
-                x509.ReasonFlags(rev.reason),
-                utc(rev.revoked_at),
-                _ts(rev.invalidity_date),
-                rev.revoked_by,
+                x509.ReasonFlags(row.rev_reason),
+                utc(row.rev_at),
+                _ts(row.rev_invalidity),
+                row.rev_by,
             )
         return CertificateRecord(
             serial=int(row.serial_number, 16),
@@ -251,10 +271,11 @@ class SqlCertificateRepository:
         )
 
 
-class SqlCRLRepository:
-    def __init__(self, session: Session) -> None:
-        self.s = session
+def _rowcount(result: Any) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
 
+
+class SqlCRLRepository(Repo):
     def add(self, crl: CRLRecord) -> None:
         self.s.add(
             CRLRow(
@@ -281,50 +302,55 @@ class SqlCRLRepository:
 _AUDIT_LOCK = zlib.crc32(b"pkiforge.audit_log")
 
 
-class SqlAuditRepository:
-    def __init__(self, session: Session) -> None:
-        self.s = session
+_AUDIT = cast(Table, AuditRow.__table__)
+_AUDIT_LAST = select(_AUDIT).order_by(_AUDIT.c.seq.desc()).limit(1)
+_AUDIT_INSERT = insert(_AUDIT)
+_AUDIT_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
+
+class SqlAuditRepository(Repo):
     def last(self) -> AuditEntry | None:
-        if self.s.get_bind().dialect.name == "postgresql":
+        if self.unit.dialect == "postgresql":
             # one appender at a time across replicas, released at commit
-            self.s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
-        row = self.s.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+            self.c.execute(_AUDIT_XACT_LOCK, {"k": _AUDIT_LOCK})
+        row = self.c.execute(_AUDIT_LAST).first()
         return self._domain(row) if row else None
 
     def add(self, entry: AuditEntry) -> None:
-        self.s.execute(
-            insert(AuditRow).values(
-                seq=entry.seq,
-                at=utc(entry.at),
-                actor=entry.actor,
-                address=entry.address,
-                action=entry.action,
-                subject=entry.subject,
-                details=entry.details,
-                prev_hash=entry.prev_hash,
-                hash=entry.hash,
-            )
+        self.c.execute(
+            _AUDIT_INSERT,
+            {
+                "seq": entry.seq,
+                "at": utc(entry.at),
+                "actor": entry.actor,
+                "address": entry.address,
+                "action": entry.action,
+                "subject": entry.subject,
+                "details": entry.details,
+                "prev_hash": entry.prev_hash,
+                "hash": entry.hash,
+            },
         )
 
     def iterate(self) -> Iterator[AuditEntry]:
-        for row in self.s.scalars(
-            select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=500)
-        ):
+        result = self.c.execution_options(yield_per=500).execute(
+            select(_AUDIT).order_by(_AUDIT.c.seq)
+        )
+        for row in result:
             yield self._domain(row)
 
     def recent(
         self, limit: int, action: str | None = None, subject: str | None = None
     ) -> list[AuditEntry]:
-        stmt = select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit)
+        stmt = select(_AUDIT).order_by(_AUDIT.c.seq.desc()).limit(limit)
         if action:
-            stmt = stmt.where(AuditRow.action == action)
+            stmt = stmt.where(_AUDIT.c.action == action)
         if subject:
-            stmt = stmt.where(AuditRow.subject == subject)
-        return [self._domain(r) for r in self.s.scalars(stmt)]
+            stmt = stmt.where(_AUDIT.c.subject == subject)
+        return [self._domain(r) for r in self.c.execute(stmt)]
 
     @staticmethod
-    def _domain(row: AuditRow) -> AuditEntry:
+    def _domain(row: Any) -> AuditEntry:
         return AuditEntry(
             row.seq,
             utc(row.at),
