@@ -235,7 +235,7 @@ def bench_cfssl(f: dict[str, Path], work: Path, args: argparse.Namespace) -> tup
                 str(f["root"]),
                 str(f["client_cert"]),
                 str(f["client_key"]),
-                ok=lambda r: r.status_code == 200 and r.json().get("success") is True,
+                ok=lambda status, body: status == 200 and json.loads(body).get("success") is True,
             ),
             concurrency=args.concurrency,
             warmup=args.warmup,

@@ -107,7 +107,9 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8443
     workers: int = 1
-    threads: int = Field(default=16, ge=1, le=256)  # request threads per worker process
+    # per worker process: 0 runs requests inline in the event loop, N in N threads; unset
+    # means inline for SQLite (all local CPU) and 16 threads for PostgreSQL (network waits)
+    threads: int | None = Field(default=None, ge=0, le=256)
     hostnames: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
     # a reverse proxy at these addresses may forward the client certificate (URL-encoded PEM)
     trusted_proxies: list[str] = Field(default_factory=list)
@@ -186,6 +188,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'pkiforge.db').resolve()}"
+
+    @property
+    def effective_threads(self) -> int:
+        """Request threads per worker (0: inline); see `ServerSettings.threads`."""
+        if self.server.threads is not None:
+            return self.server.threads
+        return 0 if self.effective_database_url.startswith("sqlite") else 16
 
     def public_dict(self) -> dict[str, Any]:
         """Settings as plain data for `config show`; the DB URL password is masked."""

@@ -114,15 +114,21 @@ class Server:
             self.proc.wait(5)
 
 
-def start_server(home: Home, name: str = "server", extra: dict[str, str] | None = None) -> Server:
-    """Start `pkiforge serve` (with `extra` environment) on a free port; wait for /healthz."""
+def start_server(
+    home: Home,
+    name: str = "server",
+    extra: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+) -> Server:
+    """Start `pkiforge serve` (with `extra` environment and `args`) on a free port; wait for
+    /healthz."""
     port = free_port()
     log = home.path / f"{name}-{port}.log"
     db = ["--database-url", home.database_url] if home.database_url else []
     cmd = [sys.executable, "-m", "pkiforge.cli", "--home", str(home.path), *db]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [*cmd, "serve", "--port", str(port)],
+            [*cmd, "serve", "--port", str(port), *args],
             env=env(extra),
             stdout=out,
             stderr=subprocess.STDOUT,

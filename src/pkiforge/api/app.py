@@ -38,9 +38,10 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # request threads per worker (server.threads): the core is synchronous; bench/issuance.py
-        # measured 16 better than both 4 (idle CPU) and anyio's 40 (GIL convoys on the DB lock)
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server.threads
+        # request threads per worker when the core runs in threads (api/blocking.py); the
+        # limiter also bounds the few blocking calls made in threads whatever the mode
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(state.threads, 4)
         task = asyncio.create_task(_reload_tls())
         if state.signing is not None:
             state.signing.start()

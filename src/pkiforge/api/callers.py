@@ -7,16 +7,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from pkiforge.api.deps import AddressDep, ServiceDep, StateDep, service_identity
+from pkiforge.api.blocking import blocking
+from pkiforge.api.deps import AddressDep, ServiceDep, StateDep, identity_verifier
 from pkiforge.ca.authorization import Caller, Operation
 from pkiforge.ca.enrollment import PREFIX, parse_token
 
 
-def service_caller(identity: ServiceDep, state: StateDep, address: AddressDep) -> Caller:
+async def service_caller(identity: ServiceDep, state: StateDep, address: AddressDep) -> Caller:
     """The mTLS-verified service with its whitelist policy; 401 without a valid certificate."""
     return state.caller(identity, address)
 
 
+@blocking
 def enrolling_caller(request: Request, state: StateDep, address: AddressDep) -> Caller:
     """`Authorization: Bearer pkf_...` (a one-time enrollment token), else the mTLS service.
 
@@ -26,8 +28,7 @@ def enrolling_caller(request: Request, state: StateDep, address: AddressDep) -> 
     if scheme.lower() != "bearer" or not credentials.strip().startswith(PREFIX):
         # resolved here, not as a parameter, so a token needs no certificate; tests that
         # override `service_identity` are honoured the same way FastAPI would
-        verify = request.app.dependency_overrides.get(service_identity, service_identity)
-        return state.caller(verify(request, state), address)
+        return state.caller(identity_verifier(request)(request, state), address)
     secret = parse_token(credentials)
     token = state.api.enrollment.check(secret)
     policy = state.whitelist.policy_for(token.service_id)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import unquote
 
 from cryptography import x509
 from fastapi import Depends, Request
 
+from pkiforge.api.blocking import blocking
 from pkiforge.api.state import AppState
 from pkiforge.api.tls import peer_certificate
 from pkiforge.auth.mtls import ServiceIdentity
 from pkiforge.errors import AuthenticationFailed
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.pkiforge
     return state
 
@@ -22,7 +24,7 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def client_address(request: Request) -> str | None:
+async def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
@@ -35,7 +37,7 @@ def client_certificate(request: Request, state: StateDep) -> x509.Certificate | 
     if cert is not None:
         return cert
     header = request.headers.get(state.settings.server.client_cert_header)
-    if header and state.is_trusted_proxy(client_address(request)):
+    if header and state.is_trusted_proxy(request.client.host if request.client else None):
         try:
             return x509.load_pem_x509_certificate(unquote(header).encode())
         except ValueError:
@@ -45,13 +47,25 @@ def client_certificate(request: Request, state: StateDep) -> x509.Certificate | 
     return None
 
 
-def service_identity(request: Request, state: StateDep) -> ServiceIdentity:
+def verify_service(request: Request, state: AppState) -> ServiceIdentity:
     """The calling service, from its verified client certificate; 401 otherwise."""
     identity = state.identities.verify(client_certificate(request, state))
     request.state.identity = identity
     if state.services is not None:
         state.services.last_seen.seen(identity.service_id)
     return identity
+
+
+@blocking
+def service_identity(request: Request, state: StateDep) -> ServiceIdentity:
+    """`verify_service` as a dependency (tests override it to stand in for mTLS)."""
+    return verify_service(request, state)
+
+
+def identity_verifier(request: Request) -> Callable[[Request, AppState], ServiceIdentity]:
+    """`verify_service`, or the synchronous stand-in a test put in `dependency_overrides`."""
+    override = request.app.dependency_overrides.get(service_identity)
+    return override if override is not None else verify_service
 
 
 ServiceDep = Annotated[ServiceIdentity, Depends(service_identity)]

@@ -128,16 +128,15 @@ def ssl_factory(files: TLSFiles, _config: Any, _default: Any) -> ssl.SSLContext:
     return server_context(files)
 
 
-def serve(settings: Settings, files: TLSFiles, *, workers: int, host: str, port: int) -> None:
-    """Run uvicorn with our TLS context and TLS-extension protocol (blocks)."""
+def uvicorn_config(files: TLSFiles, host: str, port: int) -> Any:
+    """The uvicorn configuration of one serving process: our TLS context and protocol."""
     import uvicorn
 
-    uvicorn.run(
+    return uvicorn.Config(
         "pkiforge.api.asgi:app_from_env",
         factory=True,
         host=host,
         port=port,
-        workers=workers,
         http=TLSHttpToolsProtocol,
         ssl_context_factory=partial(ssl_factory, files),
         timeout_graceful_shutdown=10,
@@ -145,3 +144,15 @@ def serve(settings: Settings, files: TLSFiles, *, workers: int, host: str, port:
         proxy_headers=False,  # the client address is the peer; proxies are handled explicitly
         log_level="info",
     )
+
+
+def serve(settings: Settings, files: TLSFiles, *, workers: int, host: str, port: int) -> None:
+    """Serve in this process, or in `workers` processes with a socket each (blocks)."""
+    import uvicorn
+
+    if workers > 1:
+        from pkiforge.api.workers import Supervisor
+
+        Supervisor(files, host, port, workers).run()
+        return
+    uvicorn.Server(uvicorn_config(files, host, port)).run()

@@ -8,12 +8,18 @@ yields `Actor("key", key_id, address)`. `ServiceDep` keeps meaning "mTLS only".
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import Depends, Request
 
-from pkiforge.api.deps import AddressDep, StateDep, client_certificate, service_identity
+from pkiforge.api.deps import (
+    AddressDep,
+    StateDep,
+    client_certificate,
+    identity_verifier,
+    verify_service,
+)
 from pkiforge.api.keyauth import KeyAuth
 from pkiforge.api.state import AppState
 from pkiforge.auth.middleware import request_from_scope
@@ -49,18 +55,16 @@ async def authenticated_actor(request: Request, state: StateDep, address: Addres
         signing = key_auth(state)
         body = await request.body()
         http = request_from_scope(request.scope, body, signing.trusted_origin)
-        identity = await anyio.to_thread.run_sync(signing.authenticate, http, address)
+        identity = await state.run(partial(signing.authenticate, http, address))
         request.state.identity = identity
         return Actor("key", identity.key_id, address)
-    verify = request.app.dependency_overrides.get(service_identity)  # tests stand in for mTLS
-    if verify is None:
-        if client_certificate(request, state) is None:
-            raise AuthenticationFailed(
-                "send a client certificate or an RFC 9421 signed request",
-                reason="no-credentials",
-            )
-        verify = service_identity
-    service = await anyio.to_thread.run_sync(verify, request, state)
+    verify = identity_verifier(request)  # tests stand in for mTLS
+    if verify is verify_service and client_certificate(request, state) is None:
+        raise AuthenticationFailed(
+            "send a client certificate or an RFC 9421 signed request",
+            reason="no-credentials",
+        )
+    service = await state.run(partial(verify, request, state))
     return Actor("service", service.service_id, address)
 
 

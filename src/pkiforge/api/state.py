@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import anyio.to_thread
 from cryptography import x509
 from prometheus_client import CollectorRegistry
 
@@ -18,6 +21,7 @@ from pkiforge.settings import Settings
 from pkiforge.whitelist import load_whitelist
 from pkiforge.wiring import Pki
 
+T = TypeVar("T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -34,6 +38,14 @@ class AppState:
     whitelist: Whitelist = field(default_factory=Whitelist)
     services: ServiceApi | None = None  # set by build(); tests may build their own
     signing: KeyAuth | None = None  # request-signing keys and verifier (api/keyauth.py)
+    # 0: run the core inline in the event loop; N: in up to N worker threads (api/blocking.py)
+    threads: int = 0
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Call the synchronous core as this process is configured to."""
+        if self.threads == 0:
+            return fn()
+        return await anyio.to_thread.run_sync(fn)
 
     @property
     def api(self) -> ServiceApi:
@@ -71,6 +83,7 @@ class AppState:
             verifier,
             trusted_proxies=proxies,
             whitelist=load_whitelist(settings.home) or Whitelist(),
+            threads=settings.effective_threads,
         )
         state.services = ServiceApi.build(settings, pki, state.registry)
         state.signing = KeyAuth.build(settings, pki, state.registry)

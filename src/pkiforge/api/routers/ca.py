@@ -10,7 +10,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel
 
+from pkiforge.api.blocking import blocking
 from pkiforge.api.deps import StateDep
+from pkiforge.api.state import AppState
 from pkiforge.ca.crl import reason_name
 from pkiforge.ca.models import CARecord, parse_serial
 from pkiforge.errors import Conflict, InvalidInput
@@ -67,26 +69,34 @@ def _cert_response(cert: x509.Certificate, fmt: str) -> Response:
 
 
 @router.get("/ca", response_model=list[CAInfo])
+@blocking
 def list_cas(state: StateDep) -> list[CAInfo]:
     """The root and every intermediate."""
     return [_info(ca) for ca in state.pki.hierarchy.all()]
 
 
 @router.get("/ca/root", responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}}}})
+@blocking
 def root_certificate(state: StateDep, format: Format = "pem") -> Response:
     """The root certificate (the trust anchor every service installs)."""
-    return ca_certificate("root", state, format)
+    return _ca_response("root", state, format)
 
 
 @router.get("/ca/intermediate", responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}}}})
+@blocking
 def default_intermediate(state: StateDep, format: Format = "pem") -> Response:
     """The default issuing intermediate's certificate."""
-    return ca_certificate(state.settings.ca.default_issuer, state, format)
+    return _ca_response(state.settings.ca.default_issuer, state, format)
 
 
 @router.get("/ca/{name}", responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}}}})
+@blocking
 def ca_certificate(name: CAName, state: StateDep, format: Format = "pem") -> Response:
     """One CA certificate."""
+    return _ca_response(name, state, format)
+
+
+def _ca_response(name: str, state: AppState, format: str) -> Response:
     ca = state.pki.hierarchy.get(name)
     if ca.certificate is None:
         raise Conflict(f"CA {name!r} has no certificate yet ({ca.status.value})")
@@ -94,12 +104,14 @@ def ca_certificate(name: CAName, state: StateDep, format: Format = "pem") -> Res
 
 
 @router.get("/ca/{name}/info", response_model=CAInfo)
+@blocking
 def ca_info(name: CAName, state: StateDep) -> CAInfo:
     """What is known about one CA."""
     return _info(state.pki.hierarchy.get(name))
 
 
 @router.get("/ca/{name}/chain", responses={200: {"content": {PEM_CHAIN: {}}}})
+@blocking
 def ca_chain(name: CAName, state: StateDep) -> Response:
     """PEM bundle: the CA, then its issuers up to the root."""
     certs = state.pki.hierarchy.chain(name)
@@ -107,14 +119,20 @@ def ca_chain(name: CAName, state: StateDep) -> Response:
 
 
 @router.get("/crl", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})
+@blocking
 def default_crl(state: StateDep, format: Format = "der") -> Response:
     """The default issuer's CRL."""
-    return crl(state.settings.ca.default_issuer, state, format)
+    return _crl_response(state.settings.ca.default_issuer, state, format)
 
 
 @router.get("/crl/{issuer}", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})
+@blocking
 def crl(issuer: CAName, state: StateDep, format: Format = "der") -> Response:
     """A fresh signed CRL (DER `application/pkix-crl`, or PEM with ?format=pem)."""
+    return _crl_response(issuer, state, format)
+
+
+def _crl_response(issuer: str, state: AppState, format: str) -> Response:
     record = state.pki.revocation.current_crl(issuer)
     headers = {"Cache-Control": f"max-age={_max_age(record.next_update, state)}"}
     if format == "pem":
@@ -138,6 +156,7 @@ class RevocationStatus(BaseModel):
 
 
 @router.get("/crl/check/{serial}", response_model=RevocationStatus)
+@blocking
 def check(serial: Annotated[str, Path(max_length=64)], state: StateDep) -> RevocationStatus:
     """Is this certificate revoked? (404 if the serial is unknown.)"""
     try:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Body, Path, Query, Response
 
+from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep, EnrollingCallerDep
 from pkiforge.api.deps import StateDep
 from pkiforge.api.schemas.certificates import (
@@ -74,6 +75,7 @@ def _render(state: AppState, record: CertificateRecord, key: str | None = None) 
 
 
 @router.post("/request", status_code=201, response_model=CertificateOut)
+@blocking
 def request_certificate(
     body: CertificateRequest, caller: EnrollingCallerDep, state: StateDep, response: Response
 ) -> CertificateOut:
@@ -88,6 +90,7 @@ def request_certificate(
 
 
 @router.get("", response_model=CertificateList)
+@blocking
 def list_certificates(
     filters: Annotated[CertificateFilters, Query()], caller: CallerDep, state: StateDep
 ) -> CertificateList:
@@ -108,6 +111,7 @@ def list_certificates(
 
 
 @router.get("/{serial}", response_model=CertificateOut)
+@blocking
 def get_certificate(serial: Serial, caller: CallerDep, state: StateDep) -> CertificateOut:
     """One certificate by its hex serial."""
     return _render(state, state.api.certificates.get(_serial(serial), caller))
@@ -117,6 +121,7 @@ def get_certificate(serial: Serial, caller: CallerDep, state: StateDep) -> Certi
     "/{serial}/download",
     responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}, PEM_CHAIN: {}}}},
 )
+@blocking
 def download_certificate(
     serial: Serial,
     caller: CallerDep,
@@ -140,6 +145,7 @@ def download_certificate(
 
 
 @router.post("/{serial}/renew", status_code=201, response_model=CertificateOut)
+@blocking
 def renew_certificate(
     serial: Serial,
     caller: CallerDep,
@@ -170,6 +176,7 @@ def _revoke(
 
 
 @router.post("/{serial}/revoke", response_model=CertificateOut)
+@blocking
 def revoke_certificate(
     serial: Serial,
     caller: CallerDep,
@@ -181,6 +188,7 @@ def revoke_certificate(
 
 
 @router.delete("/{serial}/revoke", response_model=CertificateOut)
+@blocking
 def revoke_certificate_delete(
     serial: Serial,
     caller: CallerDep,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep
 from pkiforge.api.deps import StateDep
 from pkiforge.api.schemas.certificates import pem
@@ -19,6 +20,7 @@ ServiceId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 @router.get("/services", response_model=list[DiscoveredService])
+@blocking
 def discover_services(
     caller: CallerDep,
     state: StateDep,
@@ -31,6 +33,7 @@ def discover_services(
 
 
 @router.get("/services/{service_id}", response_model=DiscoveredService)
+@blocking
 def discover_service(
     service_id: ServiceId, caller: CallerDep, state: StateDep
 ) -> DiscoveredService:
@@ -41,6 +44,7 @@ def discover_service(
 
 
 @router.get("/services/{service_id}/cert", response_model=ServiceCertificate)
+@blocking
 def discover_certificate(
     service_id: ServiceId, caller: CallerDep, state: StateDep
 ) -> ServiceCertificate:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from pkiforge.api.blocking import blocking
 from pkiforge.api.deps import StateDep
 from pkiforge.errors import StoreUnavailable
 
@@ -11,12 +12,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
+@blocking
 def readyz(state: StateDep) -> dict[str, str]:
     """The database answers and a CA exists; 503 problem+json otherwise."""
     if not state.pki.hierarchy.all():  # a query: fails with StoreUnavailable when the DB is down

@@ -20,7 +20,7 @@ class WhoAmI(BaseModel):
 
 
 @router.get("/whoami", response_model=WhoAmI)
-def whoami(identity: ServiceDep) -> WhoAmI:
+async def whoami(identity: ServiceDep) -> WhoAmI:
     """The service named by the client certificate of this connection (401 without one)."""
     return WhoAmI(
         service_id=identity.service_id,

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from pkiforge.api.blocking import blocking
 from pkiforge.api.deps import StateDep
 from pkiforge.api.keyauth import KeyAuth
 from pkiforge.api.schemas.keys import (
@@ -67,7 +68,7 @@ def _signing(state: AppState) -> KeyAuth:
 
 
 @router.get("/whoami", response_model=WhoAmIOut)
-def whoami(actor: ActorDep, request: Request) -> WhoAmIOut:
+async def whoami(actor: ActorDep, request: Request) -> WhoAmIOut:
     """Who this request authenticated as: a signing key or an mTLS service."""
     identity = getattr(request.state, "identity", None)
     if actor.kind == "key" and isinstance(identity, VerifiedIdentity):
@@ -82,6 +83,7 @@ def whoami(actor: ActorDep, request: Request) -> WhoAmIOut:
 
 
 @router.post("", status_code=201, response_model=KeyOut)
+@blocking
 def register_key(
     body: KeyRegistrationIn, actor: ActorDep, state: StateDep, response: Response
 ) -> KeyOut:
@@ -93,6 +95,7 @@ def register_key(
 
 
 @router.get("", response_model=KeyPage)
+@blocking
 def list_keys(
     actor: ActorDep,
     state: StateDep,
@@ -115,6 +118,7 @@ def list_keys(
 
 
 @router.get("/events", response_model=list[EventOut])
+@blocking
 def list_events(
     actor: ActorDep,
     state: StateDep,
@@ -130,6 +134,7 @@ def list_events(
 
 
 @router.get("/{key_id}", response_model=KeyOut)
+@blocking
 def get_key(key_id: KeyId, actor: ActorDep, state: StateDep) -> KeyOut:
     """One registered key (admins, or the key itself)."""
     _self_or_admin(state, actor, key_id)
@@ -137,6 +142,7 @@ def get_key(key_id: KeyId, actor: ActorDep, state: StateDep) -> KeyOut:
 
 
 @router.get("/{key_id}/usage", response_model=list[UsageOut])
+@blocking
 def key_usage(
     key_id: KeyId,
     actor: ActorDep,
@@ -149,6 +155,7 @@ def key_usage(
 
 
 @router.post("/{key_id}/revoke", response_model=KeyOut)
+@blocking
 def revoke_key(key_id: KeyId, body: RevocationIn, actor: ActorDep, state: StateDep) -> KeyOut:
     """Revoke a key for good; this replica refuses it at once, the others within 5 s."""
     _self_or_admin(state, actor, key_id)
@@ -156,6 +163,7 @@ def revoke_key(key_id: KeyId, body: RevocationIn, actor: ActorDep, state: StateD
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
+@blocking
 def delete_key(
     key_id: KeyId,
     actor: ActorDep,
