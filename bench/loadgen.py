@@ -33,6 +33,7 @@ class Target:
     cert_file: str
     key_file: str
     ok: Callable[[int, bytes], bool] = _created
+    method: str = "POST"
     headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
 
 
@@ -66,7 +67,7 @@ def _request_bytes(target: Target) -> tuple[str, int, bytes]:
     url = urlsplit(target.url)
     host, port = url.hostname or "127.0.0.1", url.port or 443
     lines = [
-        f"POST {url.path or '/'}{'?' + url.query if url.query else ''} HTTP/1.1",
+        f"{target.method} {url.path or '/'}{'?' + url.query if url.query else ''} HTTP/1.1",
         f"Host: {url.netloc}",
         f"Content-Length: {len(target.body)}",
         *(f"{k}: {v}" for k, v in target.headers.items()),

@@ -15,7 +15,7 @@ from pkiforge.api.keyauth import KeyAuth
 from pkiforge.api.service_api import ServiceApi
 from pkiforge.auth.mtls import ClientCertificateVerifier, ServiceIdentity
 from pkiforge.ca.authorization import Caller, Whitelist
-from pkiforge.ca.models import CAStatus
+from pkiforge.ca.models import CAStatus, CertStatus
 from pkiforge.clock import Clock
 from pkiforge.settings import Settings
 from pkiforge.whitelist import load_whitelist
@@ -68,11 +68,11 @@ class AppState:
                 if ca.certificate is not None and ca.status is CAStatus.ACTIVE
             ]
 
-        def lookup(serial: int):  # type: ignore[no-untyped-def]
+        def standing(serial: int) -> tuple[CertStatus, str | None] | None:
             with pki.store.transaction(readonly=True) as tx:
-                return tx.certificates.get(serial)
+                return tx.certificates.standing(serial)
 
-        verifier = ClientCertificateVerifier(issuers, pki.ctx.config.trust_domain, lookup, clock)
+        verifier = ClientCertificateVerifier(issuers, pki.ctx.config.trust_domain, standing, clock)
         proxies = tuple(
             ipaddress.ip_network(p, strict=False) for p in settings.server.trusted_proxies
         )

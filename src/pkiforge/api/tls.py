@@ -10,6 +10,7 @@ every request on that connection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import ssl
 import threading
@@ -160,4 +161,10 @@ def peer_certificate(scope: Any) -> x509.Certificate | None:
     chain = scope.get("extensions", {}).get("tls", {}).get("client_cert_chain") or []
     if not chain:
         return None
-    return x509.load_pem_x509_certificate(chain[0].encode())
+    return _parsed(chain[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(pem: str) -> x509.Certificate:
+    # a keep-alive connection sends the same certificate with every request
+    return x509.load_pem_x509_certificate(pem.encode())

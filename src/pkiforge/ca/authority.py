@@ -124,7 +124,7 @@ class HierarchyService:
             tx.cas.add(pending)  # the root's own certificate row refers to it
         self.ctx.forget_cas()
         draft = _ca_draft(ROOT_NAME, subject, "root-ca", now)
-        serial, cert = self.ctx.sign_recorded(
+        reserved, cert = self.ctx.sign_recorded(
             draft, lambda s: build_root(key, subject, serial=s, validity=validity)
         )
         key_ref = self.ctx.keys.save(ROOT_NAME, key, location)
@@ -132,14 +132,14 @@ class HierarchyService:
             pending, status=CAStatus.ACTIVE, certificate=cert, key_ref=None if location else key_ref
         )
         with self.ctx.store.transaction() as tx:
-            self.ctx.complete(tx, serial, cert)
+            self.ctx.complete(tx, reserved, cert)
             tx.cas.update(record)
             self.ctx.audit(
                 tx,
                 actor,
                 "ca.init-root",
                 ROOT_NAME,
-                {"serial": f"{serial:x}", "offline_key": location is not None},
+                {"serial": f"{reserved.serial:x}", "offline_key": location is not None},
             )
         self.ctx.forget_cas()
         return record
@@ -178,7 +178,7 @@ class HierarchyService:
             now, validity, cfg.backdate, cap=root.certificate.not_valid_after_utc
         )
         draft = _ca_draft(name, subject, "intermediate-ca", now)
-        serial, cert = self.ctx.sign_recorded(
+        reserved, cert = self.ctx.sign_recorded(
             draft,
             lambda s: build_intermediate(
                 pub,
@@ -190,8 +190,10 @@ class HierarchyService:
             ),
         )
         with self.ctx.store.transaction() as tx:
-            self.ctx.complete(tx, serial, cert)
-            self.ctx.audit(tx, actor, "ca.sign-intermediate", name, {"serial": f"{serial:x}"})
+            self.ctx.complete(tx, reserved, cert)
+            self.ctx.audit(
+                tx, actor, "ca.sign-intermediate", name, {"serial": f"{reserved.serial:x}"}
+            )
         return cert
 
     def create_intermediate(

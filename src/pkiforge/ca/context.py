@@ -119,21 +119,19 @@ class CAContext:
             raise IntegrityError(f"the key given for CA {ca.name!r} does not match its certificate")
         return SigningCA(ca.certificate, key)
 
-    def reserve(self, draft: CertificateRecord) -> int:
-        """Store a pending row under a fresh serial and commit; return the serial."""
+    def reserve(self, draft: CertificateRecord) -> CertificateRecord:
+        """Store a pending row under a fresh serial and commit; return that row."""
         for _ in range(SERIAL_ATTEMPTS):
-            serial = self.serials()
+            pending = replace(
+                draft,
+                serial=self.serials(),
+                status=CertStatus.PENDING,
+                created_at=self.clock.now(),
+            )
             try:
                 with self.store.transaction() as tx:
-                    tx.certificates.add(
-                        replace(
-                            draft,
-                            serial=serial,
-                            status=CertStatus.PENDING,
-                            created_at=self.clock.now(),
-                        )
-                    )
-                return serial
+                    tx.certificates.add(pending)
+                return pending
             except Conflict:
                 continue  # serial collision: draw again
         raise IntegrityError("could not allocate a unique serial number")
@@ -145,32 +143,36 @@ class CAContext:
             if record is not None and record.status is CertStatus.PENDING:
                 tx.certificates.update(replace(record, status=CertStatus.FAILED))
 
-    def complete(self, tx: Transaction, serial: int, cert: x509.Certificate) -> CertificateRecord:
-        """Turn the pending row into the issued certificate inside `tx`."""
-        record = tx.certificates.get(serial)
-        if record is None or record.status is not CertStatus.PENDING:
-            raise IntegrityError(f"serial {serial:x} was not reserved before signing")
+    def complete(
+        self, tx: Transaction, reserved: CertificateRecord, cert: x509.Certificate
+    ) -> CertificateRecord:
+        """Turn the pending row `reserved` into the issued certificate inside `tx`.
+
+        Raises:
+            IntegrityError: the row is gone or no longer pending.
+        """
         done = replace(
-            record,
+            reserved,
             status=CertStatus.ACTIVE,
             certificate=cert,
             fingerprint=fingerprint(cert),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
         )
-        tx.certificates.update(done)
+        if not tx.certificates.activate(done):
+            raise IntegrityError(f"serial {reserved.serial:x} was not reserved before signing")
         return done
 
     def sign_recorded(
         self,
         draft: CertificateRecord,
         sign: Callable[[int], x509.Certificate],
-    ) -> tuple[int, x509.Certificate]:
+    ) -> tuple[CertificateRecord, x509.Certificate]:
         """Reserve a serial, sign with it, mark failures; the caller completes."""
-        serial = self.reserve(draft)
+        reserved = self.reserve(draft)
         try:
-            cert = sign(serial)
+            cert = sign(reserved.serial)
         except BaseException:
-            self.fail(serial)
+            self.fail(reserved.serial)
             raise
-        return serial, cert
+        return reserved, cert

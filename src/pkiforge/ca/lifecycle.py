@@ -123,7 +123,7 @@ class CertificateService:
             server_generated_key=server_generated_key,
             renewed_from=renewed_from,
         )
-        serial, cert = self.ctx.sign_recorded(
+        reserved, cert = self.ctx.sign_recorded(
             reservation,
             lambda s: sign_leaf(
                 draft,
@@ -133,7 +133,7 @@ class CertificateService:
             ),
         )
         with self.ctx.store.transaction() as tx:
-            record = self.ctx.complete(tx, serial, cert)
+            record = self.ctx.complete(tx, reserved, cert)
             action = "cert.renew" if renewed_from is not None else "cert.issue"
             details = {
                 "issuer": ca.name,

@@ -14,6 +14,7 @@ from pkiforge.ca.models import (
     CARecord,
     CertificateQuery,
     CertificateRecord,
+    CertStatus,
     CRLRecord,
     Revocation,
 )
@@ -32,7 +33,13 @@ class CertificateRepository(Protocol):
         """Insert a record; raises Conflict if the serial is already known."""
 
     def update(self, record: CertificateRecord) -> None: ...
+    def activate(self, record: CertificateRecord) -> bool:
+        """Store `record` over its pending row; False if there is no pending row."""
+
     def get(self, serial: int) -> CertificateRecord | None: ...
+    def standing(self, serial: int) -> tuple[CertStatus, str | None] | None:
+        """Status and SHA-256 fingerprint only: the per-request identity check."""
+
     def search(self, query: CertificateQuery) -> list[CertificateRecord]: ...
     def count(self, query: CertificateQuery) -> int: ...
     def revoke(self, serial: int, revocation: Revocation) -> None: ...

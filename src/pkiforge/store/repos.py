@@ -121,7 +121,11 @@ _CERT_SELECT = select(*_CERT_COLUMNS).select_from(
     _CERTS.outerjoin(_REVS, _REVS.c.serial_number == _CERTS.c.serial_number)
 )
 _CERT_GET = _CERT_SELECT.where(_CERTS.c.serial_number == bindparam("b_serial"))
+_CERT_STANDING = select(_CERTS.c.status, _CERTS.c.fingerprint_sha256).where(
+    _CERTS.c.serial_number == bindparam("b_serial")
+)
 _CERT_UPDATE = update(_CERTS).where(_CERTS.c.serial_number == bindparam("b_serial"))
+_CERT_ACTIVATE = _CERT_UPDATE.where(_CERTS.c.status == CertStatus.PENDING.value)
 _CERT_INSERT: dict[str, Any] = {}
 
 
@@ -155,6 +159,10 @@ class SqlCertificateRepository(Repo):
         if _rowcount(self.c.execute(_CERT_UPDATE, values)) == 0:
             raise Conflict(f"serial {record.serial_hex} is not stored", field="serial")
 
+    def activate(self, record: CertificateRecord) -> bool:
+        values = {"b_serial": format_serial(record.serial), **self._values(record)}
+        return _rowcount(self.c.execute(_CERT_ACTIVATE, values)) == 1
+
     @staticmethod
     def _values(r: CertificateRecord) -> dict[str, Any]:
         return {
@@ -176,6 +184,10 @@ class SqlCertificateRepository(Repo):
     def get(self, serial: int) -> CertificateRecord | None:
         found = self.c.execute(_CERT_GET, {"b_serial": format_serial(serial)}).first()
         return self._domain(found) if found else None
+
+    def standing(self, serial: int) -> tuple[CertStatus, str | None] | None:
+        found = self.c.execute(_CERT_STANDING, {"b_serial": format_serial(serial)}).first()
+        return (CertStatus(found.status), found.fingerprint_sha256) if found else None
 
     def search(self, query: CertificateQuery) -> list[CertificateRecord]:
         stmt = (
