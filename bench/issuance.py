@@ -18,6 +18,7 @@ import shutil
 import socket
 import sqlite3
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,11 +33,13 @@ from bench.loadgen import Result, Target, run
 
 PASSPHRASE = "bench-passphrase-0123456789"
 CFSSL_SCHEMA = """
-CREATE TABLE certificates (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL,
-  ca_label blob, status blob NOT NULL, reason int, expiry timestamp, revoked_at timestamp,
-  pem blob NOT NULL, PRIMARY KEY(serial_number, authority_key_identifier));
-CREATE TABLE ocsp_responses (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL,
-  body blob NOT NULL, expiry timestamp, PRIMARY KEY(serial_number, authority_key_identifier));
+CREATE TABLE IF NOT EXISTS certificates (serial_number blob NOT NULL,
+  authority_key_identifier blob NOT NULL, ca_label blob, status blob NOT NULL, reason int,
+  expiry timestamp, revoked_at timestamp, pem blob NOT NULL,
+  PRIMARY KEY(serial_number, authority_key_identifier));
+CREATE TABLE IF NOT EXISTS ocsp_responses (serial_number blob NOT NULL,
+  authority_key_identifier blob NOT NULL, body blob NOT NULL, expiry timestamp,
+  PRIMARY KEY(serial_number, authority_key_identifier));
 """
 
 
@@ -175,6 +178,7 @@ def bench_cfssl(f: dict[str, Path], work: Path, args: argparse.Namespace) -> tup
     db = work / "cfssl.db"
     with sqlite3.connect(db) as conn:
         conn.executescript(CFSSL_SCHEMA)
+        before = int(conn.execute("SELECT count(*) FROM certificates").fetchone()[0])
     (work / "cfssl-db.json").write_text(json.dumps({"driver": "sqlite3", "data_source": str(db)}))
     (work / "cfssl-config.json").write_text(
         json.dumps(
@@ -243,7 +247,7 @@ def bench_cfssl(f: dict[str, Path], work: Path, args: argparse.Namespace) -> tup
         )
     with sqlite3.connect(db) as conn:
         stored = int(conn.execute("SELECT count(*) FROM certificates").fetchone()[0])
-    return result, stored
+    return result, stored - before
 
 
 def bench_pkiforge(f: dict[str, Path], args: argparse.Namespace) -> tuple[Result, int]:
@@ -290,6 +294,10 @@ def _count_pkiforge(home: Path) -> int:
         )
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--key-type", default="rsa2048", help="intermediate key: rsa2048, p256")
@@ -297,30 +305,57 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=2, help="pkiforge worker processes")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds of each server; medians shown"
+    )
     parser.add_argument("--only", choices=["cfssl", "pkiforge"], help="run one side only")
     args = parser.parse_args()
     if shutil.which("cfssl") is None:
         raise SystemExit("cfssl not found: apt-get install golang-cfssl")
     work = Path(tempfile.mkdtemp(prefix="pkiforge-bench-"))
+    rows: dict[str, list[tuple[Result, int]]] = {"cfssl": [], "pkiforge": []}
     try:
         f = prepare(work, args.key_type)
-        empty = (Result("-", 0, 0, 1.0, []), 0)
-        cf, cf_stored = bench_cfssl(f, work, args) if args.only != "pkiforge" else empty
-        pk, pk_stored = bench_pkiforge(f, args) if args.only != "cfssl" else empty
+        for i in range(args.rounds):
+            # alternate who goes first, so a machine that drifts during the run favours neither
+            order = ["cfssl", "pkiforge"] if i % 2 == 0 else ["pkiforge", "cfssl"]
+            for name in order:
+                if args.only in (None, name):
+                    rows[name].append(
+                        bench_cfssl(f, work, args) if name == "cfssl" else bench_pkiforge(f, args)
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
         f"intermediate {args.key_type}, {args.concurrency} concurrent clients, "
-        f"{args.duration:.0f} s after {args.warmup:.0f} s warm-up, "
+        f"{args.rounds} rounds of {args.duration:.0f} s after {args.warmup:.0f} s warm-up, "
         f"pkiforge workers={args.workers}, {os.cpu_count()} CPUs"
     )
-    print(f"{'server':10} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'stored*':>8}")
-    for r, stored in ((cf, cf_stored), (pk, pk_stored)):
+    print(f"{'server':10} {'round':>5} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    medians: dict[str, float] = {}
+    for name, results in rows.items():
+        for i, (r, stored) in enumerate(results):
+            if stored < r.requests:
+                raise SystemExit(f"{name} answered {r.requests} but stored only {stored}")
+            print(
+                f"{name:10} {i + 1:5d} {r.rate:9.1f} {r.pct(50):8.1f} {r.pct(99):8.1f} "
+                f"{r.errors:7d}"
+            )
+        if results:
+            medians[name] = _median([r.rate for r, _ in results])
+            print(
+                f"{name:10} {'med':>5} {medians[name]:9.1f} "
+                f"{_median([r.pct(50) for r, _ in results]):8.1f} "
+                f"{_median([r.pct(99) for r, _ in results]):8.1f}"
+            )
+    if len(medians) == 2:
+        ratios = [
+            p.rate / c.rate for (p, _), (c, _) in zip(rows["pkiforge"], rows["cfssl"], strict=True)
+        ]
         print(
-            f"{r.name:10} {r.rate:9.1f} {r.pct(50):8.1f} {r.pct(99):8.1f} {r.errors:7d} {stored:8d}"
+            f"ratio pkiforge/cfssl: {medians['pkiforge'] / medians['cfssl']:.2f}x of the medians; "
+            f"per round {', '.join(f'{r:.2f}x' for r in ratios)}"
         )
-    ratio = pk.rate / cf.rate if cf.rate else float("nan")
-    print(f"ratio pkiforge/cfssl: {ratio:.2f}x   (*stored: rows the run added, warm-up included)")
 
 
 if __name__ == "__main__":
