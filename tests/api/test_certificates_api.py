@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from cryptography import x509
 
 from pkiforge.ca.enrollment import EnrollmentService
+from tests.ca.helpers import snapshot
 
 from .helpers import Api, make_api, make_csr
 
@@ -228,3 +230,97 @@ async def test_metrics_count_lifecycle_and_expiry(api: Api) -> None:
     assert 'pkiforge_certificates_failed_total{issuer="nope",profile="service"} 1.0' in text
     assert 'pkiforge_certificates_expiring{within="30d"} 0.0' in text
     assert 'route="/api/v1/certificates/{serial}/renew"' in text
+
+
+METADATA = {"team": "payments", "cost_center": 4711, "tags": ["pci"], "on_call": {"tz": "UTC"}}
+
+
+async def test_metadata_is_stored_returned_and_kept_on_renewal(api: Api) -> None:
+    await register(api, "billing", ["billing.internal"])
+    csr = make_csr("billing.internal", ["billing.internal"])
+    r = await request(api, "billing", csr=csr, metadata=METADATA)
+    assert r.status_code == 201, r.text
+    serial = r.json()["serial"]
+    assert r.json()["metadata"] == METADATA
+    shown = await api.client.get(f"/api/v1/certificates/{serial}", headers=api.as_("billing"))
+    assert shown.status_code == 200 and shown.json()["metadata"] == METADATA
+
+    renewed = await api.client.post(
+        f"/api/v1/certificates/{serial}/renew", headers=api.as_("billing")
+    )
+    assert renewed.status_code == 201, renewed.text
+    assert renewed.json()["renewed_from"] == serial
+    assert renewed.json()["metadata"] == METADATA
+    successor = await api.client.get(renewed.headers["location"], headers=api.as_("billing"))
+    assert successor.json()["metadata"] == METADATA
+
+    plain = await issue(api)  # none sent: an empty object, and none in the audit entry
+    assert plain["metadata"] == {}
+    listed = await api.client.get(
+        "/api/v1/certificates?service_id=billing", headers=api.as_("billing")
+    )
+    by_serial = {c["serial"]: c["metadata"] for c in listed.json()["items"]}
+    assert by_serial[serial] == METADATA and by_serial[plain["serial"]] == {}
+    with api.pki.ctx.store.transaction(readonly=True) as tx:
+        issued = {e.subject: e.details for e in tx.audit.recent(10, action="cert.issue")}
+    assert issued[serial]["metadata"] == METADATA
+    assert "metadata" not in issued[plain["serial"]]
+
+
+async def test_metadata_with_a_server_made_key(api: Api) -> None:
+    await register(api, "orders", ["orders.internal"])
+    r = await request(
+        api, "orders", common_name="orders.internal", key_type="p256", metadata={"env": "prod"}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["metadata"] == {"env": "prod"}
+    assert api.pki.certificates.get(int(r.json()["serial"], 16)).metadata == {"env": "prod"}
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": True}
+    for _ in range(levels - 1):
+        value = {"n": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("metadata", "words"),
+    [
+        ({"blob": "x" * 4096}, "bytes"),
+        ({"blob": "é" * 2045}, "bytes"),  # 4098 bytes of UTF-8, 2053 characters
+        (_deep(5), "deeper than 4"),
+        ({"list": [[[["too deep"]]]]}, "deeper than 4"),
+        ({"n": float("inf")}, "plain JSON"),
+        ("not an object", "dictionary"),
+    ],
+    ids=["oversize", "oversize-utf8", "five-objects", "arrays", "infinity", "string"],
+)
+async def test_bad_metadata_is_refused_naming_it_and_stores_nothing(
+    api: Api, metadata: Any, words: str
+) -> None:
+    await register(api, "billing", ["billing.internal"])
+    before = snapshot(api.pki)
+    csr = make_csr("billing.internal", ["billing.internal"])
+    body = json.dumps({"csr": csr, "metadata": metadata})  # allows Infinity, as clients may
+    r = await api.client.post(
+        REQ, headers={**api.as_("billing"), "content-type": "application/json"}, content=body
+    )
+    assert r.status_code in (400, 422), r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    fields = [e["field"] for e in problem.get("errors", [])] or [problem.get("field")]
+    assert fields == ["metadata"], problem
+    assert words in problem["detail"], problem
+    assert snapshot(api.pki) == before
+    # the limit is the boundary: 4 levels are fine
+    r = await request(api, "billing", csr=csr, metadata=_deep(4))
+    assert r.status_code == 201, r.text
+    assert r.json()["metadata"] == _deep(4)
+
+
+async def test_metadata_limits_are_in_the_openapi_description(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    described = spec["components"]["schemas"]["CertificateRequest"]["properties"]["metadata"]
+    assert "4096 bytes" in described["description"]
+    assert "4 levels" in described["description"]

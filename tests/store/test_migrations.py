@@ -1,13 +1,19 @@
-"""Migrations apply on an empty database and match the table metadata exactly."""
+"""Migrations apply on an empty database, match the table metadata exactly, and upgrade (and
+downgrade) a database that already holds certificates."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+from pkiforge.ca.models import CertStatus
 from pkiforge.errors import InvalidInput, StoreUnavailable
 from pkiforge.store.db import (
     SqlStore,
@@ -17,7 +23,10 @@ from pkiforge.store.db import (
     make_engine,
     upgrade,
 )
-from pkiforge.store.tables import Base
+from pkiforge.store.repos import SqlCertificateRepository
+from pkiforge.store.tables import Base, CARow, CertificateRow, RevocationRow
+
+from .helpers import NOW, cert_record, certificate
 
 TABLES = {"alembic_version", *Base.metadata.tables}
 CORE_TABLES = {"audit_log", "cas", "certificates", "crls", "revocations", "services"}
@@ -82,3 +91,80 @@ def test_unreachable_postgres_is_store_unavailable() -> None:
         SqlStore.open("postgresql://nobody:s3cret-pw@127.0.0.1:1/none")
     assert str(info.value).startswith("database unavailable:")
     assert "s3cret-pw" not in str(info.value)
+
+
+def _certificates_0002() -> Any:
+    """`certificates` as revision 0002 left it (no metadata), for rows written before 0003."""
+    return sa.table(
+        "certificates",
+        *(sa.column(c.name, c.type) for c in CertificateRow.__table__.c if c.name != "metadata"),
+    )
+
+
+def test_upgrade_from_0002_keeps_certificates_and_adds_empty_metadata(store_url: str) -> None:
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0002")
+        old = cert_record(0x1001, certificate=certificate(0x1001), fingerprint="cd" * 32)
+        revoked = cert_record(0x1002, status=CertStatus.REVOKED)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(CARow.__table__),
+                {
+                    "name": "services",
+                    "kind": "intermediate",
+                    "status": "active",
+                    "created_at": NOW,
+                    "crl_number": 0,
+                },
+            )
+            for r in (old, revoked):
+                values = SqlCertificateRepository._values(r)
+                del values["metadata"]
+                conn.execute(
+                    sa.insert(_certificates_0002()), {"serial_number": r.serial_hex, **values}
+                )
+            conn.execute(
+                sa.insert(RevocationRow.__table__),
+                {
+                    "serial_number": "1002",
+                    "reason": "superseded",
+                    "revoked_at": NOW,
+                    "revoked_by": "t",
+                },
+            )
+        assert current_revision(engine) == "0002"
+        assert upgrade(engine) == ("0002", head_revision())
+        with engine.connect() as conn:
+            raw = conn.execute(sa.text("SELECT serial_number, metadata FROM certificates")).all()
+        assert sorted(raw) == [("1001", None), ("1002", None)]  # SQL NULL, not JSON null
+    finally:
+        engine.dispose()
+
+    store = SqlStore.open(store_url)
+    try:
+        with store.transaction() as tx:
+            back = tx.certificates.get(0x1001)
+            assert back == old and back.metadata == {}
+            gone = tx.certificates.get(0x1002)
+            assert gone is not None and gone.revocation is not None and gone.metadata == {}
+            tx.certificates.update(replace(old, metadata={"team": "payments"}))
+            tx.certificates.add(cert_record(0x1003, metadata={"n": {"a": [1, 2]}}))
+        with store.transaction(readonly=True) as tx:
+            assert tx.certificates.get(0x1001) == replace(old, metadata={"team": "payments"})
+            third = tx.certificates.get(0x1003)
+            assert third is not None and third.metadata == {"n": {"a": [1, 2]}}
+        # and back: the column goes, every row (and the revocation pointing at one) stays
+        with store.engine.begin() as conn:
+            command.downgrade(_alembic_config(conn), "0002")
+        assert current_revision(store.engine) == "0002"
+        columns = {c["name"] for c in inspect(store.engine).get_columns("certificates")}
+        assert "metadata" not in columns and "renewed_from" in columns
+        with store.engine.connect() as conn:
+            serials = conn.execute(sa.text("SELECT serial_number FROM certificates")).scalars()
+            assert sorted(serials) == ["1001", "1002", "1003"]
+            revs = conn.execute(sa.text("SELECT serial_number FROM revocations")).scalars()
+            assert list(revs) == ["1002"]
+    finally:
+        store.close()

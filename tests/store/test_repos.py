@@ -64,6 +64,7 @@ def test_certificate_round_trip_every_field(store: SqlStore) -> None:
         certificate=cert,
         server_generated_key=True,
         renewed_from=2**100 + 1,
+        metadata={"team": "payments", "ünï": ["✓", 1, 2.5, None, True], "n": {"a": {"b": 1}}},
     )
     revocation = Revocation(
         x509.ReasonFlags.key_compromise,

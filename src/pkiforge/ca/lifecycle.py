@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.hierarchy import ROOT_NAME
 from pkiforge.ca.issue import sign_leaf
+from pkiforge.ca.metadata import check_metadata
 from pkiforge.ca.models import (
     OPERATOR,
     Actor,
@@ -43,6 +45,7 @@ class IssueRequest:
     issuer: str | None = None
     validity: dt.timedelta | None = None
     public_key: CertificatePublicKeyTypes | None = None  # None: `issue_with_new_key` makes one
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # stored with the certificate
 
 
 def parse_names(values: Sequence[str], *, allow_wildcard: bool) -> list[SubjectName]:
@@ -110,6 +113,7 @@ class CertificateService:
         """
         ca = self._issuer(request.issuer)
         draft = self._draft(request, ca)  # refuse bad requests before touching the key
+        metadata = check_metadata(request.metadata)
         signer = self.ctx.signer(ca)
         reservation = CertificateRecord(
             serial=0,
@@ -122,6 +126,7 @@ class CertificateService:
             service_id=draft.service_id,
             server_generated_key=server_generated_key,
             renewed_from=renewed_from,
+            metadata=metadata,
         )
         reserved, cert = self.ctx.sign_recorded(
             reservation,
@@ -135,7 +140,7 @@ class CertificateService:
         with self.ctx.store.transaction() as tx:
             record = self.ctx.complete(tx, reserved, cert)
             action = "cert.renew" if renewed_from is not None else "cert.issue"
-            details = {
+            details: dict[str, Any] = {
                 "issuer": ca.name,
                 "profile": draft.profile.name,
                 "service": draft.service_id,
@@ -145,6 +150,8 @@ class CertificateService:
             }
             if renewed_from is not None:
                 details["renewed_from"] = f"{renewed_from:x}"
+            if metadata:
+                details["metadata"] = metadata
             self.ctx.audit(tx, actor, action, record.serial_hex, details)
         return record
 
@@ -205,6 +212,7 @@ class CertificateService:
             old.issuer,
             keep if validity is None else validity,
             public_key,
+            old.metadata,  # the successor carries what the requester attached to the original
         )
         return self.issue(request, actor, renewed_from=old.serial)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -88,6 +89,8 @@ class CertificateRecord:
     server_generated_key: bool = False
     renewed_from: int | None = None
     revocation: Revocation | None = None
+    # the requester's JSON object (see ca/metadata.py); not hashed: a dict is not hashable
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def serial_hex(self) -> str:

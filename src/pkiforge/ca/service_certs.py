@@ -24,6 +24,7 @@ from pkiforge.ca.authorization import (
 )
 from pkiforge.ca.enrollment import EnrollmentService, TokenSecret
 from pkiforge.ca.lifecycle import CertificateService, IssueRequest, parse_names
+from pkiforge.ca.metadata import check_metadata
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus
 from pkiforge.ca.ports import IssuanceEvents, RateLimiter
 from pkiforge.ca.profiles import get_profile
@@ -210,7 +211,7 @@ class ServiceCertificates:
         if order.csr is not None:
             if order.key_type is not None:
                 raise InvalidInput("send either a CSR or a key_type, not both", field="key_type")
-            return self.certificates.request_from_csr(
+            request = self.certificates.request_from_csr(
                 order.csr,
                 common_name=order.common_name,
                 extra_names=order.names,
@@ -219,6 +220,7 @@ class ServiceCertificates:
                 issuer=order.issuer,
                 validity=order.validity,
             )
+            return replace(request, metadata=check_metadata(order.metadata))
         names = parse_names(order.names, allow_wildcard=wild)
         cn = order.common_name or next((n.value for n in names if n.kind != "URI"), None)
         if cn is None:
@@ -227,7 +229,15 @@ class ServiceCertificates:
             )
         if order.key_type is None:
             raise InvalidInput("send a CSR, or a key_type for a server-made key", field="csr")
-        return IssueRequest(cn, names, target, order.profile, order.issuer, order.validity)
+        return IssueRequest(
+            cn,
+            names,
+            target,
+            order.profile,
+            order.issuer,
+            order.validity,
+            metadata=check_metadata(order.metadata),
+        )
 
     def _check_token_order(self, order: CertificateOrder, caller: Caller, target: str) -> None:
         if target != caller.service_id:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -12,6 +13,7 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+from rich.markup import escape
 
 from pkiforge.ca.crl import parse_reason, reason_name
 from pkiforge.ca.lifecycle import IssueRequest, parse_names
@@ -72,6 +74,7 @@ def record_json(state: CliState, r: CertificateRecord) -> dict[str, object]:
         "key": describe_key(r.certificate.public_key()) if r.certificate else None,
         "server_generated_key": r.server_generated_key,
         "renewed_from": format(r.renewed_from, "x") if r.renewed_from is not None else None,
+        "metadata": dict(r.metadata),
         "revocation": None
         if rev is None
         else {
@@ -90,6 +93,12 @@ def _show(state: CliState, record: CertificateRecord, json_out: bool) -> None:
         return
     rev = data.pop("revocation")
     data["names"] = ", ".join(record.names)
+    # one line of JSON; escaped, as brackets in it would otherwise be read as Rich markup
+    data["metadata"] = (
+        escape(json.dumps(record.metadata, ensure_ascii=False, sort_keys=True))
+        if record.metadata
+        else None
+    )
     pairs = list(data.items())
     if isinstance(rev, dict):
         pairs += [(f"revocation {k}", v) for k, v in rev.items()]

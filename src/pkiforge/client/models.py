@@ -87,6 +87,7 @@ class Certificate:
     private_key_pem: str | None = field(default=None, repr=False)
     revocation: Revocation | None = None
     renewed_from: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_json(cls, data: Json) -> Certificate:
@@ -109,6 +110,7 @@ class Certificate:
             private_key_pem=data.get("private_key_pem"),
             revocation=Revocation.from_json(revocation) if revocation else None,
             renewed_from=data.get("renewed_from"),
+            metadata=dict(data.get("metadata") or {}),
         )
 
     @property

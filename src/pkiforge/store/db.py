@@ -27,7 +27,7 @@ from pkiforge.store.unit import Unit
 MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
 # opening a store needs one query instead of importing alembic (a third of CLI start-up)
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 READONLY = "pkiforge_readonly"
 
 

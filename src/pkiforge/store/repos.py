@@ -179,6 +179,7 @@ class SqlCertificateRepository(Repo):
             "pem": _pem(r.certificate),
             "server_generated_key": r.server_generated_key,
             "renewed_from": format_serial(r.renewed_from) if r.renewed_from is not None else None,
+            "metadata": dict(r.metadata) or None,  # SQL NULL when empty, like rows before 0003
         }
 
     def get(self, serial: int) -> CertificateRecord | None:
@@ -280,6 +281,7 @@ class SqlCertificateRepository(Repo):
             server_generated_key=row.server_generated_key,
             renewed_from=int(row.renewed_from, 16) if row.renewed_from else None,
             revocation=revocation,
+            metadata=row.metadata or {},
         )
 
 

@@ -75,6 +75,11 @@ class CertificateRow(Base):
     pem: Mapped[str | None] = mapped_column(Text)
     server_generated_key: Mapped[bool] = mapped_column(Boolean, default=False)
     renewed_from: Mapped[str | None] = mapped_column(String(40))
+    # the requester's JSON object, SQL NULL when empty; `metadata` is taken on declarative
+    # classes, hence the attribute name (the column, and Core statements, use `metadata`)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column(
+        "metadata", JSON(none_as_null=True), nullable=True
+    )
 
 
 class RevocationRow(Base):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Annotated, Any, Literal
 
 from cryptography import x509
@@ -11,11 +10,18 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from pkiforge.ca.crl import reason_name
+from pkiforge.ca.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from pkiforge.ca.models import CertificateRecord
+from pkiforge.errors import InvalidInput
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
-MAX_METADATA_BYTES = 4096
+METADATA_DESCRIPTION = (
+    "Your own JSON object, stored with the certificate and returned with it (renewals keep "
+    f"it). At most {MAX_METADATA_BYTES} bytes as compact UTF-8 JSON, objects and arrays "
+    f"nested at most {MAX_METADATA_DEPTH} levels deep (this object is level 1), string keys; "
+    "anything else is refused naming `metadata` and nothing is stored."
+)
 
 
 class _Strict(BaseModel):
@@ -37,14 +43,15 @@ class CertificateRequest(_Strict):
     key_type: str | None = Field(
         default=None, max_length=16, description="server-made key, only without a CSR"
     )
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict, description=METADATA_DESCRIPTION)
 
     @field_validator("metadata")
     @classmethod
-    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(value, default=str)) > MAX_METADATA_BYTES:
-            raise ValueError(f"at most {MAX_METADATA_BYTES} bytes of JSON")
-        return value
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return check_metadata(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None  # a 422 naming `metadata`
 
 
 class CertificateFilters(_Strict):
@@ -92,6 +99,9 @@ class CertificateOut(BaseModel):
     private_key_pem: str | None = None
     revocation: RevocationOut | None = None
     renewed_from: str | None = None
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="what was sent as `metadata` when requested"
+    )
 
 
 class CertificateList(BaseModel):
@@ -137,4 +147,5 @@ def certificate_out(
             invalidity_date=rev.invalidity_date,
         ),
         renewed_from=format(record.renewed_from, "x") if record.renewed_from is not None else None,
+        metadata=dict(record.metadata),
     )
