@@ -51,7 +51,7 @@ def _public_pem(key: object) -> str:
     ).decode()
 
 
-def build_app(keys_file: Path, redis_url: str, prefix: str) -> object:
+def build_app(keys_file: Path, redis_url: str, prefix: str, inline: bool = False) -> object:
     """The app under test: one endpoint, exempt at /open, signed at /hello."""
     import datetime as dt
 
@@ -60,7 +60,7 @@ def build_app(keys_file: Path, redis_url: str, prefix: str) -> object:
 
     from pkiforge.auth import InMemoryKeyResolver, RedisNonceStore, RegisteredKey, RequestVerifier
     from pkiforge.auth.algorithms import algorithm_for_key, load_public_key
-    from pkiforge.auth.middleware import SignatureAuthMiddleware
+    from pkiforge.auth.middleware import MiddlewareOptions, SignatureAuthMiddleware
 
     registered = []
     for key_id, pem in json.loads(keys_file.read_text()).items():
@@ -80,14 +80,19 @@ def build_app(keys_file: Path, redis_url: str, prefix: str) -> object:
     # the three-line integration
     nonces = RedisNonceStore(redis.Redis.from_url(redis_url), prefix=prefix)
     verifier = RequestVerifier(keys=InMemoryKeyResolver(registered), nonces=nonces)
-    app.add_middleware(SignatureAuthMiddleware, verifier=verifier, exempt_paths=["/open"])
+    app.add_middleware(
+        SignatureAuthMiddleware,
+        verifier=verifier,
+        exempt_paths=["/open"],
+        options=MiddlewareOptions(inline=inline),  # --inline: Redis is on this machine
+    )
     return app
 
 
-def serve(port: int, keys_file: Path, redis_url: str, prefix: str) -> None:
+def serve(port: int, keys_file: Path, redis_url: str, prefix: str, inline: bool) -> None:
     import uvicorn
 
-    app = build_app(keys_file, redis_url, prefix)
+    app = build_app(keys_file, redis_url, prefix, inline)
     uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", log_level="warning")  # type: ignore[arg-type]
 
 
@@ -174,12 +179,17 @@ def main() -> None:
         default=20000,
         help="pre-signed requests per scenario (warm-up included)",
     )
+    parser.add_argument(
+        "--inline",
+        action="store_true",
+        help="verify in the event loop (MiddlewareOptions.inline), not in a worker thread",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--keys-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.keys_file, args.redis, args.prefix)
+        serve(args.serve, args.keys_file, args.redis, args.prefix, args.inline)
         return
     from pkiforge.client.auth import SigningAuth
 
@@ -190,7 +200,7 @@ def main() -> None:
         keys_file.write_text(json.dumps({name: _public_pem(k) for name, k in keys.items()}))
         port = _free_port()
         cmd = [sys.executable, __file__, "--serve", str(port), "--keys-file", str(keys_file)]
-        cmd += ["--redis", args.redis, "--prefix", prefix]
+        cmd += ["--redis", args.redis, "--prefix", prefix, *(["--inline"] if args.inline else [])]
         server = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             base = f"http://127.0.0.1:{port}"
@@ -214,6 +224,7 @@ def main() -> None:
 def _report(results: dict[str, tuple[float, int]], args: argparse.Namespace) -> None:
     base = results["unsigned"][0]
     mode = "pre-signed requests (server cost)" if args.presign else "signed live by the client"
+    mode += ", verified inline" if args.inline else ", verified in a worker thread"
     print(
         f"\n{mode}; GET, one uvicorn worker (httptools), {args.concurrency} keep-alive clients, "
         f"{args.duration:.0f} s each after {args.warmup:.0f} s warm-up, nonces in Redis, "

@@ -48,8 +48,13 @@ def registry() -> CollectorRegistry:
     return CollectorRegistry()
 
 
-@pytest.fixture
-def app(verifier: RequestVerifier, registry: CollectorRegistry, clock: FixedClock) -> Starlette:
+@pytest.fixture(params=[False, True], ids=["in-thread", "inline"])
+def app(
+    verifier: RequestVerifier,
+    registry: CollectorRegistry,
+    clock: FixedClock,
+    request: pytest.FixtureRequest,
+) -> Starlette:
     app = Starlette(
         routes=[Route("/whoami", whoami, methods=["GET", "POST"]), Route("/health", health)]
     )
@@ -59,7 +64,7 @@ def app(verifier: RequestVerifier, registry: CollectorRegistry, clock: FixedCloc
         exempt_paths={"/health"},
         failures=InMemoryFailureTracker(FailurePolicy(3, 60, 120), clock=clock),
         metrics=AuthMetrics(registry),
-        options=MiddlewareOptions(max_body_bytes=1024),
+        options=MiddlewareOptions(max_body_bytes=1024, inline=request.param),
     )
     return app
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +29,7 @@ from pkiforge.auth.ratelimit import FailureTracker
 from pkiforge.auth.verify import RequestVerifier, VerifiedIdentity
 from pkiforge.errors import AuthenticationFailed, RateLimited, StoreUnavailable
 
+T = TypeVar("T")
 __all__ = [
     "SECURITY_HEADERS",
     "MiddlewareOptions",
@@ -58,6 +61,11 @@ class MiddlewareOptions:
     # terminates TLS or rewrites Host; None uses the request's own scheme and Host.
     trusted_origin: str | None = None
     state_key: str = "identity"
+    # Run the lockout check and the verification in the event loop instead of a worker
+    # thread: for key, nonce and lockout stores that answer in well under a millisecond
+    # (memory, Redis or SQLite on this machine). A thread hop costs more than such a check;
+    # leave False when a store may be slow to answer (a remote database).
+    inline: bool = False
 
 
 class _Refused(Exception):
@@ -117,11 +125,9 @@ class SignatureAuthMiddleware:
     ) -> tuple[VerifiedIdentity, Receive]:
         client = _client_address(scope)
         try:
-            if self.failures is not None:
-                await anyio.to_thread.run_sync(self.failures.check, client)
             body = await _read_body(scope, receive, self.options.max_body_bytes)
             request = request_from_scope(scope, body, self.options.trusted_origin)
-            identity = await self._verify(request)
+            identity = await self._verify(client, request)
         except RateLimited as exc:
             self._count(Outcome.BLOCKED)
             raise _Refused(
@@ -139,19 +145,30 @@ class SignatureAuthMiddleware:
         self._count(Outcome.SUCCESS, identity.scheme)
         return identity, _replay(body, receive)
 
-    async def _verify(self, request: HttpRequest) -> VerifiedIdentity:
+    async def _verify(self, client: str, request: HttpRequest) -> VerifiedIdentity:
         started = time.perf_counter()
         try:
-            return await anyio.to_thread.run_sync(self.verifier.verify, request)
+            return await self._blocking(partial(self._check_and_verify, client, request))
         finally:
             if self.metrics is not None:
                 self.metrics.observe(time.perf_counter() - started)
+
+    def _check_and_verify(self, client: str, request: HttpRequest) -> VerifiedIdentity:
+        # one trip to a thread for both: each trip costs about as much as the check itself
+        if self.failures is not None:
+            self.failures.check(client)
+        return self.verifier.verify(request)
+
+    async def _blocking(self, call: Callable[[], T]) -> T:
+        if self.options.inline:
+            return call()
+        return await anyio.to_thread.run_sync(call)
 
     async def _record_failure(self, client: str) -> None:
         if self.failures is None:
             return
         try:
-            await anyio.to_thread.run_sync(self.failures.record_failure, client)
+            await self._blocking(partial(self.failures.record_failure, client))
         except StoreUnavailable:
             self._count(Outcome.UNAVAILABLE)  # the request is refused anyway
 
