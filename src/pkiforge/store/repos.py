@@ -160,7 +160,15 @@ class SqlCertificateRepository(Repo):
             raise Conflict(f"serial {record.serial_hex} is not stored", field="serial")
 
     def activate(self, record: CertificateRecord) -> bool:
-        values = {"b_serial": format_serial(record.serial), **self._values(record)}
+        # only what signing added: an UPDATE naming every column also rewrites every index
+        values = {
+            "b_serial": format_serial(record.serial),
+            "status": record.status.value,
+            "not_before": _ts(record.not_before),
+            "not_after": _ts(record.not_after),
+            "fingerprint_sha256": record.fingerprint,
+            "pem": _pem(record.certificate),
+        }
         return _rowcount(self.c.execute(_CERT_ACTIVATE, values)) == 1
 
     @staticmethod
