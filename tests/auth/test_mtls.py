@@ -120,33 +120,34 @@ def test_identity_is_the_spiffe_service_and_the_store_is_asked_every_time(ca) ->
     assert store.asked == 3  # revocation is never cached
 
 
-def test_revocation_after_a_cached_success_is_seen_at_once(ca) -> None:  # type: ignore[no-untyped-def]
+def _accepted_once(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    issuers: list[x509.Certificate],
+) -> tuple[Store, FixedClock, x509.Certificate, ClientCertificateVerifier]:
+    """A verifier that has accepted a fresh leaf once, so its static checks are remembered."""
     store, clock = Store(), FixedClock(NOW)
     leaf = _leaf(ca)
     store.issue(leaf)
-    verifier = _verifier([ca[0]], store, clock)
+    verifier = _verifier(issuers, store, clock)
     verifier.verify(leaf)
+    return store, clock, leaf, verifier
+
+
+def test_revocation_after_a_cached_success_is_seen_at_once(ca) -> None:  # type: ignore[no-untyped-def]
+    store, _, leaf, verifier = _accepted_once(ca, [ca[0]])
     store.rows[leaf.serial_number] = (CertStatus.REVOKED, _fingerprint(leaf))
     assert _refused(verifier, leaf) == "revoked"
 
 
 def test_expiry_after_a_cached_success_is_seen(ca) -> None:  # type: ignore[no-untyped-def]
-    store, clock = Store(), FixedClock(NOW)
-    leaf = _leaf(ca)
-    store.issue(leaf)
-    verifier = _verifier([ca[0]], store, clock)
-    verifier.verify(leaf)
+    _, clock, leaf, verifier = _accepted_once(ca, [ca[0]])
     clock.advance(dt.timedelta(days=2))
     assert _refused(verifier, leaf) == "expired"
 
 
 def test_an_issuer_that_is_no_longer_active_stops_its_cached_certificates(ca) -> None:  # type: ignore[no-untyped-def]
-    store, clock = Store(), FixedClock(NOW)
-    leaf = _leaf(ca)
-    store.issue(leaf)
     issuers = [ca[0]]
-    verifier = _verifier(issuers, store, clock)
-    verifier.verify(leaf)
+    _, _, leaf, verifier = _accepted_once(ca, issuers)
     issuers.clear()
     assert _refused(verifier, leaf) == "untrusted"
 

@@ -24,8 +24,12 @@ async def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-async def client_address(request: Request) -> str | None:
+def peer_address(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+async def client_address(request: Request) -> str | None:
+    return peer_address(request)
 
 
 AddressDep = Annotated[str | None, Depends(client_address)]
@@ -37,7 +41,7 @@ def client_certificate(request: Request, state: StateDep) -> x509.Certificate | 
     if cert is not None:
         return cert
     header = request.headers.get(state.settings.server.client_cert_header)
-    if header and state.is_trusted_proxy(request.client.host if request.client else None):
+    if header and state.is_trusted_proxy(peer_address(request)):
         try:
             return x509.load_pem_x509_certificate(unquote(header).encode())
         except ValueError:

@@ -38,19 +38,26 @@ AuditHook = Callable[[SqlTransaction, Actor, str, str | None, dict[str, Any]], N
 
 
 @contextmanager
-def _transaction(store: SqlStore, what: str, *, whole: bool = False) -> Iterator[Any]:
-    """A session (the whole transaction if `whole`); database failures become `StoreUnavailable`.
+def _transaction(store: SqlStore, what: str) -> Iterator[SqlTransaction]:
+    """One transaction; database failures become `StoreUnavailable`.
 
     Raises:
         StoreUnavailable: the database failed (integrity violations propagate as they are).
     """
     try:
         with store.transaction() as tx:
-            yield tx if whole else tx.session
+            yield tx
     except SAIntegrityError:
         raise
     except SQLAlchemyError as exc:
         raise StoreUnavailable(f"{what} unavailable: {type(exc).__name__}") from None
+
+
+@contextmanager
+def _session(store: SqlStore, what: str) -> Iterator[Session]:
+    """The ORM session of `_transaction`."""
+    with _transaction(store, what) as tx:
+        yield tx.session
 
 
 def _insert(session: Session, table: type[Any]) -> Any:
@@ -76,12 +83,12 @@ class SqlKeyRepository:
         self._audit = audit
 
     def get(self, key_id: str) -> RegisteredKey | None:
-        with _transaction(self._store, "key store") as s:
+        with _session(self._store, "key store") as s:
             row = s.get(SigningKeyRow, key_id)
             return _domain(row) if row else None
 
     def by_fingerprint(self, fingerprint: str) -> RegisteredKey | None:
-        with _transaction(self._store, "key store") as s:
+        with _session(self._store, "key store") as s:
             row = s.scalar(
                 select(SigningKeyRow).where(SigningKeyRow.fingerprint_sha256 == fingerprint)
             )
@@ -101,7 +108,7 @@ class SqlKeyRepository:
             raise StoreUnavailable(f"key store unavailable: {type(exc).__name__}") from None
 
     def save_revocation(self, key: RegisteredKey, actor: Actor) -> None:
-        with _transaction(self._store, "key store", whole=True) as tx:
+        with _transaction(self._store, "key store") as tx:
             result = tx.session.execute(
                 update(SigningKeyRow)
                 .where(SigningKeyRow.key_id == key.key_id, SigningKeyRow.status == "active")
@@ -134,14 +141,14 @@ class SqlKeyRepository:
         if query.client_name is not None:
             stmt = stmt.where(SigningKeyRow.client_name == query.client_name)
         stmt = stmt.order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.key_id)
-        with _transaction(self._store, "key store") as s:
+        with _session(self._store, "key store") as s:
             rows = s.scalars(stmt.limit(query.limit).offset(query.offset)).all()
             return [_domain(row) for row in rows]
 
     def count_by_status(self) -> dict[str, int]:
         """How many keys are in each status."""
         stmt = select(SigningKeyRow.status, func.count()).group_by(SigningKeyRow.status)
-        with _transaction(self._store, "key store") as s:
+        with _session(self._store, "key store") as s:
             return {str(status): int(n) for status, n in s.execute(stmt)}
 
     def usage(self, key_id: str, since: dt.date) -> list[DailyUsage]:
@@ -150,14 +157,14 @@ class SqlKeyRepository:
             .where(KeyUsageRow.key_id == key_id, KeyUsageRow.day >= since)
             .order_by(KeyUsageRow.day)
         )
-        with _transaction(self._store, "key store") as s:
+        with _session(self._store, "key store") as s:
             return [DailyUsage(r.key_id, r.day, r.successes, r.failures) for r in s.scalars(stmt)]
 
     def events(self, key_id: str | None, limit: int) -> list[AuthEvent]:
         stmt = select(AuthEventRow).order_by(AuthEventRow.id.desc()).limit(limit)
         if key_id is not None:
             stmt = stmt.where(AuthEventRow.key_id == key_id)
-        with _transaction(self._store, "key store") as s:
+        with _session(self._store, "key store") as s:
             return [
                 AuthEvent(utc(r.at), r.key_id, r.address, r.method, r.path, r.outcome, r.reason)
                 for r in s.scalars(stmt)
@@ -234,7 +241,7 @@ class SqlNonceStore:
         name = stored_nonce_key(key_id, nonce)
         until = now + dt.timedelta(seconds=max(1, ttl_seconds))
         try:
-            with _transaction(self._store, "nonce store") as s:
+            with _session(self._store, "nonce store") as s:
                 if self._purge_due(now):
                     s.execute(delete(NonceRow).where(NonceRow.expires_at <= now))
                 stmt = _insert(s, NonceRow).values(nonce_key=name, expires_at=until)
@@ -265,7 +272,7 @@ class SqlUsageSink:
         self._store = store
 
     def write(self, batch: UsageBatch) -> None:
-        with _transaction(self._store, "usage store") as s:
+        with _session(self._store, "usage store") as s:
             if batch.events:
                 s.execute(insert(AuthEventRow), [_event_row(e) for e in batch.events])
             wanted = {key for key, _ in batch.counts} | set(batch.last_used)
