@@ -1,4 +1,4 @@
-"""A small closed-loop HTTPS load generator: N workers, keep-alive connections, client certs.
+"""A small closed-loop HTTP(S) load generator: N workers, keep-alive connections, client certs.
 
 Each worker sends one request at a time on its own TLS connection for a fixed duration (after a
 warm-up) and records every latency. HTTP/1.1 is spoken directly over asyncio streams (fixed
@@ -35,6 +35,10 @@ class Target:
     ok: Callable[[int, bytes], bool] = _created
     method: str = "POST"
     headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+    # Ready-made request bytes, one per request (pre-signed requests, say): when set, each
+    # request is the next of these instead of the fixed one built from the fields above; None
+    # when there are no more (the worker stops, and the result says it ran out).
+    supply: Callable[[], bytes | None] | None = None
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Result:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    ran_out: int = 0  # workers that stopped early for want of ready-made requests
 
     @property
     def rate(self) -> float:
@@ -57,7 +62,9 @@ class Result:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
 
 
-def _ssl(target: Target) -> ssl.SSLContext:
+def _ssl(target: Target) -> ssl.SSLContext | None:
+    if urlsplit(target.url).scheme == "http":
+        return None
     ctx = ssl.create_default_context(cafile=target.ca_file)
     ctx.load_cert_chain(target.cert_file, target.key_file)
     return ctx
@@ -65,7 +72,8 @@ def _ssl(target: Target) -> ssl.SSLContext:
 
 def _request_bytes(target: Target) -> tuple[str, int, bytes]:
     url = urlsplit(target.url)
-    host, port = url.hostname or "127.0.0.1", url.port or 443
+    host = url.hostname or "127.0.0.1"
+    port = url.port or (80 if url.scheme == "http" else 443)
     lines = [
         f"{target.method} {url.path or '/'}{'?' + url.query if url.query else ''} HTTP/1.1",
         f"Host: {url.netloc}",
@@ -92,7 +100,7 @@ async def _exchange(
 
 async def _worker(
     target: Target,
-    ctx: ssl.SSLContext,
+    ctx: ssl.SSLContext | None,
     start: float,
     stop: float,
     out: list[float],
@@ -107,6 +115,12 @@ async def _worker(
             t0 = time.perf_counter()
             if t0 >= stop:
                 return
+            if target.supply is not None:
+                supplied = target.supply()
+                if supplied is None:
+                    errors.append(0)  # ran out: counted apart from failed requests
+                    return
+                request = supplied
             try:
                 status, body = await asyncio.wait_for(_exchange(reader, writer, request), 30.0)
                 good = target.ok(status, body)
@@ -139,7 +153,7 @@ async def _run(
             for _ in range(concurrency)
         ]
     )
-    return Result(target.name, len(latencies), len(errors), duration, latencies)
+    return Result(target.name, len(latencies), sum(errors), duration, latencies, errors.count(0))
 
 
 def run(

@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 DATA = Path(__file__).parent / "data"
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def redis_or_skip() -> redis.Redis:
+    """A client for the Redis on 127.0.0.1:6379 (skips the test when there is none)."""
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        pytest.skip(f"Redis is not reachable on 127.0.0.1:6379 ({type(exc).__name__})")
+    return client
+
+
+def drop_prefix(client: redis.Redis, prefix: str) -> None:
+    """Delete every key under `prefix` (each test run uses its own)."""
+    for name in client.scan_iter(match=f"{prefix}*"):
+        client.delete(name)
+
+
+@pytest.fixture
+def redis_client() -> Iterator[tuple[redis.Redis, str]]:
+    """A Redis client and a key prefix of this test's own, emptied afterwards."""
+    client = redis_or_skip()
+    prefix = f"pkiforge-test-{uuid.uuid4()}:"
+    yield client, prefix
+    drop_prefix(client, prefix)
+    client.close()
 
 
 def data_file(name: str) -> bytes:

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from cryptography.hazmat.primitives import serialization
 
 from pkiforge.client.auth import RequestSigner
+from tests.conftest import drop_prefix, redis_or_skip
 
 from .helpers import WHITELIST
 from .server import Home, Server, make_home, start_server
@@ -22,15 +22,10 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def redis_prefix() -> Iterator[str]:
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.exceptions.RedisError as exc:
-        pytest.skip(f"Redis is not reachable on 127.0.0.1:6379 ({type(exc).__name__})")
+    client = redis_or_skip()
     prefix = f"pkiforge-test-{uuid.uuid4()}:"
     yield prefix
-    for name in client.scan_iter(match=f"{prefix}*"):
-        client.delete(name)
+    drop_prefix(client, prefix)
     client.close()
 
 

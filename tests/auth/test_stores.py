@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -31,21 +29,6 @@ from pkiforge.errors import (
 )
 
 from .support import NOW, registered, sign, signer_for
-
-
-@pytest.fixture
-def redis_client() -> Iterator[tuple[redis.Redis, str]]:
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.exceptions.RedisError as exc:
-        pytest.skip(f"Redis is not reachable on 127.0.0.1:6379 ({type(exc).__name__})")
-    prefix = f"pkiforge-test-{uuid.uuid4()}:"
-    yield client, prefix
-    for name in client.scan_iter(match=f"{prefix}*"):
-        client.delete(name)
-    client.close()
-
 
 # Registered keys and resolvers
 

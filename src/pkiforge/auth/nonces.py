@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.errors import StoreUnavailable
+from pkiforge.redis_calls import RedisCalls
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -78,15 +79,20 @@ class RedisNonceStore:
     """Nonces in Redis, shared by every replica: one atomic `SET key 1 NX EX ttl`."""
 
     def __init__(self, client: Redis, *, prefix: str = "pkiforge:nonce:") -> None:
-        self._client = client
+        self._call = RedisCalls(client)
         self._prefix = prefix
 
     def check_and_store(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
         from redis.exceptions import RedisError
 
         try:
-            stored = self._client.set(
-                self._prefix + nonce_key(key_id, nonce), b"1", nx=True, ex=max(1, ttl_seconds)
+            stored = self._call(
+                "SET",
+                self._prefix + nonce_key(key_id, nonce),
+                b"1",
+                "NX",
+                "EX",
+                max(1, ttl_seconds),
             )
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"nonce store unavailable: {type(exc).__name__}") from exc

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.errors import RateLimited, StoreUnavailable
+from pkiforge.redis_calls import RedisCalls
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -118,6 +119,7 @@ class RedisFailureTracker:
         prefix: str = "pkiforge:authfail:",
     ) -> None:
         self._client = client
+        self._pttl = RedisCalls(client)  # the check runs on every request
         self._policy = policy or FailurePolicy()
         self._prefix = prefix
 
@@ -125,7 +127,7 @@ class RedisFailureTracker:
         from redis.exceptions import RedisError
 
         try:
-            remaining_ms = int(self._client.pttl(self._prefix + "blocked:" + client))
+            remaining_ms = int(self._pttl("PTTL", self._prefix + "blocked:" + client))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"failure tracker unavailable: {type(exc).__name__}") from exc
         if remaining_ms > 0:

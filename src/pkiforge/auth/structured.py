@@ -66,17 +66,22 @@ class InnerList:
 Member = Item | InnerList
 Dictionary = dict[str, Member]
 
-_LCALPHA = frozenset(string.ascii_lowercase)
-_KEY_CHARS = _LCALPHA | frozenset(string.digits) | frozenset("_-.*")
-_TCHAR = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
-_TOKEN_CHARS = _TCHAR | frozenset(":/")
 _B64_CHARS = frozenset(string.ascii_letters + string.digits + "+/=")
 _MAX_INT = 999_999_999_999_999
 
 
 # runs of characters that need no per-character decision (speed: one regex step per run)
-_KEY_RUN = re.compile(r"[a-z0-9_\-.*]*")
 _STRING_RUN = re.compile(r"[ !#-\[\]-~]+")  # printable ASCII except '"' and '\\'
+_SP_RUN = re.compile(r" *")
+_SIMPLE_STRING = re.compile(r'"([ !#-\[\]-~]*)"')
+_NUMBER = re.compile(r"-?[0-9]*(?:\.[0-9]*)?")  # §4.2.4 steps 5-7; the checks follow
+_TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
+_KEY = re.compile(r"[a-z*][a-z0-9_\-.*]*")
+_PRINTABLE = re.compile(r"[ -~]*")
+# parameter names RFC 9421 and RFC 9530 use: known good, so serialising them needs no check
+_COMMON_KEYS = frozenset(
+    {"created", "expires", "nonce", "keyid", "alg", "tag", "sf", "key", "bs", "req", "tr", "name"}
+)
 
 
 def _fail(reason: str) -> InvalidInput:
@@ -93,7 +98,7 @@ class _Parser:
         self.i = 0
 
     def peek(self) -> str:
-        return self.s[self.i] if self.i < len(self.s) else ""
+        return self.s[self.i : self.i + 1]  # "" at the end
 
     def take(self) -> str:
         ch = self.peek()
@@ -101,8 +106,7 @@ class _Parser:
         return ch
 
     def skip_sp(self) -> None:
-        while self.peek() == " ":
-            self.i += 1
+        self.i = _SP_RUN.match(self.s, self.i).end()  # type: ignore[union-attr]
 
     def skip_ows(self) -> None:
         while self.peek() in (" ", "\t"):
@@ -191,18 +195,19 @@ class _Parser:
     # §4.2.3.3 Key
     def key(self) -> str:
         start = self.i
-        if self.peek() not in _LCALPHA and self.peek() != "*":
+        match = _KEY.match(self.s, start)
+        if match is None:
             raise _fail(f"key must start with a lowercase letter or '*' at position {start}")
-        self.i = _KEY_RUN.match(self.s, self.i).end()  # type: ignore[union-attr]
-        return self.s[start : self.i]
+        self.i = match.end()
+        return match.group()
 
     # §4.2.3.1 Bare Item
     def bare_item(self) -> BareItem:
         ch = self.peek()
+        if ch == '"':  # strings first: signature parameters are mostly strings
+            return self.string()
         if ch == "-" or ch.isdigit():
             return self.number()
-        if ch == '"':
-            return self.string()
         if ch == ":":
             return self.byte_sequence()
         if ch == "?":
@@ -214,18 +219,12 @@ class _Parser:
     # §4.2.4 Integer or Decimal
     def number(self) -> int | Decimal:
         start = self.i
-        if self.peek() == "-":
-            self.i += 1
-        if not self.peek().isdigit():
-            raise _fail("a number needs a digit")
-        dot = -1
-        while self.peek() and (self.peek().isdigit() or (self.peek() == "." and dot < 0)):
-            if self.peek() == ".":
-                dot = self.i
-            self.i += 1
+        self.i = _NUMBER.match(self.s, start).end()  # type: ignore[union-attr]
         text = self.s[start : self.i]
         digits = text.lstrip("-")
-        if dot < 0:
+        if not digits[:1].isdigit():
+            raise _fail("a number needs a digit")
+        if "." not in digits:
             if len(digits) > 15:
                 raise _fail("integer longer than 15 digits")
             return int(text)
@@ -236,6 +235,10 @@ class _Parser:
 
     # §4.2.5 String
     def string(self) -> str:
+        simple = _SIMPLE_STRING.match(self.s, self.i)  # no escapes: the usual case, one step
+        if simple is not None:
+            self.i = simple.end()
+            return simple.group(1)
         self.i += 1  # opening quote
         out: list[str] = []
         while not self.done():
@@ -261,9 +264,7 @@ class _Parser:
     # §4.2.6 Token
     def token(self) -> Token:
         start = self.i
-        self.i += 1
-        while self.peek() and self.peek() in _TOKEN_CHARS:
-            self.i += 1
+        self.i = _TOKEN.match(self.s, start).end()  # type: ignore[union-attr]
         return Token(self.s[start : self.i])
 
     # §4.2.7 Byte Sequence
@@ -331,7 +332,7 @@ def parse_item(text: str) -> Item:
 
 
 def _serialize_key(key: str) -> str:
-    if not key or (key[0] not in _LCALPHA and key[0] != "*") or not set(key) <= _KEY_CHARS:
+    if key not in _COMMON_KEYS and _KEY.fullmatch(key) is None:
         raise InvalidInput(f"invalid structured field key {key!r}")
     return key
 
@@ -342,6 +343,14 @@ def serialize_bare_item(value: BareItem) -> str:
     Raises:
         InvalidInput: the value cannot be represented.
     """
+    if isinstance(value, str):  # the usual case first
+        if isinstance(value, Token):
+            if _TOKEN.fullmatch(value) is None:
+                raise InvalidInput(f"invalid token {value!r}")
+            return str(value)
+        if _PRINTABLE.fullmatch(value) is None:
+            raise InvalidInput("strings may hold only printable ASCII")
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, bool):
         return "?1" if value else "?0"
     if isinstance(value, int):
@@ -350,16 +359,6 @@ def serialize_bare_item(value: BareItem) -> str:
         return str(value)
     if isinstance(value, Decimal):
         return _serialize_decimal(value)
-    if isinstance(value, Token):
-        if not value or not (value[0].isalpha() or value[0] == "*") or not value.isascii():
-            raise InvalidInput(f"invalid token {value!r}")
-        if not set(value) <= _TOKEN_CHARS:
-            raise InvalidInput(f"invalid token {value!r}")
-        return str(value)
-    if isinstance(value, str):
-        if not all(" " <= ch <= "~" for ch in value):
-            raise InvalidInput("strings may hold only printable ASCII")
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, bytes):
         return ":" + base64.b64encode(value).decode("ascii") + ":"
     raise TypeError(f"cannot serialise {type(value).__name__} as a structured field item")

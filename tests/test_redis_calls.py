@@ -1,0 +1,89 @@
+"""RedisCalls: kept connections that never carry a stale or another process's reply."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+import redis
+
+from pkiforge.redis_calls import RedisCalls
+
+pytestmark = pytest.mark.redis
+
+
+def test_replies_come_back_and_one_connection_is_kept(
+    redis_client: tuple[redis.Redis, str],
+) -> None:
+    client, prefix = redis_client
+    calls = RedisCalls(client)
+    assert calls("SET", f"{prefix}a", b"1", "NX", "EX", 30) == b"OK"
+    assert calls("SET", f"{prefix}a", b"1", "NX", "EX", 30) is None  # already there
+    ids = {calls("CLIENT", "ID") for _ in range(20)}
+    assert len(ids) == 1  # the same connection each time, not a new one per call
+    assert 0 < int(client.ttl(f"{prefix}a")) <= 30
+
+
+def test_a_connection_killed_by_the_server_fails_one_call_then_is_replaced(
+    redis_client: tuple[redis.Redis, str],
+) -> None:
+    client, _ = redis_client
+    calls = RedisCalls(client)
+    first = calls("CLIENT", "ID")
+    assert client.client_kill_filter(_id=first) == 1
+    with pytest.raises(redis.exceptions.ConnectionError):
+        calls("PING")  # its reply can never arrive: the call fails, nothing is retried
+    assert calls("PING") == b"PONG"
+    assert calls("CLIENT", "ID") != first
+
+
+def test_an_error_reply_drops_the_connection(redis_client: tuple[redis.Redis, str]) -> None:
+    client, _ = redis_client
+    calls = RedisCalls(client)
+    first = calls("CLIENT", "ID")
+    with pytest.raises(redis.exceptions.ResponseError):
+        calls("NO-SUCH-COMMAND")
+    assert calls("CLIENT", "ID") != first
+
+
+def test_threads_each_get_their_own_reply(redis_client: tuple[redis.Redis, str]) -> None:
+    client, _ = redis_client
+    calls = RedisCalls(client)
+    wrong: list[tuple[bytes, object]] = []
+
+    def echo(n: int) -> None:
+        for i in range(200):
+            sent = f"{n}-{i}".encode()
+            got = calls("ECHO", sent)
+            if got != sent:
+                wrong.append((sent, got))
+
+    threads = [threading.Thread(target=echo, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_use_the_parents_connection(
+    redis_client: tuple[redis.Redis, str],
+) -> None:
+    client, _ = redis_client
+    calls = RedisCalls(client)
+    parent_id = calls("CLIENT", "ID")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the connection id it used, then leave at once
+        try:
+            os.write(write, str(calls("CLIENT", "ID")).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child_id = int(os.read(read, 64))
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child_id != parent_id
+    assert calls("CLIENT", "ID") == parent_id  # and the parent's is still good
