@@ -87,3 +87,18 @@ def test_a_forked_child_does_not_use_the_parents_connection(
     os.waitpid(pid, 0)
     assert child_id != parent_id
     assert calls("CLIENT", "ID") == parent_id  # and the parent's is still good
+
+
+def test_a_client_without_one_pool_is_called_through_execute_command() -> None:
+    class Routed:  # what a RedisCluster offers: commands routed per key, no single pool
+        def __init__(self) -> None:
+            self.sent: list[tuple[object, ...]] = []
+
+        def execute_command(self, *args: object) -> object:
+            self.sent.append(args)
+            return b"OK"
+
+    routed = Routed()
+    calls = RedisCalls(routed)  # type: ignore[arg-type]
+    assert calls("SET", "k", b"1", "NX", "EX", 5) == b"OK"
+    assert routed.sent == [("SET", "k", b"1", "NX", "EX", 5)]

@@ -5,6 +5,9 @@ argument filtering, observability hooks) for a command Redis answers in a few; s
 command on a kept connection costs about 20 µs. The connections come from the client's own
 pool, so its settings (address, TLS, password, database, timeouts) apply unchanged.
 
+A client without a single connection pool (a `RedisCluster`, which routes each key to its
+node) is called through its own `execute_command` instead.
+
 A call that fails for any reason drops its connection (the reply may be half read) and raises;
 callers turn that into `StoreUnavailable` and refuse the request. Nothing is retried: a retried
 `SET NX` whose first attempt reached Redis would report a fresh nonce as reused.
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from redis import Redis
-    from redis.connection import AbstractConnection
+    from redis.connection import AbstractConnection, ConnectionPool
 
 __all__ = ["RedisCalls"]
 
@@ -27,7 +30,8 @@ class RedisCalls:
     """Send single commands over connections borrowed from `client`'s pool and kept idle here."""
 
     def __init__(self, client: Redis) -> None:
-        self._pool = client.connection_pool
+        self._client = client
+        self._pool: ConnectionPool | None = getattr(client, "connection_pool", None)
         self._lock = threading.Lock()
         self._idle: list[AbstractConnection] = []
         self._pid = os.getpid()
@@ -38,6 +42,8 @@ class RedisCalls:
         Raises:
             redis.exceptions.RedisError, OSError: the command failed or Redis cannot be reached.
         """
+        if self._pool is None:
+            return self._client.execute_command(*args)  # type: ignore[no-untyped-call]
         conn = self._borrow()
         try:
             conn.send_command(*args)  # type: ignore[no-untyped-call]
@@ -51,6 +57,7 @@ class RedisCalls:
         return reply
 
     def _borrow(self) -> AbstractConnection:
+        assert self._pool is not None
         with self._lock:
             if self._pid != os.getpid():
                 # a forked child must not share the parent's sockets: replies would interleave
