@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import Enum
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -47,6 +48,15 @@ def _quiet(_: str) -> None:
     return None
 
 
+class InitState(Enum):
+    """Where `initialize` stands: it finishes anything short of DONE."""
+
+    EMPTY = "empty"  # no CA
+    ROOT_PENDING = "root-pending"  # init stopped before the root was stored
+    ROOT_ONLY = "root-only"  # a root and no intermediate (init stopped, or a root imported)
+    DONE = "done"
+
+
 @dataclass(frozen=True)
 class InitOptions:
     """Choices for `init`; None takes the configured default."""
@@ -86,43 +96,89 @@ class HierarchyService:
             current = ca.parent
         return chain
 
+    def init_state(self) -> InitState:
+        """How far `initialize` got here (a root alone may also be an imported one)."""
+        cas = self.all()
+        if not cas:
+            return InitState.EMPTY
+        root = _only_root(cas)
+        if root is None:
+            return InitState.DONE
+        return InitState.ROOT_PENDING if root.status is CAStatus.PENDING else InitState.ROOT_ONLY
+
     def initialize(
         self, options: InitOptions, actor: Actor = OPERATOR, progress: Progress = _quiet
     ) -> list[CARecord]:
-        """Create the root and the first intermediate. Refuses if any CA exists.
+        """Create the root and the first intermediate, or finish an interrupted `initialize`.
+
+        Short of done means a root and nothing else: a pending root with no certificate (init
+        stopped before storing it) is started again from a new key; an active root (init
+        stopped before the intermediate, or a root was imported) gets its first intermediate.
+        A key file an interrupted run wrote is set aside (renamed), never overwritten or
+        deleted.
 
         Raises:
-            Conflict: already initialised.
+            Conflict: already initialised, or the root's offline key was not given.
         """
-        if self.all():
+        cas = self.all()
+        found = _only_root(cas)  # what an interrupted run left, if anything
+        if cas and found is None:
             raise Conflict("a CA is already initialised here; refusing to overwrite it")
         name = validate_ca_name(options.intermediate_name)
         cfg = self.ctx.config
-        progress(f"generating root key ({options.root_key_type or cfg.root_key_type})")
-        root_key = generate_key(options.root_key_type or cfg.root_key_type)
-        progress("signing root certificate")
-        root = self._create_root(root_key, options.root_key_location, actor)
-        assert root.certificate is not None
+        if found is not None and found.status is CAStatus.ACTIVE:
+            progress(f"resuming an interrupted init: the root exists; adding {name}")
+            root, root_signer = found, self._root_signer(found, options.root_key_location)
+        else:
+            if found is not None:
+                progress("resuming an interrupted init: the root was never stored; signing anew")
+                self._set_aside(ROOT_NAME, options.root_key_location, progress)
+            progress(f"generating root key ({options.root_key_type or cfg.root_key_type})")
+            root_key = generate_key(options.root_key_type or cfg.root_key_type)
+            progress("signing root certificate")
+            root = self._create_root(root_key, options.root_key_location, actor, found)
+            assert root.certificate is not None
+            root_signer = SigningCA(root.certificate, root_key)
+        if found is not None:
+            self._set_aside(name, None, progress)
         progress(
             f"generating {name} key ({options.intermediate_key_type or cfg.intermediate_key_type})"
         )
         key = generate_key(options.intermediate_key_type or cfg.intermediate_key_type)
         progress(f"signing {name} certificate")
-        inter = self._create_intermediate(
-            name, key, SigningCA(root.certificate, root_key), cfg.intermediate_validity, actor
-        )
+        inter = self._create_intermediate(name, key, root_signer, cfg.intermediate_validity, actor)
         return [root, inter]
 
+    def _root_signer(self, root: CARecord, location: str | None) -> SigningCA:
+        if root.key_ref is None and location is None:
+            raise Conflict(
+                "the root has no intermediate yet and its key is kept offline: give the key's "
+                "location (--root-key-out) to add the first one here, or use "
+                "`pkiforge ca create-intermediate NAME --csr-out FILE`",
+                field="key",
+            )
+        return self.ctx.signer(root, f"file:{location}" if root.key_ref is None else None)
+
+    def _set_aside(self, name: str, location: str | None, progress: Progress) -> None:
+        aside = self.ctx.keys.set_aside(name, location)
+        if aside is not None:
+            progress(f"a key file the interrupted run wrote was moved to {aside}")
+
     def _create_root(
-        self, key: CertificateIssuerPrivateKeyTypes, location: str | None, actor: Actor
+        self,
+        key: CertificateIssuerPrivateKeyTypes,
+        location: str | None,
+        actor: Actor,
+        pending: CARecord | None = None,
     ) -> CARecord:
         cfg, now = self.ctx.config, self.ctx.clock.now()
         subject = ca_subject(cfg.organization, ROOT_NAME, root=True)
         validity = CAValidity.starting(now, cfg.root_validity, cfg.backdate)
-        pending = CARecord(ROOT_NAME, CAKind.ROOT, CAStatus.PENDING, None, None, None, now)
-        with self.ctx.store.transaction() as tx:
-            tx.cas.add(pending)  # the root's own certificate row refers to it
-        self.ctx.forget_cas()
+        if pending is None:  # else the interrupted run's pending row is reused
+            pending = CARecord(ROOT_NAME, CAKind.ROOT, CAStatus.PENDING, None, None, None, now)
+            with self.ctx.store.transaction() as tx:
+                tx.cas.add(pending)  # the root's own certificate row refers to it
+            self.ctx.forget_cas()
         draft = _ca_draft(ROOT_NAME, subject, "root-ca", now)
         reserved, cert = self.ctx.sign_recorded(
             draft, lambda s: build_root(key, subject, serial=s, validity=validity)
@@ -392,6 +448,11 @@ class HierarchyService:
             if tx.cas.get(name) is not None:
                 raise Conflict(f"CA {name!r} already exists", field="name")
         return name
+
+
+def _only_root(cas: list[CARecord]) -> CARecord | None:
+    """The root, when it is the only CA (how an interrupted `initialize` leaves things)."""
+    return cas[0] if len(cas) == 1 and cas[0].kind is CAKind.ROOT else None
 
 
 def _ca_draft(

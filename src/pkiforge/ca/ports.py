@@ -140,3 +140,7 @@ class KeyStore(Protocol):
 
     def load(self, key_ref: str) -> CertificateIssuerPrivateKeyTypes:
         """Raises BadPassphrase, NotFound."""
+
+    def set_aside(self, name: str, location: str | None = None) -> str | None:
+        """Move a key that `save` left before an interruption out of the way, never deleting
+        it; return where it went (None when there was none)."""

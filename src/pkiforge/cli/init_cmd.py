@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from pkiforge.ca.authority import InitOptions
+from pkiforge.ca.authority import InitOptions, InitState
 from pkiforge.ca.models import CARecord
 from pkiforge.cli.output import emit_json, err, fields, out, progress, table, when
 from pkiforge.cli.state import CliState
@@ -47,9 +47,10 @@ def init(
     """Create the root CA and the first issuing intermediate in the data directory."""
     state: CliState = ctx.obj
     _prepare_home(state, trust_domain, organization)
-    if state.pki.hierarchy.all():
+    init_state = state.pki.hierarchy.init_state()
+    if init_state is InitState.DONE:
         raise Conflict(f"a CA already exists in {state.home}; refusing to overwrite it")
-    generated = _ensure_passphrase(state)
+    generated = _ensure_passphrase(state, init_state)
     options = InitOptions(
         root_key_type=parse_key_type(root_key_type) if root_key_type else None,
         intermediate_key_type=(
@@ -91,8 +92,9 @@ def run(
     """Initialise on first use (never over an existing CA), show the CA, serve the API."""
     state: CliState = ctx.obj
     _prepare_home(state, None, None)
-    if not state.pki.hierarchy.all():
-        generated = _ensure_passphrase(state)
+    init_state = state.pki.hierarchy.init_state()
+    if init_state is not InitState.DONE:  # first use, or an init that did not finish
+        generated = _ensure_passphrase(state, init_state)
         with progress() as step:
             state.pki.hierarchy.initialize(InitOptions(), progress=step)
         if generated:
@@ -120,10 +122,14 @@ def _prepare_home(state: CliState, trust_domain: str | None, organization: str |
     config.write_text(yaml.safe_dump({"ca": ca}, sort_keys=False), encoding="utf-8")
 
 
-def _ensure_passphrase(state: CliState) -> Path | None:
-    """Use the operator's passphrase; otherwise generate one into <home>/secrets/."""
+def _ensure_passphrase(state: CliState, init_state: InitState) -> Path | None:
+    """Use the operator's passphrase; otherwise generate one into <home>/secrets/ (only when
+    there is no CA yet: a key an earlier run wrote needs the passphrase it was written with).
+    """
     if state.given_passphrase() is not None or state.stored_passphrase_path.exists():
         return None
+    if init_state is not InitState.EMPTY:
+        return None  # the key store asks for it, or says how to give it
     return state.generate_passphrase()
 
 

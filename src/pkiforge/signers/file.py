@@ -13,6 +13,7 @@ explanatory line before the PEM block, which RFC 7468 §2 lets parsers ignore:
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import re
 import threading
@@ -156,6 +157,16 @@ class FileKeyStore:
         write_private(path, encrypt_key(key, self._passphrase, self._log2_n))
         ref = path if location else path.relative_to(self._home)
         return f"file:{ref}"
+
+    def set_aside(self, name: str, location: str | None = None) -> str | None:
+        """Rename a key file left by an interrupted `init` to `<file>.interrupted-<time>`."""
+        path = Path(location) if location else self._home / "ca" / name / "key.pem"
+        if not path.exists():
+            return None
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        aside = path.with_name(f"{path.name}.interrupted-{stamp}")
+        os.rename(path, aside)  # same directory and mode (0600); the key is kept, not deleted
+        return str(aside)
 
     def load(self, key_ref: str) -> CertificateIssuerPrivateKeyTypes:
         """Raises NotFound, BadPassphrase, InvalidInput."""
