@@ -124,3 +124,30 @@ def test_library_auto_renewal_calls_back_and_stops(setup: tuple[FakeApi, Identit
         assert renewal.running
     assert not renewal.running
     assert serial_of_pair(identity.cert, identity.key) != old
+
+
+def test_async_client_auto_renewal_swaps_its_context_without_the_loop(
+    setup: tuple[FakeApi, Identity],
+) -> None:
+    import asyncio
+
+    from pkiforge.client import AsyncPkiClient
+
+    api, identity = setup
+    old = serial_of_pair(identity.cert, identity.key)
+
+    async def main() -> tuple[bool, bool, object]:
+        done = threading.Event()
+        async with AsyncPkiClient(BASE, identity=identity, transport=api.transport()) as pki:
+            assert pki.ssl_context is not None
+            with pki.enable_auto_renewal("3599s", on_renew=lambda _c: done.set()) as renewal:
+                # the loop stays free while the renewal thread works
+                renewed = await asyncio.to_thread(done.wait, 10)
+                running = renewal.running
+            health = await pki.healthz()  # and the client still works afterwards
+            return renewed, running and not renewal.running, health
+
+    renewed, stopped, health = asyncio.run(main())
+    assert renewed and stopped
+    assert health
+    assert serial_of_pair(identity.cert, identity.key) != old

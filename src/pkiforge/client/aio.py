@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -9,11 +10,13 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import httpx
 
 from pkiforge.client import operations as ops
+from pkiforge.client.autorenew import AutoRenewal, RenewalOptions, Swappable, enable_for_client
 from pkiforge.client.core import Call, Reply, finish
 from pkiforge.client.enroll import prepare_enrollment, store_certificate
 from pkiforge.client.models import Certificate
 from pkiforge.client.options import ClientOptions, Verify, unreachable
 from pkiforge.client.peers import pick_endpoint
+from pkiforge.client.sync import client_for
 from pkiforge.client.tls import Identity
 from pkiforge.errors import InvalidInput
 from pkiforge.x509.keys import KeyType
@@ -58,6 +61,9 @@ class AsyncPkiClient:
         self.ssl_context: ssl.SSLContext | None = (
             arguments["verify"] if isinstance(arguments["verify"], ssl.SSLContext) else None
         )
+        # the renewal thread's synchronous client can share a transport that is both kinds
+        # (httpx.MockTransport); otherwise it makes its own
+        self._sync_transport = transport if isinstance(transport, httpx.BaseTransport) else None
         self._http = httpx.AsyncClient(transport=transport, **arguments)
 
     async def send(self, call: Call[T]) -> T:
@@ -133,6 +139,34 @@ class AsyncPkiClient:
             raise InvalidInput("calling a peer over mTLS needs an identity", field="identity")
         base = pick_endpoint(await self.discover_service(service_id))
         return httpx.AsyncClient(base_url=base, verify=self.ssl_context, **httpx_options)
+
+    def enable_auto_renewal(
+        self,
+        renew_before: dt.timedelta | str | None = None,
+        *,
+        on_renew: Callable[[Certificate], None] | None = None,
+        contexts: Sequence[Swappable] = (),
+        options: RenewalOptions | None = None,
+    ) -> AutoRenewal:
+        """Renew this client's identity in the background; swap this client's TLS and `contexts`.
+
+        The renewal runs in a thread of its own with a synchronous client to the same server,
+        so it never blocks the event loop; `on_renew` is called from that thread (hand work to
+        the loop with `loop.call_soon_threadsafe`).
+
+        Raises:
+            InvalidInput: the client has no identity; ValueError: bad timing options.
+        """
+        settings, transport = self.options, self._sync_transport
+        return enable_for_client(
+            settings.identity,
+            self.ssl_context,
+            lambda identity: client_for(settings, identity, transport),
+            renew_before,
+            on_renew=on_renew,
+            contexts=contexts,
+            options=options,
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()

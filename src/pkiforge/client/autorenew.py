@@ -7,14 +7,16 @@ import logging
 import ssl
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pkiforge.client.agent import AgentConfig, Connect, Hook, RenewalAgent
 from pkiforge.client.models import Certificate
 from pkiforge.client.schedule import DEFAULT_FRACTION, Backoff, RenewalPolicy
 from pkiforge.client.tls import Identity, LiveServerContext, swap_certificate
+from pkiforge.durations import parse_duration
+from pkiforge.errors import InvalidInput
 
-__all__ = ["AutoRenewal", "RenewalOptions", "start_auto_renewal"]
+__all__ = ["AutoRenewal", "RenewalOptions", "enable_for_client", "start_auto_renewal"]
 
 log = logging.getLogger("pkiforge.agent")
 Swappable = ssl.SSLContext | LiveServerContext
@@ -87,3 +89,31 @@ def start_auto_renewal(
             on_renew(cert)
 
     return AutoRenewal(RenewalAgent(config, connect, on_renew=after))
+
+
+def enable_for_client(
+    identity: Identity | None,
+    own_context: ssl.SSLContext | None,
+    connect: Connect,
+    renew_before: dt.timedelta | str | None,
+    *,
+    on_renew: Hook | None,
+    contexts: Sequence[Swappable],
+    options: RenewalOptions | None,
+) -> AutoRenewal:
+    """What `PkiClient.enable_auto_renewal` and its async twin do: renew the client's identity,
+    swap the client's own TLS context and `contexts`, then call back.
+
+    Raises:
+        InvalidInput: the client has no identity; ValueError: bad timing options.
+    """
+    if identity is None:
+        raise InvalidInput("auto-renewal needs an identity", field="identity")
+    options = options or RenewalOptions()
+    if renew_before is not None:
+        margin = parse_duration(renew_before) if isinstance(renew_before, str) else renew_before
+        options = replace(options, renew_before=margin)
+    own = [own_context] if own_context is not None else []
+    return start_auto_renewal(
+        identity, connect, options, contexts=[*own, *contexts], on_renew=on_renew
+    )

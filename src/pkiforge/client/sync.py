@@ -13,24 +13,27 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
 from pkiforge.client import operations as ops
-from pkiforge.client.autorenew import AutoRenewal, RenewalOptions, Swappable, start_auto_renewal
+from pkiforge.client.autorenew import (
+    AutoRenewal,
+    RenewalOptions,
+    Swappable,
+    enable_for_client,
+)
 from pkiforge.client.core import Call, Reply, finish
 from pkiforge.client.enroll import prepare_enrollment, store_certificate
 from pkiforge.client.models import Certificate
 from pkiforge.client.options import ClientOptions, Verify, unreachable
 from pkiforge.client.peers import pick_endpoint
 from pkiforge.client.tls import Identity
-from pkiforge.durations import parse_duration
 from pkiforge.errors import InvalidInput
 from pkiforge.x509.keys import KeyType
 
-__all__ = ["PkiClient"]
+__all__ = ["PkiClient", "client_for"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -163,31 +166,19 @@ class PkiClient:
         Raises:
             InvalidInput: the client has no identity; ValueError: bad timing options.
         """
-        identity = self.options.identity
-        if identity is None:
-            raise InvalidInput("auto-renewal needs an identity", field="identity")
-        options = options or RenewalOptions()
-        if renew_before is not None:
-            margin = parse_duration(renew_before) if isinstance(renew_before, str) else renew_before
-            options = replace(options, renew_before=margin)
-        own = [self.ssl_context] if self.ssl_context is not None else []
-        return start_auto_renewal(
-            identity, self.connect_as, options, contexts=[*own, *contexts], on_renew=on_renew
+        return enable_for_client(
+            self.options.identity,
+            self.ssl_context,
+            self.connect_as,
+            renew_before,
+            on_renew=on_renew,
+            contexts=contexts,
+            options=options,
         )
 
     def connect_as(self, identity: Identity) -> PkiClient:
         """A new client to the same server with `identity` (read afresh from its files)."""
-        verify = (
-            self.options.verify if not isinstance(self.options.verify, ssl.SSLContext) else None
-        )
-        return PkiClient(
-            self.options.base_url,
-            identity=identity,
-            verify=verify,
-            timeout=self.options.timeout,
-            auth=self.options.auth,
-            transport=self._transport,
-        )
+        return client_for(self.options, identity, self._transport)
 
     def close(self) -> None:
         self._http.close()
@@ -197,3 +188,20 @@ class PkiClient:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def client_for(
+    options: ClientOptions, identity: Identity, transport: httpx.BaseTransport | None = None
+) -> PkiClient:
+    """A synchronous client to the server of `options`, as `identity` (read afresh from its
+    files); a CA bundle given as an `ssl.SSLContext` is not reused, since it carries the old
+    client certificate."""
+    verify = options.verify if not isinstance(options.verify, ssl.SSLContext) else None
+    return PkiClient(
+        options.base_url,
+        identity=identity,
+        verify=verify,
+        timeout=options.timeout,
+        auth=options.auth,
+        transport=transport,
+    )
