@@ -69,8 +69,12 @@ class ServiceRepository(Protocol):
     def update(self, service: ServiceRecord) -> None: ...
     def get(self, service_id: str) -> ServiceRecord | None: ...
     def list(self, service_type: str | None = None) -> list[ServiceRecord]: ...
-    def name_owners(self) -> dict[str, str]:
-        """Every registered name (or pattern) and the service it belongs to."""
+    def name_owners(self, *, claiming: bool = False) -> dict[str, str]:
+        """Every registered name (or pattern) and the service it belongs to.
+
+        `claiming`: this transaction will claim names; other claimers wait until it ends, so
+        two replicas can never both see a name as free and both take it.
+        """
 
     def touch(self, service_id: str, at: dt.datetime) -> bool:
         """Set `last_seen`; False when the service is not registered."""

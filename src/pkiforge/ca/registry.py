@@ -66,7 +66,8 @@ class RegistryService:
             status="active",
         )
         with self.ctx.store.transaction() as tx:
-            self._check_claims(caller, record, tx.services.name_owners(), policy.allowed_names)
+            owners = tx.services.name_owners(claiming=True)
+            self._check_claims(caller, record, owners, policy.allowed_names)
             tx.services.add(record)
             self.ctx.audit(
                 tx,
@@ -102,7 +103,8 @@ class RegistryService:
                 updated_at=self.ctx.clock.now(),
             )
             if new.names != old.names:
-                self._check_claims(caller, new, tx.services.name_owners(), policy.allowed_names)
+                owners = tx.services.name_owners(claiming=True)
+                self._check_claims(caller, new, owners, policy.allowed_names)
             tx.services.update(new)
             changed = sorted(k for k, v in vars(changes).items() if v is not None)
             self.ctx.audit(tx, caller.actor, "service.update", service_id, {"changed": changed})
