@@ -37,6 +37,21 @@ def interrupt_after_saving(pki: Pki, monkeypatch: pytest.MonkeyPatch, name: str)
     monkeypatch.setattr(pki.ctx.keys, "save", save)
 
 
+def stopped_init(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    options: InitOptions | None = None,
+    passphrase: bytes | None = None,
+) -> Pki:
+    """A PKI in `home` whose `init` was stopped right after writing `name`'s key."""
+    pki = make_pki(home, init=False, **({"passphrase": passphrase} if passphrase else {}))
+    interrupt_after_saving(pki, monkeypatch, name)
+    with pytest.raises(KeyboardInterrupt):
+        pki.hierarchy.initialize(options or InitOptions())
+    return pki
+
+
 def set_aside(directory: Path) -> list[Path]:
     return sorted(directory.glob("key.pem.interrupted-*"))
 
@@ -54,11 +69,8 @@ def test_stopped_before_the_root_was_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "home"
-    pki = make_pki(home, init=False)
+    pki = stopped_init(home, monkeypatch, "root")
     try:
-        interrupt_after_saving(pki, monkeypatch, "root")
-        with pytest.raises(KeyboardInterrupt):
-            pki.hierarchy.initialize(InitOptions())
         assert pki.hierarchy.init_state() is InitState.ROOT_PENDING
         first_key = (home / "ca" / "root" / "key.pem").read_bytes()
         reserved = certificates(pki, CertStatus.PENDING)
@@ -85,11 +97,8 @@ def test_stopped_before_the_first_intermediate_was_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "home"
-    pki = make_pki(home, init=False)
+    pki = stopped_init(home, monkeypatch, "services")
     try:
-        interrupt_after_saving(pki, monkeypatch, "services")
-        with pytest.raises(KeyboardInterrupt):
-            pki.hierarchy.initialize(InitOptions())
         assert pki.hierarchy.init_state() is InitState.ROOT_ONLY
         root_before = pki.hierarchy.get("root")
 
@@ -111,11 +120,8 @@ def test_an_offline_root_alone_needs_its_key_location(
 ) -> None:
     offline = tmp_path / "usb" / "root-key.pem"
     options = InitOptions(root_key_location=str(offline))
-    pki = make_pki(tmp_path / "home", init=False)
+    pki = stopped_init(tmp_path / "home", monkeypatch, "services", options)
     try:
-        interrupt_after_saving(pki, monkeypatch, "services")
-        with pytest.raises(KeyboardInterrupt):
-            pki.hierarchy.initialize(options)
         with pytest.raises(Conflict, match="kept offline") as refused:
             pki.hierarchy.initialize(InitOptions())
         assert refused.value.data["field"] == "key"
@@ -142,11 +148,7 @@ def test_pkiforge_run_finishes_an_init_that_was_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "D"
-    pki = make_pki(home, init=False, passphrase=CLI_PASSPHRASE.encode())
-    interrupt_after_saving(pki, monkeypatch, "root")
-    with pytest.raises(KeyboardInterrupt):
-        pki.hierarchy.initialize(InitOptions())
-    pki.close()
+    stopped_init(home, monkeypatch, "root", passphrase=CLI_PASSPHRASE.encode()).close()
     run = make_runner(
         home,
         tmp_path,
