@@ -118,12 +118,14 @@ async def _worker(
                 counts[0 if response.status_code == 200 else 1] += 1
 
 
-async def _live(url: str, auth: httpx.Auth | None, concurrency: int, seconds: float) -> list[int]:
+async def _live(
+    url: str, auth: httpx.Auth | None, concurrency: int, seconds: float
+) -> tuple[int, int]:
     counts = [0, 0]
     now = time.perf_counter()
     window = (now, now + seconds)
     await asyncio.gather(*[_worker(url, auth, window, counts) for _ in range(concurrency)])
-    return counts
+    return counts[0], counts[1]
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,7 @@ def measure_live(
     """httpx signing each request as it goes."""
 
     def load(seconds: float) -> tuple[int, int]:
-        ok, failed = asyncio.run(_live(url, auth, concurrency, seconds))
-        return ok, failed
+        return asyncio.run(_live(url, auth, concurrency, seconds))
 
     return _timed(pid, load, timing)
 

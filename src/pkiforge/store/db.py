@@ -67,7 +67,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
         # readers never block in WAL mode; writers take the lock up front, so read-then-write
         # (audit chain, CRL numbers) is serialised instead of failing on upgrade
         readonly = conn.get_execution_options().get(READONLY, False)
-        # straight to the driver: through exec_driver_sql this was a third of an empty
+        # straight to the driver: through exec_driver_sql this was a quarter of an empty
         # transaction's cost, and every request runs several transactions
         conn.connection.driver_connection.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import zlib
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, select, text, update
+from sqlalchemy import CursorResult, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
@@ -23,8 +22,6 @@ def _ts(value: dt.datetime | None) -> dt.datetime | None:
 _SERVICES = cast(Table, ServiceRow.__table__)
 _SERVICE_GET = select(_SERVICES).where(_SERVICES.c.service_id == bindparam("b_id"))
 _NAME_OWNERS = select(_SERVICES.c.service_id, _SERVICES.c.names)
-_CLAIM_LOCK = zlib.crc32(b"pkiforge.service_names")
-_CLAIM_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 class SqlServiceRepository(Repo):
@@ -67,10 +64,9 @@ class SqlServiceRepository(Repo):
         return [self._domain(r) for r in self.s.scalars(stmt)]
 
     def name_owners(self, *, claiming: bool = False) -> dict[str, str]:
-        if claiming and self.unit.dialect == "postgresql":
-            # READ COMMITTED would let two registrations both read the name as free; SQLite's
-            # writer lock already serialises them. Released at commit or rollback.
-            self.c.execute(_CLAIM_XACT_LOCK, {"k": _CLAIM_LOCK})
+        if claiming:
+            # under READ COMMITTED two registrations could both read a name as free
+            self.serialise("pkiforge.service_names")
         out: dict[str, str] = {}
         for service_id, names in self.c.execute(_NAME_OWNERS):
             for name in names or ():

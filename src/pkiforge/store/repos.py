@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import zlib
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -18,7 +17,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -321,20 +319,14 @@ class SqlCRLRepository(Repo):
         )
 
 
-_AUDIT_LOCK = zlib.crc32(b"pkiforge.audit_log")
-
-
 _AUDIT = cast(Table, AuditRow.__table__)
 _AUDIT_LAST = select(_AUDIT).order_by(_AUDIT.c.seq.desc()).limit(1)
 _AUDIT_INSERT = insert(_AUDIT)
-_AUDIT_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 class SqlAuditRepository(Repo):
     def last(self) -> AuditEntry | None:
-        if self.unit.dialect == "postgresql":
-            # one appender at a time across replicas, released at commit
-            self.c.execute(_AUDIT_XACT_LOCK, {"k": _AUDIT_LOCK})
+        self.serialise("pkiforge.audit_log")  # one appender at a time across replicas
         row = self.c.execute(_AUDIT_LAST).first()
         return self._domain(row) if row else None
 

@@ -9,8 +9,12 @@ Core statement so that the two never see different states.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+import zlib
+
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
+
+_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 class Unit:
@@ -66,3 +70,12 @@ class Repo:
     @property
     def s(self) -> Session:
         return self.unit.session
+
+    def serialise(self, name: str) -> None:
+        """Wait for other transactions serialised under `name` until this one ends.
+
+        PostgreSQL: a transaction-level advisory lock, released at commit or rollback.
+        SQLite needs none: its writer lock already lets one write transaction run at a time.
+        """
+        if self.unit.dialect == "postgresql":
+            self.c.execute(_XACT_LOCK, {"k": zlib.crc32(name.encode())})
