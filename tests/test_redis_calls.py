@@ -7,6 +7,8 @@ import threading
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pkiforge.redis_calls import RedisCalls
 
@@ -102,3 +104,58 @@ def test_a_client_without_one_pool_is_called_through_execute_command() -> None:
     calls = RedisCalls(routed)  # type: ignore[arg-type]
     assert calls("SET", "k", b"1", "NX", "EX", 5) == b"OK"
     assert routed.sent == [("SET", "k", b"1", "NX", "EX", 5)]
+
+
+def test_a_sent_command_is_answered_after_other_work(
+    redis_client: tuple[redis.Redis, str],
+) -> None:
+    client, prefix = redis_client
+    calls = RedisCalls(client)
+    first = calls("CLIENT", "ID")
+    pending = calls.send("SET", f"{prefix}s", b"1", "NX", "EX", 30)
+    # Meanwhile another call borrows a second connection: the pending one is not shared.
+    assert calls("CLIENT", "ID") != first
+    assert pending.reply() == b"OK"
+    assert client.get(f"{prefix}s") == b"1"
+    with pytest.raises(RuntimeError, match="already read"):
+        pending.reply()
+    # Both connections went back to be kept, and each carries only its own replies.
+    assert {calls("ECHO", b"x") for _ in range(5)} == {b"x"}
+
+
+def test_an_error_reply_read_later_drops_that_connection(
+    redis_client: tuple[redis.Redis, str],
+) -> None:
+    client, _ = redis_client
+    calls = RedisCalls(client)
+    first = calls("CLIENT", "ID")
+    pending = calls.send("NO-SUCH-COMMAND")
+    with pytest.raises(redis.exceptions.ResponseError):
+        pending.reply()
+    assert calls("CLIENT", "ID") != first
+
+
+def test_a_send_to_an_unreachable_redis_raises_at_once() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    calls = RedisCalls(dead)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        calls.send("PING")
+    with pytest.raises(redis.exceptions.ConnectionError):
+        calls.send("PING")  # a failed connection is not kept for the next call either
+
+
+def test_without_one_pool_send_answers_at_once_and_reply_returns_it() -> None:
+    class Routed:
+        def __init__(self) -> None:
+            self.sent: list[tuple[object, ...]] = []
+
+        def execute_command(self, *args: object) -> object:
+            self.sent.append(args)
+            return b"OK"
+
+    routed = Routed()
+    pending = RedisCalls(routed).send("SET", "k", b"1")  # type: ignore[arg-type]
+    assert routed.sent == [("SET", "k", b"1")]
+    assert pending.reply() == b"OK"
+    with pytest.raises(RuntimeError):
+        pending.reply()

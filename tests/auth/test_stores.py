@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pkiforge.auth.keys import CachedKeyResolver, InMemoryKeyResolver, KeyStatus, RegisteredKey
-from pkiforge.auth.nonces import InMemoryNonceStore, RedisNonceStore
+from pkiforge.auth.nonces import InMemoryNonceStore, RedisNonceStore, claim_nonce, nonce_key
 from pkiforge.auth.ratelimit import (
     FailurePolicy,
     InMemoryFailureTracker,
@@ -160,6 +160,54 @@ def test_redis_nonce_replayed_across_two_verifiers_is_refused(
         replica_b.verify(request)
     (name,) = list(client.scan_iter(match=f"{prefix}*"))
     assert 0 < client.ttl(name) <= 300 + 2 * 30 + 1
+
+
+@pytest.mark.redis
+def test_redis_claims_settle_once_and_abandon_only_their_own_nonce(
+    redis_client: tuple[redis.Redis, str],
+) -> None:
+    client, prefix = redis_client
+    store = RedisNonceStore(client, prefix=prefix)
+    name = prefix + nonce_key("k", "n")
+
+    first = claim_nonce(store, "k", "n", 60)
+    second = claim_nonce(store, "k", "n", 60)  # sent before the first is settled
+    assert first.settle() is True
+    assert second.settle() is False
+    with pytest.raises(RuntimeError):
+        first.settle()  # a claim answers once
+
+    # A refused request that did not store the nonce must not delete the one that did.
+    loser = claim_nonce(store, "k", "n", 60)
+    loser.abandon()
+    assert client.exists(name) == 1
+
+    # A refused request that stored it deletes it again: forged requests leave nothing.
+    client.delete(name)
+    forged = claim_nonce(store, "k", "n", 60)
+    forged.abandon()
+    assert client.exists(name) == 0
+    assert claim_nonce(store, "k", "n", 60).settle() is True
+
+
+@pytest.mark.redis
+def test_redis_claim_outage_raises_at_settle_and_abandon_stays_quiet() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    store = RedisNonceStore(dead, prefix="x:")
+    claim = claim_nonce(store, "k", "n", 10)  # the send failed; nothing is raised yet
+    with pytest.raises(StoreUnavailable, match="ConnectionError"):
+        claim.settle()
+    claim_nonce(store, "k", "n", 10).abandon()  # the request is refused anyway
+
+
+def test_stores_without_claims_store_only_when_settled() -> None:
+    store = InMemoryNonceStore(clock=FixedClock(NOW))
+    claim_nonce(store, "k", "n", 10).abandon()
+    assert len(store) == 0
+    claim = claim_nonce(store, "k", "n", 10)
+    assert len(store) == 0  # nothing happens before the signature has verified
+    assert claim.settle() is True
+    assert claim_nonce(store, "k", "n", 10).settle() is False
 
 
 @pytest.mark.redis

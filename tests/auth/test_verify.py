@@ -7,12 +7,14 @@ import datetime as dt
 from collections.abc import Callable
 
 import pytest
+import redis
 
+from pkiforge.auth import verify as verify_module
 from pkiforge.auth.algorithms import SignatureAlgorithm
 from pkiforge.auth.canonical import HttpRequest
 from pkiforge.auth.digest import content_digest
 from pkiforge.auth.keys import InMemoryKeyResolver
-from pkiforge.auth.nonces import InMemoryNonceStore
+from pkiforge.auth.nonces import InMemoryNonceStore, RedisNonceStore
 from pkiforge.auth.verify import RequestVerifier, VerifierPolicy
 from pkiforge.clock import FixedClock
 from pkiforge.errors import AuthenticationFailed, StoreUnavailable
@@ -284,6 +286,42 @@ def test_nonce_is_only_spent_by_authentic_requests(verifier: RequestVerifier) ->
     with pytest.raises(AuthenticationFailed):
         verifier.verify(_with(request, method="PUT"))
     verifier.verify(request)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("forgery", ["bad signature", "signature check raises"])
+def test_a_forged_request_leaves_no_nonce_in_redis(
+    keys: InMemoryKeyResolver,
+    clock: FixedClock,
+    redis_client: tuple[redis.Redis, str],
+    monkeypatch: pytest.MonkeyPatch,
+    forgery: str,
+) -> None:
+    """With Redis the nonce is claimed before the signature is checked, and given back."""
+    client, prefix = redis_client
+    verifier = RequestVerifier(
+        keys=keys, nonces=RedisNonceStore(client, prefix=prefix), clock=clock
+    )
+    request = _signed_post()
+    if forgery == "bad signature":
+        with pytest.raises(AuthenticationFailed, match="signature does not verify"):
+            verifier.verify(_with(request, method="PUT"))
+    else:
+
+        def explode(*args: object) -> bool:
+            raise MemoryError
+
+        monkeypatch.setattr(verify_module, "verify_signature", explode)
+        with pytest.raises(MemoryError):
+            verifier.verify(request)
+        monkeypatch.undo()
+    assert list(client.scan_iter(match=f"{prefix}*")) == []
+    verifier.verify(request)  # the genuine request still gets its nonce
+    with pytest.raises(AuthenticationFailed, match="nonce reused"):
+        verifier.verify(request)
+    with pytest.raises(AuthenticationFailed, match="signature does not verify"):
+        verifier.verify(_with(request, method="PUT"))  # a forgery still fails on its own
+    assert len(list(client.scan_iter(match=f"{prefix}*"))) == 1  # and left the nonce be
 
 
 def test_reasons_carry_no_key_material(verifier: RequestVerifier) -> None:

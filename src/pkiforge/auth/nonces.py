@@ -1,4 +1,14 @@
-"""Replay protection: the `NonceStore` port, an in-process store and a Redis store."""
+"""Replay protection: the `NonceStore` port, an in-process store and a Redis store.
+
+The verifier asks for a nonce through `claim_nonce`, which answers in two steps: the claim
+is made before the signature is checked and settled after. A store with a `claim` method
+(Redis) sends its `SET NX` at once, so the round trip overlaps the signature check; for any
+other store the claim does nothing until it is settled, so the nonce is stored only for a
+request whose signature verified. A claim on a request that is refused after all is
+`abandon`ed: a nonce it stored is deleted again, so that forged requests leave nothing
+behind. A request is accepted only when its own claim stored the nonce, so a request is
+never accepted twice, whatever the order in which claims and deletions land.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +19,27 @@ from typing import TYPE_CHECKING, Protocol
 
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.errors import StoreUnavailable
-from pkiforge.redis_calls import RedisCalls
+from pkiforge.redis_calls import PendingReply, RedisCalls
 
 if TYPE_CHECKING:
     from redis import Redis
 
-__all__ = ["InMemoryNonceStore", "NonceStore", "RedisNonceStore", "nonce_key"]
+try:
+    from redis.exceptions import RedisError
+except ImportError:  # Redis is optional; without it, nothing here raises RedisError
+
+    class RedisError(Exception):  # type: ignore[no-redef]
+        """Stands in for redis-py's base error when redis-py is not installed."""
+
+
+__all__ = [
+    "InMemoryNonceStore",
+    "NonceClaim",
+    "NonceStore",
+    "RedisNonceStore",
+    "claim_nonce",
+    "nonce_key",
+]
 
 
 class NonceStore(Protocol):
@@ -27,6 +52,51 @@ class NonceStore(Protocol):
             StoreUnavailable: the store cannot answer (callers must refuse the request).
         """
         ...
+
+
+class NonceClaim(Protocol):
+    """A nonce asked for and not yet settled; exactly one of its methods must be called."""
+
+    def settle(self) -> bool:
+        """True when this claim stored the nonce; False when it was already there.
+
+        Raises:
+            StoreUnavailable: the store cannot answer (callers must refuse the request).
+        """
+        ...
+
+    def abandon(self) -> None:
+        """The request is refused: finish the claim and delete the nonce if it stored it.
+
+        Never raises: the request is refused anyway, and a nonce left behind only expires.
+        """
+        ...
+
+
+class _DeferredClaim:
+    """A claim on a store that answers only when asked: all the work happens in `settle`."""
+
+    __slots__ = ("_key_id", "_nonce", "_store", "_ttl")
+
+    def __init__(self, store: NonceStore, key_id: str, nonce: str, ttl_seconds: int) -> None:
+        self._store = store
+        self._key_id = key_id
+        self._nonce = nonce
+        self._ttl = ttl_seconds
+
+    def settle(self) -> bool:
+        return self._store.check_and_store(self._key_id, self._nonce, self._ttl)
+
+    def abandon(self) -> None:
+        pass
+
+
+def claim_nonce(store: NonceStore, key_id: str, nonce: str, ttl_seconds: int) -> NonceClaim:
+    """Start asking `store` for the pair: at once if the store can (see the module docstring)."""
+    claim = getattr(store, "claim", None)
+    if claim is not None:
+        return claim(key_id, nonce, ttl_seconds)  # type: ignore[no-any-return]
+    return _DeferredClaim(store, key_id, nonce, ttl_seconds)
 
 
 def nonce_key(key_id: str, nonce: str) -> str:
@@ -83,17 +153,50 @@ class RedisNonceStore:
         self._prefix = prefix
 
     def check_and_store(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
-        from redis.exceptions import RedisError
+        return self.claim(key_id, nonce, ttl_seconds).settle()
 
+    def claim(self, key_id: str, nonce: str, ttl_seconds: int) -> NonceClaim:
+        """Send the `SET NX` now; the claim reads Redis's answer when it is settled."""
+        return _RedisClaim(self._call, self._prefix + nonce_key(key_id, nonce), ttl_seconds)
+
+
+class _RedisClaim:
+    """A `SET NX` sent to Redis; a failure to send is kept and raised by `settle`."""
+
+    __slots__ = ("_call", "_error", "_name", "_pending")
+
+    def __init__(self, call: RedisCalls, name: str, ttl_seconds: int) -> None:
+        self._call = call
+        self._name = name
+        self._pending: PendingReply | None = None
+        self._error: Exception | None = None
         try:
-            stored = self._call(
-                "SET",
-                self._prefix + nonce_key(key_id, nonce),
-                b"1",
-                "NX",
-                "EX",
-                max(1, ttl_seconds),
-            )
+            self._pending = call.send("SET", name, b"1", "NX", "EX", max(1, ttl_seconds))
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"nonce store unavailable: {type(exc).__name__}") from exc
-        return bool(stored)
+            self._error = exc
+
+    def _reply(self) -> bool:
+        pending, error = self._pending, self._error
+        self._pending = self._error = None
+        if pending is None:
+            if error is None:
+                raise RuntimeError("the claim was already settled")
+            raise _unavailable(error) from error
+        try:
+            return bool(pending.reply())
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+
+    def settle(self) -> bool:
+        return self._reply()
+
+    def abandon(self) -> None:
+        try:
+            if self._reply():
+                self._call("DEL", self._name)
+        except (StoreUnavailable, RedisError, OSError):
+            pass  # the nonce, if it was stored, expires with its TTL
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"nonce store unavailable: {type(exc).__name__}")

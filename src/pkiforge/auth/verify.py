@@ -5,14 +5,18 @@ the signature fields parse; the signature parameters are present and well typed 
 created, nonce; expires when the policy asks); the time window holds; the signature covers
 @method, the target (@target-uri, or @authority + @path + @query) and content-digest when
 there is a body; the key is registered and active and `alg`, if given, is its algorithm; the
-digest matches the body; the signature verifies; and only then the nonce is new. A nonce
-store that cannot answer raises `StoreUnavailable`: the request is refused, never waved on.
+digest matches the body; the signature verifies; and the nonce is new. The nonce is claimed
+just before the signature check and settled just after (`nonces.claim_nonce`): a Redis store
+answers while the signature is checked, and a claim whose signature fails is abandoned, so
+that only a request with a valid signature keeps a nonce. A nonce store that cannot answer
+raises `StoreUnavailable`: the request is refused, never waved on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pkiforge.auth.algorithms import verify as verify_signature
@@ -25,7 +29,7 @@ from pkiforge.auth.canonical import (
 from pkiforge.auth.compat import LEGACY_SCHEME, parse_legacy_request, verify_legacy_signature
 from pkiforge.auth.digest import verify_content_digest
 from pkiforge.auth.keys import KeyResolver, RegisteredKey
-from pkiforge.auth.nonces import NonceStore
+from pkiforge.auth.nonces import NonceStore, claim_nonce
 from pkiforge.auth.structured import BareItem, Params, Token, serialize_item
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.errors import AuthenticationFailed, InvalidInput
@@ -109,9 +113,12 @@ class RequestVerifier:
             base = signature_base(request, entry.covered)
         except InvalidInput as exc:
             raise _fail(exc.message) from exc
-        if not verify_signature(key.algorithm, key.public_key, entry.signature, base):
-            raise _fail("signature does not verify")
-        self._check_nonce(key_id, nonce, created, expires)
+        self._check_signature_and_nonce(
+            key_id,
+            nonce,
+            (created, expires),
+            lambda: verify_signature(key.algorithm, key.public_key, entry.signature, base),
+        )
         return VerifiedIdentity(
             key.key_id, key.client_name, str(key.algorithm), "rfc9421", created, covered
         )
@@ -181,17 +188,32 @@ class RequestVerifier:
             raise _fail("key revoked")
         return key
 
-    def _check_nonce(
-        self, key_id: str, nonce: str, created: dt.datetime, expires: dt.datetime | None
+    def _check_signature_and_nonce(
+        self,
+        key_id: str,
+        nonce: str,
+        times: tuple[dt.datetime, dt.datetime | None],
+        signature_valid: Callable[[], bool],
     ) -> None:
+        claim = claim_nonce(self.nonces, key_id, nonce, self._nonce_ttl(*times))
+        try:
+            valid = signature_valid()
+        except BaseException:
+            claim.abandon()
+            raise
+        if not valid:
+            claim.abandon()
+            raise _fail("signature does not verify")
+        if not claim.settle():
+            raise _fail("nonce reused")
+
+    def _nonce_ttl(self, created: dt.datetime, expires: dt.datetime | None) -> int:
         # Remember the nonce for as long as the signature could still be accepted.
         policy = self.policy
         until = created + dt.timedelta(seconds=policy.max_age_seconds + policy.clock_skew_seconds)
         if expires is not None:
             until = min(until, expires + dt.timedelta(seconds=policy.clock_skew_seconds))
-        ttl = max(1, math.ceil((until - self.clock.now()).total_seconds()) + 1)
-        if not self.nonces.check_and_store(key_id, nonce, ttl):
-            raise _fail("nonce reused")
+        return max(1, math.ceil((until - self.clock.now()).total_seconds()) + 1)
 
     # legacy "PKI" scheme (compat.py)
 
@@ -209,9 +231,12 @@ class RequestVerifier:
         created = _from_timestamp(legacy.timestamp, "X-Timestamp")
         self._check_window(created, None)
         key = self._active_key(legacy.key_id)
-        if not verify_legacy_signature(key.public_key, legacy.signature, legacy.payload):
-            raise _fail("signature does not verify")
-        self._check_nonce(legacy.key_id, legacy.nonce, created, None)
+        self._check_signature_and_nonce(
+            legacy.key_id,
+            legacy.nonce,
+            (created, None),
+            lambda: verify_legacy_signature(key.public_key, legacy.signature, legacy.payload),
+        )
         return VerifiedIdentity(
             key.key_id, key.client_name, "rsa-pss-sha256", "pki-legacy", created
         )
