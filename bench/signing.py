@@ -10,10 +10,12 @@ keep-alive connection per worker and signs every request (Ed25519, ECDSA P-256, 
 
 On two CPUs the Python client signing live (httpx) saturates a core before the server does,
 so that figure is mostly the client's cost. `--presign` signs every request before the clock
-starts (each with its own nonce and `created`, well inside the 300 s window) and sends the
-bytes as they are with the lean load generator (bench/loadgen.py): the figure is what the
-server can verify. Both modes also read the server process's CPU time per request from /proc,
-which says what the server would do with a core of its own. The README reports both.
+starts (each with its own nonce and `created`, well inside the 300 s window; the unsigned
+request is one request sent again and again) and sends the bytes as they are with the lean
+load generator (bench/loadgen.py): the figure is what the server can verify. A scenario that
+runs out of pre-signed requests stops the bench, since idle clients would undercount it.
+Both modes also read the server process's CPU time per request from /proc, which says
+what the server would do with a core of its own. The README reports both.
 """
 
 from __future__ import annotations
