@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -45,9 +46,11 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
         task = asyncio.create_task(_reload_tls())
         if state.signing is not None:
             state.signing.start()
+        _freeze_startup_objects()
         try:
             yield
         finally:
+            gc.unfreeze()
             task.cancel()
             if state.signing is not None:
                 state.signing.close()  # write the last auth events before the store closes
@@ -84,3 +87,14 @@ async def _reload_tls() -> None:
                 log.info("server TLS certificate reloaded")
         except (OSError, ValueError) as exc:  # half-written files: try again next tick
             log.warning("TLS reload deferred: %s", exc)
+
+
+def _freeze_startup_objects() -> None:
+    """Leave what the worker built at startup out of the collector's full passes.
+
+    Modules, the app, the wiring and their caches live as long as the worker. Each full
+    (generation 2) collection walked all of them again and stopped the worker for 90 to 130
+    ms, about every ten seconds under load; frozen, they are no longer walked.
+    """
+    gc.collect()
+    gc.freeze()
