@@ -1,11 +1,12 @@
-"""`pkiforge serve --workers N`: a socket per worker (SO_REUSEPORT), connections spread over
-the workers, a dead worker replaced, SIGTERM stopping them all.
+"""`pkiforge serve --workers N`: one listening socket, each connection handed to the worker
+holding the fewest, a dead worker replaced, SIGTERM stopping them all.
 
 Which process holds each connection is read from /proc (the kernel's view), not from us.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pkiforge.api.workers import least_busy
 
 from .conftest import HTTPS_WHITELIST
 from .server import Server, env, free_port, make_home, start_server
@@ -39,32 +42,31 @@ def _children(pid: int) -> set[int]:
     return out
 
 
-def _established_inodes(port: int) -> set[str]:
-    inodes = set()
+def _owners(port: int, pids: set[int]) -> dict[int, int]:
+    """How many established server-side connections on `port` each of `pids` holds."""
+    return {pid: len(peers) for pid, peers in _peer_ports(port, pids).items()}
+
+
+def _peer_ports(port: int, pids: set[int]) -> dict[int, set[int]]:
+    """The client ports of the established connections on `port` that each of `pids` holds."""
+    peers: dict[str, int] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
             if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
-                inodes.add(fields[9])
-    return inodes
-
-
-def _owners(port: int, pids: set[int]) -> dict[int, int]:
-    """How many established server-side connections on `port` each of `pids` holds."""
-    inodes = _established_inodes(port)
-    counts = {}
+                peers[fields[9]] = int(fields[2].rsplit(":", 1)[1], 16)
+    held: dict[int, set[int]] = {}
     for pid in pids:
-        held = 0
+        held[pid] = set()
         for fd in Path(f"/proc/{pid}/fd").iterdir():
             try:
                 target = os.readlink(fd)
             except OSError:
                 continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                held += 1
-        counts[pid] = held
-    return counts
+            if target.startswith("socket:[") and target[8:-1] in peers:
+                held[pid].add(peers[target[8:-1]])
+    return held
 
 
 def _open(server: Server, n: int) -> list[ssl.SSLSocket]:
@@ -97,12 +99,56 @@ def test_connections_are_spread_over_the_workers(workers: Server) -> None:
     try:
         counts = _owners(workers.port, pids)
         assert sum(counts.values()) == 32
-        # the kernel hashes each connection to a worker: both get a share (all 32 on one
-        # worker has probability 2**-31)
-        assert all(n > 0 for n in counts.values()), counts
+        # each connection goes to the worker holding the fewest: an even split, not the
+        # luck of a hash (16 keep-alive clients once split 13 to 3 that way)
+        assert sorted(counts.values()) == [16, 16], counts
     finally:
         for c in conns:
             c.close()
+
+
+def test_new_connections_go_to_the_worker_that_holds_fewest(workers: Server) -> None:
+    pids = _children(workers.proc.pid)
+    time.sleep(0.3)  # the workers say what they hold every 0.1 s: let the last test's go
+    conns = _open(workers, 8)
+    try:
+        held = _peer_ports(workers.port, pids)
+        assert sorted(len(p) for p in held.values()) == [4, 4], held
+        emptied = min(pids)
+        for c in [c for c in conns if c.getsockname()[1] in held[emptied]]:
+            c.close()
+            conns.remove(c)
+        deadline = time.monotonic() + 10
+        while _owners(workers.port, pids)[emptied] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the workers say what they hold every 0.1 s
+        conns += _open(workers, 4)
+        assert _owners(workers.port, pids) == {emptied: 4, max(pids): 4}
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_a_client_that_fails_tls_does_not_hurt_its_worker(workers: Server) -> None:
+    for payload in (b"", b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x05hello"):
+        with socket.create_connection(("127.0.0.1", workers.port), timeout=10) as raw:
+            raw.sendall(payload)
+            raw.shutdown(socket.SHUT_WR)
+            raw.settimeout(10)
+            with contextlib.suppress(OSError):
+                raw.recv(4096)
+    conns = _open(workers, 4)  # both workers still serve
+    for c in conns:
+        c.close()
+
+
+def test_least_busy_counts_what_was_sent_and_not_yet_taken() -> None:
+    assert least_busy([0, 0], [0, 0], [0, 0]) == [0, 1]
+    assert least_busy([3, 1], [3, 1], [3, 1]) == [1, 0]
+    # worker 1 said it holds 1 but has not yet taken the 3 sent since: it is the busier
+    assert least_busy([2, 1], [2, 1], [2, 4]) == [0, 1]
+    # a worker that took more than the supervisor counted (after a restart) is not negative
+    assert least_busy([0, 2], [5, 2], [0, 2]) == [0, 1]
 
 
 def test_a_dead_worker_is_replaced(workers: Server) -> None:
@@ -146,6 +192,29 @@ def test_sigterm_stops_the_workers(tmp_path: Path) -> None:
             not Path(f"/proc/{pid}").exists()
             or "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
         )
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home", HTTPS_WHITELIST)
+    server = start_server(home, args=("--workers", "2"))
+    deadline = time.monotonic() + 30
+    while len(_children(server.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    pids = _children(server.proc.pid)
+    assert len(pids) == 2
+    server.proc.kill()  # no SIGTERM to pass on: the workers see their channel close
+    server.proc.wait(10)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in pids)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
