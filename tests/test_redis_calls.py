@@ -91,16 +91,19 @@ def test_a_forked_child_does_not_use_the_parents_connection(
     assert calls("CLIENT", "ID") == parent_id  # and the parent's is still good
 
 
+class _Routed:
+    """What a RedisCluster offers: commands routed per key, no single pool."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[object, ...]] = []
+
+    def execute_command(self, *args: object) -> object:
+        self.sent.append(args)
+        return b"OK"
+
+
 def test_a_client_without_one_pool_is_called_through_execute_command() -> None:
-    class Routed:  # what a RedisCluster offers: commands routed per key, no single pool
-        def __init__(self) -> None:
-            self.sent: list[tuple[object, ...]] = []
-
-        def execute_command(self, *args: object) -> object:
-            self.sent.append(args)
-            return b"OK"
-
-    routed = Routed()
+    routed = _Routed()
     calls = RedisCalls(routed)  # type: ignore[arg-type]
     assert calls("SET", "k", b"1", "NX", "EX", 5) == b"OK"
     assert routed.sent == [("SET", "k", b"1", "NX", "EX", 5)]
@@ -145,15 +148,7 @@ def test_a_send_to_an_unreachable_redis_raises_at_once() -> None:
 
 
 def test_without_one_pool_send_answers_at_once_and_reply_returns_it() -> None:
-    class Routed:
-        def __init__(self) -> None:
-            self.sent: list[tuple[object, ...]] = []
-
-        def execute_command(self, *args: object) -> object:
-            self.sent.append(args)
-            return b"OK"
-
-    routed = Routed()
+    routed = _Routed()
     pending = RedisCalls(routed).send("SET", "k", b"1")  # type: ignore[arg-type]
     assert routed.sent == [("SET", "k", b"1")]
     assert pending.reply() == b"OK"

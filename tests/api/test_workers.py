@@ -83,11 +83,7 @@ def _open(server: Server, n: int) -> list[ssl.SSLSocket]:
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = make_home(tmp_path_factory.mktemp("workers") / "home", HTTPS_WHITELIST)
-    server = start_server(home, args=("--workers", "2"))
-    deadline = time.monotonic() + 30
-    while len(_children(server.proc.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    server, _ = _two_workers(tmp_path_factory.mktemp("workers"))
     yield server
     server.stop()
 
@@ -178,13 +174,20 @@ def test_a_dead_worker_is_replaced(workers: Server) -> None:
     assert "restarting" in workers.log.read_text()
 
 
-def test_sigterm_stops_the_workers(tmp_path: Path) -> None:
+def _two_workers(tmp_path: Path) -> tuple[Server, set[int]]:
+    """A fresh `serve --workers 2` and its worker pids, once both are up."""
     home = make_home(tmp_path / "home", HTTPS_WHITELIST)
     server = start_server(home, args=("--workers", "2"))
     deadline = time.monotonic() + 30
     while len(_children(server.proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     pids = _children(server.proc.pid)
+    assert len(pids) == 2
+    return server, pids
+
+
+def test_sigterm_stops_the_workers(tmp_path: Path) -> None:
+    server, pids = _two_workers(tmp_path)
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(20) == 0
     for pid in pids:
@@ -195,13 +198,7 @@ def test_sigterm_stops_the_workers(tmp_path: Path) -> None:
 
 
 def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
-    home = make_home(tmp_path / "home", HTTPS_WHITELIST)
-    server = start_server(home, args=("--workers", "2"))
-    deadline = time.monotonic() + 30
-    while len(_children(server.proc.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    pids = _children(server.proc.pid)
-    assert len(pids) == 2
+    server, pids = _two_workers(tmp_path)
     server.proc.kill()  # no SIGTERM to pass on: the workers see their channel close
     server.proc.wait(10)
     deadline = time.monotonic() + 20
