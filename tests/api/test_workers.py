@@ -7,6 +7,7 @@ Which process holds each connection is read from /proc (the kernel's view), not 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -136,6 +137,29 @@ def test_a_client_that_fails_tls_does_not_hurt_its_worker(workers: Server) -> No
     conns = _open(workers, 4)  # both workers still serve
     for c in conns:
         c.close()
+
+
+def test_a_handed_over_connection_carries_the_verified_client_certificate(
+    workers: Server,
+) -> None:
+    """curl, an independent TLS client, with and without a client certificate; each call is a
+    new connection, handed to one worker or the other."""
+    cert, key = workers.home.client_cert("billing", "billing.internal")
+    for _ in range(4):
+        out = subprocess.run(
+            ["curl", "-sS", "--cert", cert, "--key", key, "--cacert", str(workers.home.root),
+             "-w", "\n%{http_code}", f"{workers.url}/api/v1/whoami"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        text, status = out.rsplit("\n", 1)
+        assert status == "200", text
+        assert json.loads(text)["service_id"] == "billing"
+        anonymous = subprocess.run(
+            ["curl", "-sS", "--cacert", str(workers.home.root), "-o", "/dev/null", "-w",
+             "%{http_code}", f"{workers.url}/api/v1/whoami"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        assert anonymous == "401"
 
 
 def test_least_busy_counts_what_was_sent_and_not_yet_taken() -> None:

@@ -28,13 +28,10 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pkiforge.api.tls import TLSFiles
 from pkiforge.errors import Conflict
-
-if TYPE_CHECKING:
-    import uvicorn
 
 log = logging.getLogger("pkiforge.server")
 RESTART_PAUSE = 1.0  # between restarts of a worker that keeps dying
