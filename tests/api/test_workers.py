@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pkiforge.api.workers import least_busy
+from pkiforge.api.workers import NOT_READY, least_busy
 
 from .conftest import HTTPS_WHITELIST
 from .server import Server, env, free_port, make_home, start_server
@@ -169,6 +169,9 @@ def test_least_busy_counts_what_was_sent_and_not_yet_taken() -> None:
     assert least_busy([2, 1], [2, 1], [2, 4]) == [0, 1]
     # a worker that took more than the supervisor counted (after a restart) is not negative
     assert least_busy([0, 2], [5, 2], [0, 2]) == [0, 1]
+    # a worker still starting comes last, however busy the others are
+    assert least_busy([NOT_READY, 9], [0, 9], [0, 9]) == [1, 0]
+    assert least_busy([NOT_READY, NOT_READY], [0, 0], [3, 0]) == [1, 0]
 
 
 def test_a_dead_worker_is_replaced(workers: Server) -> None:

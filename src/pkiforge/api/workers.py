@@ -83,6 +83,7 @@ def _handed_server_class() -> type[Any]:
             await super().startup(sockets=[])  # the lifespan, and no socket of its own
             self._channel.setblocking(False)
             asyncio.get_running_loop().add_reader(self._channel.fileno(), self._receive)
+            self._publish()  # ready: the supervisor may prefer this worker now
 
         def _receive(self) -> None:
             try:
@@ -140,10 +141,17 @@ def _handed_server_class() -> type[Any]:
     return HandedServer
 
 
+NOT_READY = -1  # what a worker's "held" slot says until it has started serving
+
+
 def least_busy(held: Sequence[int], taken: Sequence[int], sent: Sequence[int]) -> list[int]:
-    """Worker indexes, the least busy first: what each holds plus what it has not yet taken."""
-    load = [h + max(0, s - t) for h, t, s in zip(held, taken, sent, strict=True)]
-    return sorted(range(len(load)), key=lambda i: (load[i], i))
+    """Worker indexes, the least busy first: what each holds plus what it has not yet taken.
+
+    Workers still starting (`held` is NOT_READY) come last: a connection handed to one waits
+    until it serves, so they get one only when no worker is ready.
+    """
+    load = [max(0, h) + max(0, s - t) for h, t, s in zip(held, taken, sent, strict=True)]
+    return sorted(range(len(load)), key=lambda i: (held[i] == NOT_READY, load[i], i))
 
 
 class Supervisor:
@@ -183,7 +191,7 @@ class Supervisor:
 
     def _start(self, i: int) -> BaseProcess:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._loads[2 * i] = self._loads[2 * i + 1] = 0
+        self._loads[2 * i], self._loads[2 * i + 1] = NOT_READY, 0
         self._sent[i] = 0
         proc = self._context.Process(
             target=_worker,
