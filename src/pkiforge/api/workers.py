@@ -10,8 +10,11 @@ split to the kernel's hash of each connection's addresses. 16 keep-alive clients
 Here the supervisor accepts each connection and passes its file descriptor, over a Unix
 socket pair, to the worker that holds the fewest connections. Each worker publishes in shared
 memory how many it holds and how many it has been given; the supervisor counts what it has
-sent since. The worker makes the TLS handshake and serves the connection as uvicorn would. The
-supervisor restarts a worker that dies and passes SIGINT/SIGTERM on for a graceful stop.
+sent since. The worker makes the TLS handshake and serves the connection as uvicorn would.
+The supervisor starts accepting once every worker serves, so that the first keep-alive
+connections do not all land on the worker that started first; after that, a worker being
+restarted gets connections only if no other can take them. It restarts a worker that dies and
+passes SIGINT/SIGTERM on for a graceful stop.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pkiforge.errors import Conflict
 log = logging.getLogger("pkiforge.server")
 RESTART_PAUSE = 1.0  # between restarts of a worker that keeps dying
 STOP_TIMEOUT = 15.0  # uvicorn's graceful shutdown (10 s) plus margin, then SIGKILL
+START_TIMEOUT = 30.0  # the first connections wait at most this long for every worker
 BACKLOG = 2048
 ACCEPTS_PER_WAKE = 64  # the supervisor goes back to watching its workers at least this often
 FDS_PER_MESSAGE = 64
@@ -167,6 +171,8 @@ class Supervisor:
         self._sent = [0] * workers
         # per worker: connections held, connections taken (what each said last)
         self._loads: Any = self._context.Array("i", 2 * workers, lock=False)
+        self._accepting = False
+        self._start_deadline = 0.0
 
     def run(self) -> None:
         listener = listening_socket(self.host, self.port)  # fails here, once, if taken
@@ -174,9 +180,13 @@ class Supervisor:
         previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._processes = [self._start(i) for i in range(self.workers)]
+            self._start_deadline = time.monotonic() + START_TIMEOUT
             while not self._stopping:
                 alive = [p.sentinel for p in self._processes if p.is_alive()]
-                ready = wait([listener, *alive], timeout=self._next_wait())
+                if self._ready_to_accept():
+                    ready = wait([listener, *alive], timeout=self._next_wait())
+                else:  # connections wait in the backlog until every worker can take its share
+                    ready = wait(alive, timeout=0.05)
                 if listener in ready:
                     self._dispatch(listener)
                 self._replace_dead()
@@ -205,6 +215,17 @@ class Supervisor:
             old.close()
         self._started[i] = time.monotonic()
         return proc
+
+    def _ready_to_accept(self) -> bool:
+        """From the moment every worker first serves (or START_TIMEOUT passes), for good.
+
+        Keep-alive connections stay with the worker they are given: taken while one worker
+        is still starting, they would all land on the others and stay there.
+        """
+        if not self._accepting:
+            ready = all(self._loads[2 * i] != NOT_READY for i in range(self.workers))
+            self._accepting = ready or time.monotonic() >= self._start_deadline
+        return self._accepting
 
     def _next_wait(self) -> float:
         """Up to a second, less if a dead worker is due to be restarted sooner."""
