@@ -24,14 +24,6 @@ from pkiforge.redis_calls import PendingReply, RedisCalls
 if TYPE_CHECKING:
     from redis import Redis
 
-try:
-    from redis.exceptions import RedisError
-except ImportError:  # Redis is optional; without it, nothing here raises RedisError
-
-    class RedisError(Exception):  # type: ignore[no-redef]
-        """Stands in for redis-py's base error when redis-py is not installed."""
-
-
 __all__ = [
     "InMemoryNonceStore",
     "NonceClaim",
@@ -166,6 +158,8 @@ class _RedisClaim:
     __slots__ = ("_call", "_error", "_name", "_pending")
 
     def __init__(self, call: RedisCalls, name: str, ttl_seconds: int) -> None:
+        from redis.exceptions import RedisError
+
         self._call = call
         self._name = name
         self._pending: PendingReply | None = None
@@ -175,7 +169,9 @@ class _RedisClaim:
         except (RedisError, OSError) as exc:
             self._error = exc
 
-    def _reply(self) -> bool:
+    def settle(self) -> bool:
+        from redis.exceptions import RedisError
+
         pending, error = self._pending, self._error
         self._pending = self._error = None
         if pending is None:
@@ -187,12 +183,11 @@ class _RedisClaim:
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
 
-    def settle(self) -> bool:
-        return self._reply()
-
     def abandon(self) -> None:
+        from redis.exceptions import RedisError
+
         try:
-            if self._reply():
+            if self.settle():
                 self._call("DEL", self._name)
         except (StoreUnavailable, RedisError, OSError):
             pass  # the nonce, if it was stored, expires with its TTL
