@@ -33,6 +33,8 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
+import uvicorn
+
 from pkiforge.api.tls import TLSFiles
 from pkiforge.errors import Conflict
 
@@ -68,81 +70,76 @@ def _worker(
 ) -> None:
     from pkiforge.api.server import uvicorn_config
 
-    server = _handed_server_class()(uvicorn_config(files, host, port), channel, loads, i)
-    server.run()
+    _HandedServer(uvicorn_config(files, host, port), channel, loads, i).run()
 
 
-def _handed_server_class() -> type[Any]:
-    """`uvicorn.Server`, taking its connections from the supervisor (imported in the worker)."""
-    import uvicorn
+class _HandedServer(uvicorn.Server):
+    """`uvicorn.Server`, taking its connections from the supervisor instead of a socket."""
 
-    class HandedServer(uvicorn.Server):
-        def __init__(self, config: uvicorn.Config, channel: socket.socket, loads: Any, i: int):
-            super().__init__(config)
-            self._channel, self._loads, self._slot = channel, loads, 2 * i
-            self._taken = 0
-            self._handshakes: set[asyncio.Task[None]] = set()
+    def __init__(self, config: uvicorn.Config, channel: socket.socket, loads: Any, i: int):
+        super().__init__(config)
+        self._channel, self._loads, self._slot = channel, loads, 2 * i
+        self._taken = 0
+        self._handshakes: set[asyncio.Task[None]] = set()
 
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=[])  # the lifespan, and no socket of its own
-            self._channel.setblocking(False)
-            asyncio.get_running_loop().add_reader(self._channel.fileno(), self._receive)
-            self._publish()  # ready: the supervisor may prefer this worker now
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # the lifespan, and no socket of its own
+        self._channel.setblocking(False)
+        asyncio.get_running_loop().add_reader(self._channel.fileno(), self._receive)
+        self._publish()  # ready: the supervisor may prefer this worker now
 
-        def _receive(self) -> None:
-            try:
-                data, fds, _, _ = socket.recv_fds(self._channel, 1, FDS_PER_MESSAGE)
-            except BlockingIOError:
-                return
-            except OSError:
-                data, fds = b"", []
-            if not data and not fds:  # the supervisor is gone: finish what we hold and stop
-                asyncio.get_running_loop().remove_reader(self._channel.fileno())
-                self.should_exit = True
-                return
-            loop = asyncio.get_running_loop()
-            for fd in fds:
-                self._taken += 1
-                task = loop.create_task(self._handshake(socket.socket(fileno=fd)))
-                self._handshakes.add(task)
-                task.add_done_callback(self._handshakes.discard)
-            self._publish()
+    def _receive(self) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(self._channel, 1, FDS_PER_MESSAGE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        if not data and not fds:  # the supervisor is gone: finish what we hold and stop
+            asyncio.get_running_loop().remove_reader(self._channel.fileno())
+            self.should_exit = True
+            return
+        loop = asyncio.get_running_loop()
+        for fd in fds:
+            self._taken += 1
+            task = loop.create_task(self._handshake(socket.socket(fileno=fd)))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+        self._publish()
 
-        async def _handshake(self, sock: socket.socket) -> None:
-            sock.setblocking(False)
-            try:
-                await asyncio.get_running_loop().connect_accepted_socket(
-                    self._protocol, sock, ssl=self.config.ssl
-                )
-            except (OSError, ssl.SSLError, EOFError) as exc:  # the client gave up or failed TLS
-                log.debug("connection dropped before it was served: %s", type(exc).__name__)
-                sock.close()
-
-        def _protocol(self) -> asyncio.Protocol:
-            return self.config.http_protocol_class(  # type: ignore[call-arg]
-                config=self.config,
-                server_state=self.server_state,
-                app_state=self.lifespan.state,
+    async def _handshake(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                self._protocol, sock, ssl=self.config.ssl
             )
+        except (OSError, ssl.SSLError, EOFError) as exc:  # the client gave up or failed TLS
+            log.debug("connection dropped before it was served: %s", type(exc).__name__)
+            sock.close()
 
-        def _publish(self) -> None:
-            held = len(self.server_state.connections) + len(self._handshakes)
-            self._loads[self._slot] = held
-            self._loads[self._slot + 1] = self._taken
+    def _protocol(self) -> asyncio.Protocol:
+        return self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )
 
-        async def on_tick(self, counter: int) -> bool:
-            self._publish()
-            return await super().on_tick(counter)
+    def _publish(self) -> None:
+        held = len(self.server_state.connections) + len(self._handshakes)
+        self._loads[self._slot] = held
+        self._loads[self._slot + 1] = self._taken
 
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            with contextlib.suppress(ValueError, OSError):
-                asyncio.get_running_loop().remove_reader(self._channel.fileno())
-            self._channel.close()
-            for task in list(self._handshakes):
-                task.cancel()
-            await super().shutdown(sockets)
+    async def on_tick(self, counter: int) -> bool:
+        self._publish()
+        return await super().on_tick(counter)
 
-    return HandedServer
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(self._channel.fileno())
+        self._channel.close()
+        for task in list(self._handshakes):
+            task.cancel()
+        await super().shutdown(sockets)
 
 
 NOT_READY = -1  # what a worker's "held" slot says until it has started serving
