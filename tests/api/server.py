@@ -105,6 +105,17 @@ class Server:
     def client(self, cert: tuple[str, str] | None = None, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, verify=self.tls(cert), timeout=20, **kwargs)
 
+    def curl(self, path: str, *args: str, cert: tuple[str, str] | None = None) -> tuple[int, str]:
+        """`curl` (an independent TLS client) against this server: (status, body)."""
+        auth = ["--cert", cert[0], "--key", cert[1]] if cert is not None else []
+        out = subprocess.run(
+            ["curl", "-sS", *auth, "--cacert", str(self.home.root), *args,
+             "-w", "\n%{http_code}", f"{self.url}{path}"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        body, status = out.rsplit("\n", 1)
+        return int(status), body
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
@@ -51,14 +50,12 @@ def test_curl_with_a_client_certificate(https_server: Server, tmp_path: Path) ->
             "/api/v1/services/register",
             json={"service_id": "billing", "service_name": "Billing", "names": NAMES},
         )
-    out = subprocess.run(
-        ["curl", "-sS", "--cert", cert, "--key", key, "--cacert", str(https_server.home.root),
-         "-H", "content-type: application/json", "--data-binary", f"@{body}",
-         "-w", "\n%{http_code}", f"{https_server.url}/api/v1/certificates/request"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
-    text, status = out.rsplit("\n", 1)
-    assert status == "201", text
+    status, text = https_server.curl(
+        "/api/v1/certificates/request",
+        *("-H", "content-type: application/json", "--data-binary", f"@{body}"),
+        cert=(cert, key),
+    )
+    assert status == 201, text
     assert json.loads(text)["service_id"] == "billing"
 
 

@@ -144,22 +144,13 @@ def test_a_handed_over_connection_carries_the_verified_client_certificate(
 ) -> None:
     """curl, an independent TLS client, with and without a client certificate; each call is a
     new connection, handed to one worker or the other."""
-    cert, key = workers.home.client_cert("billing", "billing.internal")
+    cert = workers.home.client_cert("billing", "billing.internal")
     for _ in range(4):
-        out = subprocess.run(
-            ["curl", "-sS", "--cert", cert, "--key", key, "--cacert", str(workers.home.root),
-             "-w", "\n%{http_code}", f"{workers.url}/api/v1/whoami"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout  # fmt: skip
-        text, status = out.rsplit("\n", 1)
-        assert status == "200", text
+        status, text = workers.curl("/api/v1/whoami", cert=cert)
+        assert status == 200, text
         assert json.loads(text)["service_id"] == "billing"
-        anonymous = subprocess.run(
-            ["curl", "-sS", "--cacert", str(workers.home.root), "-o", "/dev/null", "-w",
-             "%{http_code}", f"{workers.url}/api/v1/whoami"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout  # fmt: skip
-        assert anonymous == "401"
+        anonymous, _ = workers.curl("/api/v1/whoami")
+        assert anonymous == 401
 
 
 def test_least_busy_counts_what_was_sent_and_not_yet_taken() -> None:
