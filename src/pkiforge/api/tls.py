@@ -4,7 +4,8 @@ uvicorn 0.54 verifies client certificates but does not hand them to the applicat
 protocol classes below (one per uvicorn HTTP implementation) read the peer certificate from the
 connection's SSL object when the connection is made and add `scope["extensions"]["tls"]`
 (the ASGI TLS extension: `client_cert_chain` as PEM strings, `tls_version`, `cipher_suite`) to
-every request on that connection.
+every request on that connection. They also hand uvicorn a transport that sends each response
+as one TLS record (`api/coalesce.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from pkiforge.api.coalesce import CoalescingTransport
 from pkiforge.client.pairstore import resolve_pair
 
 # TLS 1.2 suites: forward secrecy and AEAD only; TLS 1.3 suites are always modern
@@ -140,7 +142,7 @@ class TLSH11Protocol(H11Protocol):
     """h11 with the ASGI TLS extension."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport))
         tls = tls_extension(transport)
         if tls is not None:
             self.app = _WithTLS(self.app, tls)
@@ -150,7 +152,7 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
     """httptools with the ASGI TLS extension."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport))
         tls = tls_extension(transport)
         if tls is not None:
             self.app = _WithTLS(self.app, tls)
