@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict
+from pkiforge.store.prepared import Prepared
 from pkiforge.store.tables import EnrollmentTokenRow, ServiceRow
 from pkiforge.store.unit import Repo
 
@@ -20,8 +21,8 @@ def _ts(value: dt.datetime | None) -> dt.datetime | None:
 
 
 _SERVICES = cast(Table, ServiceRow.__table__)
-_SERVICE_GET = select(_SERVICES).where(_SERVICES.c.service_id == bindparam("b_id"))
-_NAME_OWNERS = select(_SERVICES.c.service_id, _SERVICES.c.names)
+_SERVICE_GET = Prepared(select(_SERVICES).where(_SERVICES.c.service_id == bindparam("b_id")))
+_NAME_OWNERS = Prepared(select(_SERVICES.c.service_id, _SERVICES.c.names))
 
 
 class SqlServiceRepository(Repo):
@@ -53,8 +54,8 @@ class SqlServiceRepository(Repo):
         row.last_seen = _ts(r.last_seen)
 
     def get(self, service_id: str) -> ServiceRecord | None:
-        # Core, not the ORM: every certificate request reads its service
-        row = self.c.execute(_SERVICE_GET, {"b_id": service_id}).first()
+        # prepared, not the ORM: every certificate request reads its service
+        row = self.unit.run(_SERVICE_GET, {"b_id": service_id}).first()
         return self._domain(row) if row else None
 
     def list(self, service_type: str | None = None) -> list[ServiceRecord]:
@@ -68,7 +69,7 @@ class SqlServiceRepository(Repo):
             # under READ COMMITTED two registrations could both read a name as free
             self.serialise("pkiforge.service_names")
         out: dict[str, str] = {}
-        for service_id, names in self.c.execute(_NAME_OWNERS):
+        for service_id, names in self.unit.run(_NAME_OWNERS).rows:
             for name in names or ():
                 out.setdefault(str(name), service_id)
         return out

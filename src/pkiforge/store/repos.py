@@ -35,6 +35,7 @@ from pkiforge.ca.models import (
 )
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict
+from pkiforge.store.prepared import Prepared
 from pkiforge.store.tables import AuditRow, CARow, CertificateRow, CRLRow, RevocationRow
 from pkiforge.store.unit import Repo
 
@@ -119,22 +120,24 @@ _CERT_SELECT = select(*_CERT_COLUMNS).select_from(
     _CERTS.outerjoin(_REVS, _REVS.c.serial_number == _CERTS.c.serial_number)
 )
 _CERT_GET = _CERT_SELECT.where(_CERTS.c.serial_number == bindparam("b_serial"))
-_CERT_STANDING = select(_CERTS.c.status, _CERTS.c.fingerprint_sha256).where(
-    _CERTS.c.serial_number == bindparam("b_serial")
+_CERT_STANDING = Prepared(
+    select(_CERTS.c.status, _CERTS.c.fingerprint_sha256).where(
+        _CERTS.c.serial_number == bindparam("b_serial")
+    )
 )
 _CERT_UPDATE = update(_CERTS).where(_CERTS.c.serial_number == bindparam("b_serial"))
-_CERT_ACTIVATE = _CERT_UPDATE.where(_CERTS.c.status == CertStatus.PENDING.value)
-_CERT_INSERT: dict[str, Any] = {}
+_CERT_ACTIVATE = Prepared(_CERT_UPDATE.where(_CERTS.c.status == CertStatus.PENDING.value))
+_CERT_INSERT: dict[str, Prepared] = {}
 
 
-def _insert_ignoring_conflict(dialect: str) -> Any:
+def _insert_ignoring_conflict(dialect: str) -> Prepared:
     """`INSERT ... ON CONFLICT DO NOTHING` on `certificates`: a taken serial inserts no row."""
     stmt = _CERT_INSERT.get(dialect)
     if stmt is None:
         from sqlalchemy.dialects import postgresql, sqlite
 
         make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = _CERT_INSERT[dialect] = (
+        stmt = _CERT_INSERT[dialect] = Prepared(
             make(_CERTS)
             .on_conflict_do_nothing(index_elements=[_CERTS.c.serial_number])
             .returning(_CERTS.c.serial_number)  # psycopg reports no rowcount for this one
@@ -148,7 +151,7 @@ class SqlCertificateRepository(Repo):
 
     def add(self, record: CertificateRecord) -> None:
         values = {"serial_number": format_serial(record.serial), **self._values(record)}
-        inserted = self.c.execute(_insert_ignoring_conflict(self.unit.dialect), values).first()
+        inserted = self.unit.run(_insert_ignoring_conflict(self.unit.dialect), values).first()
         if inserted is None:  # a concurrent writer took the serial
             raise Conflict(f"serial {record.serial_hex} already exists", field="serial")
 
@@ -167,7 +170,7 @@ class SqlCertificateRepository(Repo):
             "fingerprint_sha256": record.fingerprint,
             "pem": _pem(record.certificate),
         }
-        return _rowcount(self.c.execute(_CERT_ACTIVATE, values)) == 1
+        return self.unit.run(_CERT_ACTIVATE, values).rowcount == 1
 
     @staticmethod
     def _values(r: CertificateRecord) -> dict[str, Any]:
@@ -193,7 +196,7 @@ class SqlCertificateRepository(Repo):
         return self._domain(found) if found else None
 
     def standing(self, serial: int) -> tuple[CertStatus, str | None] | None:
-        found = self.c.execute(_CERT_STANDING, {"b_serial": format_serial(serial)}).first()
+        found = self.unit.run(_CERT_STANDING, {"b_serial": format_serial(serial)}).first()
         return (CertStatus(found.status), found.fingerprint_sha256) if found else None
 
     def search(self, query: CertificateQuery) -> list[CertificateRecord]:
@@ -320,18 +323,18 @@ class SqlCRLRepository(Repo):
 
 
 _AUDIT = cast(Table, AuditRow.__table__)
-_AUDIT_LAST = select(_AUDIT).order_by(_AUDIT.c.seq.desc()).limit(1)
-_AUDIT_INSERT = insert(_AUDIT)
+_AUDIT_LAST = Prepared(select(_AUDIT).order_by(_AUDIT.c.seq.desc()).limit(1))
+_AUDIT_INSERT = Prepared(insert(_AUDIT))
 
 
 class SqlAuditRepository(Repo):
     def last(self) -> AuditEntry | None:
         self.serialise("pkiforge.audit_log")  # one appender at a time across replicas
-        row = self.c.execute(_AUDIT_LAST).first()
+        row = self.unit.run(_AUDIT_LAST).first()
         return self._domain(row) if row else None
 
     def add(self, entry: AuditEntry) -> None:
-        self.c.execute(
+        self.unit.run(
             _AUDIT_INSERT,
             {
                 "seq": entry.seq,

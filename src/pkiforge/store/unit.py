@@ -10,9 +10,13 @@ Core statement so that the two never see different states.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
+
+from pkiforge.store.prepared import Prepared, Ran
 
 _XACT_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
@@ -46,6 +50,10 @@ class Unit:
     @property
     def dialect(self) -> str:
         return self._conn.dialect.name
+
+    def run(self, statement: Prepared, values: Mapping[str, Any] | None = None) -> Ran:
+        """A hot statement on this transaction's connection (see `store/prepared.py`)."""
+        return statement.run(self.conn, values)
 
     def flush(self) -> None:
         if self._session is not None:
