@@ -64,12 +64,14 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
     )
     app.state.pkiforge = state
     problems.install(app)
+    # routes are matched in this order and no two routers' paths overlap: the ones every
+    # service calls most (health checks, issuance and renewal) are tried first
     app.include_router(health.router)
+    app.include_router(certificates.router)
     app.include_router(ca.router)
     app.include_router(identity.router)
     app.include_router(keys.router)
     app.include_router(ocsp.router)
-    app.include_router(certificates.router)
     app.include_router(services.router)
     app.include_router(discovery.router)
     app.include_router(metrics.router)
