@@ -19,7 +19,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from pkiforge.store.db import SqlStore
 from pkiforge.store.prepared import Prepared
@@ -75,6 +75,8 @@ def test_binds_limits_and_first(things: SqlStore) -> None:
     assert (one.name, one.doc) == ("c", [1, "two"])
     assert newest.id == 3 and newest.at == AT + dt.timedelta(days=1)
     assert missing.rows == [] and missing.first() is None
+    with pytest.raises(InvalidRequestError, match="b_id"), things.transaction() as tx:
+        tx.run(SELECT_ONE, {"b_other": 3})
 
 
 def test_rowcount_and_returning(things: SqlStore) -> None:

@@ -29,6 +29,8 @@ def check_metadata(value: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidInput("metadata must be a JSON object", field=FIELD)
+    if not value:  # the common case: nothing to encode or bound
+        return {}
     _check_shape(value, 1)  # before encoding: it bounds the recursion of json.dumps
     try:
         encoded = json.dumps(

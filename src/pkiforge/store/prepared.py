@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -36,19 +36,28 @@ class Ran:
 
 
 @dataclass(frozen=True)
+class _Bind:
+    name: str  # as the SQL names it
+    key: str | None  # the caller's value under this key, or None: the statement's own value
+    value: Any
+    process: Processor
+
+
+@dataclass(frozen=True)
 class _Compiled:
-    compiled: SQLCompiler
     sql: str
     order: tuple[str, ...] | None  # bind names in placeholder order; None for named styles
-    binds: dict[str, Processor]
+    binds: tuple[_Bind, ...]
     row: Any  # a namedtuple class of the result columns, or None
     results: tuple[Processor, ...]
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        params = dict(self.compiled.construct_params(dict(values)))
-        for name, process in self.binds.items():
-            if process is not None and params.get(name) is not None:
-                params[name] = process(params[name])
+        params = {}
+        for bind in self.binds:
+            value = bind.value if bind.key is None else values[bind.key]
+            if bind.process is not None and value is not None:
+                value = bind.process(value)
+            params[bind.name] = value
         if self.order is None:
             return params
         return tuple(params[name] for name in self.order)
@@ -100,10 +109,19 @@ class Prepared:
     def _compile(self, dialect: Dialect, key: tuple[str, frozenset[str]]) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect, column_keys=sorted(key[1]))
         assert isinstance(compiled, SQLCompiler)
-        binds: dict[str, Processor] = {
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+        missing = sorted(b.key for b in compiled.bind_names if b.required and b.key not in key[1])
+        if missing:
+            raise InvalidRequestError(f"a value is required for bind parameter(s) {missing}")
+        # what construct_params() would do on every call, worked out once
+        binds = tuple(
+            _Bind(
+                name,
+                bind.key if bind.key in key[1] else None,
+                None if bind.key in key[1] else bind.effective_value,
+                bind.type.dialect_impl(dialect).bind_processor(dialect),
+            )
             for bind, name in compiled.bind_names.items()
-        }
+        )
         positional = compiled.positional and compiled.positiontup
         order = tuple(compiled.positiontup or ()) if positional else None
         # a SELECT's columns, or what an INSERT/UPDATE ... RETURNING returns
@@ -117,7 +135,7 @@ class Prepared:
             results = tuple(
                 c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
             )
-        made = _Compiled(compiled, compiled.string, order, binds, row, results)
+        made = _Compiled(compiled.string, order, binds, row, results)
         self._compiled[key] = made
         return made
 
