@@ -27,7 +27,7 @@ from pkiforge.store.unit import Unit
 MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
 # opening a store needs one query instead of importing alembic (a third of CLI start-up)
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 READONLY = "pkiforge_readonly"
 IDLE_CONNECTIONS = 4  # open SQLite connections kept for reuse (the pool holds up to 15)
 

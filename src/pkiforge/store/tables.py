@@ -62,12 +62,13 @@ class CertificateRow(Base):
     __tablename__ = "certificates"
 
     serial_number: Mapped[str] = mapped_column(String(40), primary_key=True)
-    issuer: Mapped[str] = mapped_column(ForeignKey("cas.name"), index=True)
+    # issuer and status have a handful of values each: not indexed (migration 0004)
+    issuer: Mapped[str] = mapped_column(ForeignKey("cas.name"))
     profile: Mapped[str] = mapped_column(String(64))
     common_name: Mapped[str] = mapped_column(String(255))
     names: Mapped[list[str]] = mapped_column(JSON, default=list)
     service_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(TS, index=True)
     not_before: Mapped[dt.datetime | None] = mapped_column(TS)
     not_after: Mapped[dt.datetime | None] = mapped_column(TS, index=True)
