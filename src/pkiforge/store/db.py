@@ -157,19 +157,20 @@ class SqlStore:
             StoreUnavailable: the database failed underneath (never a partial write).
         """
         lock = self._writers if self._writers is not None and not readonly else None
-        conn: Connection | None = None
         try:
-            with lock or nullcontext():
-                conn = self._take()
+            conn = self._take()
+            try:
                 conn.execution_options(**{READONLY: readonly})
                 tx = SqlTransaction(conn)
                 try:
-                    with conn.begin():
+                    # the writer lock covers BEGIN to COMMIT and nothing more
+                    with lock or nullcontext(), conn.begin():
                         yield tx
                         tx.flush()
                 finally:
                     tx.close()
-                    self._give(conn)
+            finally:
+                self._give(conn)
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(_describe(exc)) from None
 
