@@ -5,6 +5,12 @@ uvicorn writes a response's status line and headers as soon as the app sends
 TLS each write is encrypted into its own record and sent with its own system call, and the
 client wakes up twice. An app sends both messages in the same turn of the event loop, so this
 transport holds what is written during one turn and passes it on, joined, at the end of it.
+
+Sending at the end of the turn rather than the moment each response is complete also keeps
+keep-alive clients in step: when the requests that arrived together are answered together,
+none of their clients gets ahead of the others. Flushing each response as soon as uvicorn
+finished it served the same rate with a wider spread (issuance bench, four alternating pairs:
+p99 72-93 ms against 53-59 ms).
 """
 
 from __future__ import annotations
