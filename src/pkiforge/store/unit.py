@@ -2,9 +2,10 @@
 made only when a repository asks for one.
 
 The hot paths (issuance, audit, identity checks) run Core statements on the connection: the
-ORM unit of work cost more than everything else an issuance does. The rarely used paths keep
-the ORM's convenience. Both run in the same transaction, and the session is flushed before any
-Core statement so that the two never see different states.
+ORM unit of work cost more than everything else an issuance does. The hottest of them go
+through `run`, straight to the driver's cursor (`store/prepared.py`). The rarely used paths
+keep the ORM's convenience. All run in the same transaction, and the session is flushed before
+any Core or prepared statement so that they never see different states.
 """
 
 from __future__ import annotations
