@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 import ssl
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -147,3 +150,39 @@ def test_forwarded_client_certificate_only_from_a_trusted_proxy(https_server: Se
         ignored = other.get("/api/v1/whoami", headers=header)
     assert trusted.status_code == 200 and trusted.json()["service_id"] == "orders"
     assert ignored.status_code == 401 and ignored.json()["reason"] == "no-cert"
+
+
+def test_the_server_checkpoints_its_wal_between_requests(
+    https_server: Server, tmp_path: Path
+) -> None:
+    """What was issued reaches the database file itself within seconds, while the server runs
+    with its connections open: its own checkpointer copied it, not a closing connection or a
+    1000-page WAL."""
+    cert = https_server.home.client_cert("orders2", "orders2.internal")
+    with https_server.client(cert) as c:
+        c.post(  # idempotent: the name may be registered
+            "/api/v1/services/register",
+            json={"service_id": "orders2", "service_name": "Orders", "names": ["orders2.internal"]},
+        )
+        issued = c.post(
+            "/api/v1/certificates/request",
+            json={"csr": make_csr("orders2.internal", ["orders2.internal"])},
+        )
+    assert issued.status_code == 201, issued.text
+    fingerprint = issued.json()["fingerprint_sha256"]
+    database = https_server.home.path / "pkiforge.db"
+    deadline, found = time.monotonic() + 10, 0
+    while not found and time.monotonic() < deadline:
+        time.sleep(0.2)
+        copy = tmp_path / "file-only.db"
+        shutil.copyfile(database, copy)  # the database file alone, without its WAL
+        conn = sqlite3.connect(f"file:{copy}?immutable=1", uri=True)
+        try:
+            found = conn.execute(
+                "SELECT count(*) FROM certificates WHERE fingerprint_sha256 = ?", (fingerprint,)
+            ).fetchone()[0]
+        except sqlite3.DatabaseError:  # copied while a checkpoint wrote to it: copy again
+            continue
+        finally:
+            conn.close()
+    assert found == 1

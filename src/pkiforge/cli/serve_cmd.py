@@ -12,6 +12,8 @@ from pkiforge.api.server import ensure_server_certificate, serve, start_renewal_
 from pkiforge.cli.output import err
 from pkiforge.cli.state import CliState
 from pkiforge.errors import Conflict
+from pkiforge.store import checkpoint
+from pkiforge.store.checkpoint import WalCheckpointer
 from pkiforge.whitelist import WHITELIST_FILE, load_whitelist
 
 RENEW_CHECK_SECONDS = 60.0
@@ -47,6 +49,11 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
     stop = start_renewal_thread(
         lambda: ensure_server_certificate(state.pki, settings), RENEW_CHECK_SECONDS
     )
+    # SQLite: checkpoint the WAL here, between requests, instead of inside a worker's commit
+    checkpointer = WalCheckpointer.for_url(settings.effective_database_url)
+    if checkpointer is not None:
+        checkpointer.start()
+        os.environ[checkpoint.ENV] = "1"
     os.environ["PKIFORGE_HOME"] = str(state.home.resolve())
     if state.database_url:
         os.environ["PKIFORGE_DATABASE_URL"] = state.database_url
@@ -64,3 +71,5 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
         )
     finally:
         stop.set()
+        if checkpointer is not None:
+            checkpointer.stop()

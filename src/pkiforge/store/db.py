@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -23,6 +20,7 @@ from pkiforge.store.repos import (
     SqlCRLRepository,
 )
 from pkiforge.store.unit import Unit
+from pkiforge.store.writer_lock import WriterLock, sqlite_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
@@ -32,8 +30,11 @@ READONLY = "pkiforge_readonly"
 IDLE_CONNECTIONS = 4  # open SQLite connections kept for reuse (the pool holds up to 15)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, wal_autocheckpoint: int | None = None) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and writer-serialising transactions.
+
+    `wal_autocheckpoint` (SQLite only): the WAL size in pages at which a committing connection
+    checkpoints; None keeps SQLite's 1000 (see store/checkpoint.py for when to raise it).
 
     Raises:
         InvalidInput: unsupported URL.
@@ -46,14 +47,14 @@ def make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, connect_args={"timeout": 30})
-        _sqlite_pragmas(engine)
+        _sqlite_pragmas(engine, wal_autocheckpoint)
         return engine
     if parsed.get_backend_name() != "postgresql":
         raise InvalidInput("database URL must be sqlite:/// or postgresql://", field="database_url")
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, wal_autocheckpoint: int | None) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
@@ -61,6 +62,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        if wal_autocheckpoint is not None:
+            cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -126,7 +129,7 @@ class SqlStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         sqlite = engine.dialect.name == "sqlite"
-        self._writers = _WriterLock(engine) if sqlite else None
+        self._writers = WriterLock(sqlite_path(engine.url)) if sqlite else None
         # SQLite: a transaction reuses an open Connection instead of checking one out of the
         # pool, making a Connection, resetting it and checking it in again (60 of an empty
         # transaction's 85 us; every issuance runs four). PostgreSQL keeps the pool's
@@ -134,13 +137,15 @@ class SqlStore:
         self._idle: list[Connection] | None = [] if sqlite else None
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> SqlStore:
-        """Connect, and run pending migrations on first use.
+    def open(
+        cls, url: str, *, migrate: bool = True, wal_autocheckpoint: int | None = None
+    ) -> SqlStore:
+        """Connect, and run pending migrations on first use (`make_engine` for the rest).
 
         Raises:
             StoreUnavailable: the database cannot be reached.
         """
-        engine = make_engine(url)
+        engine = make_engine(url, wal_autocheckpoint=wal_autocheckpoint)
         try:
             if migrate and current_revision(engine) != SCHEMA_HEAD:
                 upgrade(engine)
@@ -194,38 +199,8 @@ class SqlStore:
         while self._idle:
             self._idle.pop().close()
         self.engine.dispose()
-
-
-class _WriterLock:
-    """One SQLite writer at a time: a thread lock in this process and `flock` across processes.
-
-    SQLite's own busy handler polls with sleeps of up to 100 ms, which turned lock contention
-    between request threads into second-long tail latencies; these locks wake waiters at once.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        database = engine.url.database
-        self._path = f"{database}.writer-lock" if database and database != ":memory:" else None
-        self._thread_lock = threading.Lock()
-        self._fd: int | None = None
-
-    def __enter__(self) -> None:
-        self._thread_lock.acquire()
-        if self._path is not None:
-            try:
-                if self._fd is None:
-                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-            except BaseException:
-                self._thread_lock.release()
-                raise
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._thread_lock.release()
+        if self._writers is not None:
+            self._writers.close()
 
 
 def _describe(exc: DBAPIError) -> str:

@@ -1,0 +1,131 @@
+"""SQLite WAL checkpoints off the request path, while `pkiforge serve` runs.
+
+By default SQLite checkpoints in the connection whose commit takes the WAL past 1000 pages:
+that commit copies the pages into the database file and syncs it, which took 7-15 ms here, and
+it does so holding the writer lock, so every worker's next write waits too (under the issuance
+bench: one such commit every quarter of a second). While the server runs, a thread does that
+work instead:
+
+- every `interval` a PASSIVE checkpoint copies and syncs what the WAL holds, without taking
+  any lock; requests go on writing meanwhile;
+- once the WAL is past `restart_pages`, one more PASSIVE checkpoint copies the few pages written
+  since, this time holding the writer lock, so that the WAL is copied to its end and the next
+  writer starts it again from the beginning. SQLite reuses the WAL file only then: without this
+  step it would grow for as long as writes never pause.
+
+The serving processes raise their own automatic checkpoint to FALLBACK_PAGES, so the WAL stays
+bounded even if this thread stops. A failed round is logged and retried; it never stops the
+server. PostgreSQL needs none of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from sqlalchemy.engine import make_url
+
+from pkiforge.store.writer_lock import WriterLock, sqlite_path
+
+log = logging.getLogger("pkiforge.store")
+# what a serving process's own automatic checkpoint is raised to (pages of 4 KiB: 64 MiB)
+FALLBACK_PAGES = 16384
+# set by `pkiforge serve` for its workers when it runs a checkpointer (api/asgi.py reads it)
+ENV = "PKIFORGE_WAL_CHECKPOINTER"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One round: the WAL's size in pages, how many of them are now in the database file, and
+    whether the writer lock was taken so that the next writer restarts the WAL."""
+
+    wal_pages: int
+    copied_pages: int
+    restarted: bool
+
+
+class WalCheckpointer:
+    """Checkpoints one SQLite database's WAL from a thread of its own."""
+
+    def __init__(self, database: str, *, interval: float = 0.25, restart_pages: int = 4096) -> None:
+        self.database = database
+        self.interval = interval
+        self.restart_pages = restart_pages
+        self._lock = WriterLock(database)
+        self._conn: sqlite3.Connection | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_url(
+        cls, url: str, *, interval: float = 0.25, restart_pages: int = 4096
+    ) -> WalCheckpointer | None:
+        """A checkpointer for a SQLite file URL; None for PostgreSQL or an in-memory database."""
+        parsed = make_url(url)
+        database = sqlite_path(parsed) if parsed.get_backend_name() == "sqlite" else None
+        if database is None:
+            return None
+        return cls(database, interval=interval, restart_pages=restart_pages)
+
+    def checkpoint(self) -> Checkpoint:
+        """One round, as the module docstring describes.
+
+        Raises:
+            sqlite3.Error: the database could not be checkpointed.
+        """
+        conn = self._connection()
+        wal, copied = self._passive(conn)
+        if wal < self.restart_pages:
+            return Checkpoint(wal, copied, restarted=False)
+        self._passive(conn)  # what was written during the first pass: the locked pass stays short
+        with self._lock:
+            wal, copied = self._passive(conn)
+        return Checkpoint(wal, copied, restarted=True)
+
+    def start(self) -> None:
+        """Run `checkpoint` every `interval` seconds in a daemon thread until `stop`."""
+        self._thread = threading.Thread(target=self._loop, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (after a round in progress) and close the connection."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._lock.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.checkpoint()
+            except sqlite3.Error as exc:
+                # the message names the database condition (busy, I/O error), never data
+                log.warning("WAL checkpoint failed, retrying: %s", exc)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            # mode=rw: a missing database is an error here, not a new empty file
+            conn = sqlite3.connect(
+                f"file:{quote(self.database)}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            # the same durability as the serving connections: the checkpoint syncs the WAL
+            # before copying and the database file after
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = conn
+        return self._conn
+
+    @staticmethod
+    def _passive(conn: sqlite3.Connection) -> tuple[int, int]:
+        # (busy, pages in the WAL, pages copied); PASSIVE never waits for readers or writers.
+        # A database not in WAL mode answers -1 for both: nothing to do.
+        _busy, wal, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return max(0, int(wal)), max(0, int(copied))

@@ -1,0 +1,161 @@
+"""The WAL checkpointer: copies the WAL without blocking writers, restarts it under the writer
+lock, keeps it bounded while writes never pause, and survives failures."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from pkiforge.store.checkpoint import FALLBACK_PAGES, WalCheckpointer
+from pkiforge.store.db import SqlStore
+from pkiforge.store.writer_lock import WriterLock
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[tuple[SqlStore, str]]:
+    """A migrated SQLite store that never checkpoints by itself, and its file."""
+    path = str(tmp_path / "pkiforge.db")
+    store = SqlStore.open(f"sqlite:///{path}", wal_autocheckpoint=0)
+    with store.transaction() as tx:
+        tx.conn.execute(text("CREATE TABLE filler (id INTEGER PRIMARY KEY, data BLOB)"))
+    _wal_pages(path)  # the schema is in the database file; the rows to come are not
+    yield store, path
+    store.close()
+
+
+def _write(store: SqlStore, rows: int) -> None:
+    with store.transaction() as tx:
+        for _ in range(rows):
+            tx.conn.execute(text("INSERT INTO filler (data) VALUES (randomblob(3000))"))
+
+
+def _rows_in_database_file(path: str, tmp_path: Path) -> int:
+    """Rows of `filler` in the database file alone, as if the WAL were lost."""
+    copy = tmp_path / "file-only.db"
+    shutil.copyfile(path, copy)
+    conn = sqlite3.connect(f"file:{copy}?immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM filler").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _wal_pages(path: str) -> int:
+    """Frames in the WAL, from a connection of its own (a PASSIVE checkpoint reports them)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+    finally:
+        conn.close()
+
+
+def test_the_store_takes_the_automatic_checkpoint_it_is_given(tmp_path: Path) -> None:
+    for given, expected in ((None, 1000), (FALLBACK_PAGES, FALLBACK_PAGES)):
+        store = SqlStore.open(f"sqlite:///{tmp_path / 'a.db'}", wal_autocheckpoint=given)
+        try:
+            with store.transaction(readonly=True) as tx:
+                pages = tx.conn.execute(text("PRAGMA wal_autocheckpoint")).scalar()
+            assert pages == expected
+        finally:
+            store.close()
+
+
+def test_a_round_copies_the_wal_into_the_database_file(
+    db: tuple[SqlStore, str], tmp_path: Path
+) -> None:
+    store, path = db
+    _write(store, 20)
+    assert _rows_in_database_file(path, tmp_path) == 0  # only in the WAL so far
+    checkpointer = WalCheckpointer(path, restart_pages=10**6)
+    try:
+        done = checkpointer.checkpoint()
+    finally:
+        checkpointer.stop()
+    assert done.wal_pages > 20 and done.copied_pages == done.wal_pages
+    assert not done.restarted
+    assert _rows_in_database_file(path, tmp_path) == 20
+
+
+def test_the_copying_pass_does_not_wait_for_writers(db: tuple[SqlStore, str]) -> None:
+    store, path = db
+    _write(store, 5)
+    checkpointer = WalCheckpointer(path, restart_pages=10**6)
+    with WriterLock(path):  # a writer holds the lock for as long as it likes
+        finished = threading.Event()
+        threading.Thread(target=lambda: (checkpointer.checkpoint(), finished.set())).start()
+        assert finished.wait(5)
+    checkpointer.stop()
+
+
+def test_past_restart_pages_it_waits_for_the_writer_lock_and_the_wal_starts_again(
+    db: tuple[SqlStore, str],
+) -> None:
+    store, path = db
+    _write(store, 40)
+    before = _wal_pages(path)
+    checkpointer = WalCheckpointer(path, restart_pages=10)
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(checkpointer.checkpoint()))
+    with WriterLock(path):
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive()  # the final pass waits for the writer to finish
+    worker.join(5)
+    checkpointer.stop()
+    [done] = result
+    assert done == type(done)(wal_pages=before, copied_pages=before, restarted=True)
+    _write(store, 1)  # the next writer starts the WAL from its beginning
+    assert _wal_pages(path) < 10 < before
+
+
+def test_the_wal_stays_bounded_while_writes_never_pause(db: tuple[SqlStore, str]) -> None:
+    store, path = db
+    checkpointer = WalCheckpointer(path, interval=0.01, restart_pages=200)
+    checkpointer.start()
+    written, deadline = 0, time.monotonic() + 1.5
+    try:
+        while time.monotonic() < deadline:
+            _write(store, 2)  # each transaction adds about 3 pages
+            written += 2
+    finally:
+        checkpointer.stop()
+    wal_bytes = Path(f"{path}-wal").stat().st_size
+    # never restarted, the WAL would hold every row written (3000 bytes each) and more
+    assert wal_bytes < written * 3000 / 5, (written, wal_bytes)
+
+
+def test_a_failing_round_is_logged_and_the_thread_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpointer = WalCheckpointer(str(tmp_path / "missing.db"), interval=0.01)
+    with caplog.at_level(logging.WARNING, logger="pkiforge.store"):
+        checkpointer.start()
+        time.sleep(0.2)
+        checkpointer.stop()
+    failures = [r for r in caplog.records if "WAL checkpoint failed" in r.getMessage()]
+    assert len(failures) >= 2  # retried, not given up
+    assert not (tmp_path / "missing.db").exists()  # and no empty database was made
+
+
+@pytest.mark.parametrize(
+    ("url", "database"),
+    [
+        ("sqlite:////data/pkiforge.db", "/data/pkiforge.db"),
+        ("sqlite:///relative.db", "relative.db"),
+        ("sqlite://", None),
+        ("sqlite:///:memory:", None),
+        ("postgresql://root@127.0.0.1/test", None),
+    ],
+    ids=["absolute", "relative", "memory", "memory-named", "postgresql"],
+)
+def test_only_a_sqlite_file_gets_a_checkpointer(url: str, database: str | None) -> None:
+    checkpointer = WalCheckpointer.for_url(url)
+    assert (checkpointer.database if checkpointer else None) == database
