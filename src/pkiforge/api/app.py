@@ -26,6 +26,7 @@ from pkiforge.api.routers import (
     services,
 )
 from pkiforge.api.state import AppState
+from pkiforge.api.turns import TakeTurns
 from pkiforge.settings import Settings
 from pkiforge.wiring import Pki
 
@@ -75,6 +76,7 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
     app.include_router(services.router)
     app.include_router(discovery.router)
     app.include_router(metrics.router)
+    app.add_middleware(TakeTurns, turns=state.turns)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(Latency, histogram=state.api.latency)
     return app

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from pkiforge.api.keyauth import KeyAuth
 from pkiforge.api.service_api import ServiceApi
+from pkiforge.api.turns import Turns
 from pkiforge.auth.mtls import ClientCertificateVerifier, ServiceIdentity
 from pkiforge.ca.authorization import Caller, Whitelist
 from pkiforge.ca.models import CAStatus, CertStatus
@@ -40,10 +41,13 @@ class AppState:
     signing: KeyAuth | None = None  # request-signing keys and verifier (api/keyauth.py)
     # 0: run the core inline in the event loop; N: in up to N worker threads (api/blocking.py)
     threads: int = 0
+    turns: Turns = field(default_factory=Turns)
 
     async def run(self, fn: Callable[[], T]) -> T:
-        """Call the synchronous core as this process is configured to."""
+        """Call the synchronous core as this process is configured to: inline, when this
+        request's turn comes (api/turns.py), or in a thread."""
         if self.threads == 0:
+            await self.turns.take()
             return fn()
         return await anyio.to_thread.run_sync(fn)
 
