@@ -132,6 +132,7 @@ class FileKeyStore:
         # decrypted keys by file and its (mtime, size): a server signs thousands of
         # certificates per key, and each decryption costs a deliberate scrypt (~0.1 s)
         self._keys: dict[Path, tuple[tuple[int, int], CertificateIssuerPrivateKeyTypes]] = {}
+        self._paths: dict[str, Path] = {}
         self._lock = threading.Lock()
 
     @property
@@ -170,12 +171,9 @@ class FileKeyStore:
 
     def load(self, key_ref: str) -> CertificateIssuerPrivateKeyTypes:
         """Raises NotFound, BadPassphrase, InvalidInput."""
-        scheme, location = split_ref(key_ref)
-        if scheme != "file":
-            raise InvalidInput(f"key backend {scheme!r} is not available", field="key")
-        path = Path(location)
-        if not path.is_absolute():
-            path = self._home / path
+        path = self._paths.get(key_ref)  # every issuance loads its CA's key: skip the parsing
+        if path is None:
+            path = self._paths[key_ref] = self._path(key_ref)
         # one decryption at a time: when many request threads miss together (start-up), the
         # first decrypts and the others find it cached instead of all paying for scrypt
         with self._lock:
@@ -191,3 +189,10 @@ class FileKeyStore:
             key = decrypt_key(data, self._passphrase, f"CA key {path.name}")
             self._keys[path] = (version, key)
             return key
+
+    def _path(self, key_ref: str) -> Path:
+        scheme, location = split_ref(key_ref)
+        if scheme != "file":
+            raise InvalidInput(f"key backend {scheme!r} is not available", field="key")
+        path = Path(location)
+        return path if path.is_absolute() else self._home / path
