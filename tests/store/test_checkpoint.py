@@ -145,6 +145,26 @@ def test_a_failing_round_is_logged_and_the_thread_goes_on(
     assert not (tmp_path / "missing.db").exists()  # and no empty database was made
 
 
+def test_after_a_failure_the_next_round_uses_a_new_connection(
+    db: tuple[SqlStore, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, path = db
+    checkpointer = WalCheckpointer(path, interval=0.01, restart_pages=10**6)
+    broken = sqlite3.connect(":memory:", check_same_thread=False)
+    broken.close()  # every statement on it raises sqlite3.ProgrammingError
+    checkpointer._conn = broken
+    _write(store, 3)
+    with caplog.at_level(logging.WARNING, logger="pkiforge.store"):
+        checkpointer.start()
+        deadline = time.monotonic() + 5
+        while checkpointer._conn in (broken, None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        checkpointer.stop()
+    assert any("WAL checkpoint failed" in r.getMessage() for r in caplog.records)
+    assert _rows_in_database_file(path, tmp_path) == 3  # copied over the new connection
+
+
 @pytest.mark.parametrize(
     ("url", "database"),
     [

@@ -21,6 +21,7 @@ server. PostgreSQL needs none of this.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -102,9 +103,7 @@ class WalCheckpointer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._drop_connection()
         self._lock.close()
 
     def _loop(self) -> None:
@@ -114,6 +113,13 @@ class WalCheckpointer:
             except sqlite3.Error as exc:
                 # the message names the database condition (busy, I/O error), never data
                 log.warning("WAL checkpoint failed, retrying: %s", exc)
+                self._drop_connection()  # the next round starts from a new one
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):  # a broken connection may not close cleanly
+                conn.close()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
