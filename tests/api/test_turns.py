@@ -4,8 +4,9 @@ reading its sockets between two turns, and never holding a turn while waiting on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -64,46 +65,45 @@ async def test_the_loop_reads_its_sockets_between_two_turns() -> None:
     Without turns, requests read together run back to back in one pass of the event loop and
     the socket is read only after all of them."""
     log: list[str] = []
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    loop = asyncio.get_running_loop()
-    loop.add_reader(ours, lambda: log.append(f"read {ours.recv(16).decode()}"))
 
-    async def work(name: str) -> None:
+    async def work(name: str, client: socket.socket) -> None:
         if name == "a":
-            theirs.send(b"x")  # a client's next request arrives while `a` is served
+            client.send(b"x")  # a client's next request arrives while `a` is served
 
-    app = _app(Turns(), log, work)
-    try:
+    async with _reading(log) as client:
+        app = _app(Turns(), log, lambda name: work(name, client))
         await asyncio.gather(_request(app, "a"), _request(app, "b"))
-    finally:
-        loop.remove_reader(ours)
-        ours.close()
-        theirs.close()
     assert log.index("sent a") < log.index("read x") < log.index("run b")
 
 
 async def test_without_turns_the_same_requests_run_before_the_socket_is_read() -> None:
     """The control for the test above: what the event loop does on its own."""
     log: list[str] = []
+
+    async def request(name: str, client: socket.socket) -> None:
+        log.append(f"run {name}")
+        if name == "a":
+            client.send(b"x")
+
+    async with _reading(log) as client:
+        await asyncio.gather(request("a", client), request("b", client))
+        await asyncio.sleep(0.01)
+    assert log == ["run a", "run b", "read x"]
+
+
+@contextlib.asynccontextmanager
+async def _reading(log: list[str]) -> AsyncIterator[socket.socket]:
+    """A client socket: what is sent on it, the event loop logs as `read <data>` when read."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     loop = asyncio.get_running_loop()
     loop.add_reader(ours, lambda: log.append(f"read {ours.recv(16).decode()}"))
-
-    async def request(name: str) -> None:
-        log.append(f"run {name}")
-        if name == "a":
-            theirs.send(b"x")
-
     try:
-        await asyncio.gather(request("a"), request("b"))
-        await asyncio.sleep(0.01)
+        yield theirs
     finally:
         loop.remove_reader(ours)
         ours.close()
         theirs.close()
-    assert log == ["run a", "run b", "read x"]
 
 
 async def test_no_turn_is_held_while_waiting_for_the_body() -> None:
