@@ -168,3 +168,47 @@ def test_upgrade_from_0002_keeps_certificates_and_adds_empty_metadata(store_url:
             assert list(revs) == ["1002"]
     finally:
         store.close()
+
+
+def test_the_expiry_index_holds_signed_certificates_only_and_serves_expiry_queries(
+    store_url: str,
+) -> None:
+    """Migration 0005: reserved rows (no `not_after` yet) stay out of the expiry index, and
+    the queries on expiry still use it."""
+    store = SqlStore.open(store_url)
+    expiring = (
+        "SELECT serial_number FROM certificates WHERE status = 'active' AND not_after > :now "
+        "AND not_after <= :until"
+    )
+    try:
+        with store.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                definition = conn.execute(
+                    sa.text(
+                        "SELECT sql FROM sqlite_master WHERE name = 'ix_certificates_not_after'"
+                    )
+                ).scalar_one()
+                plan = " ".join(
+                    str(row[-1])
+                    for row in conn.execute(
+                        sa.text(f"EXPLAIN QUERY PLAN {expiring}"), {"now": NOW, "until": NOW}
+                    )
+                )
+            else:
+                definition = conn.execute(
+                    sa.text(
+                        "SELECT indexdef FROM pg_indexes "
+                        "WHERE indexname = 'ix_certificates_not_after'"
+                    )
+                ).scalar_one()
+                conn.execute(sa.text("SET LOCAL enable_seqscan = off"))  # a tiny table
+                plan = " ".join(
+                    str(row[0])
+                    for row in conn.execute(
+                        sa.text(f"EXPLAIN {expiring}"), {"now": NOW, "until": NOW}
+                    )
+                )
+        assert "not_after IS NOT NULL" in definition
+        assert "ix_certificates_not_after" in plan
+    finally:
+        store.close()

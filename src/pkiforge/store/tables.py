@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -71,7 +72,8 @@ class CertificateRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(TS, index=True)
     not_before: Mapped[dt.datetime | None] = mapped_column(TS)
-    not_after: Mapped[dt.datetime | None] = mapped_column(TS, index=True)
+    # indexed only once set (migration 0005): a reserved row has none until it is signed
+    not_after: Mapped[dt.datetime | None] = mapped_column(TS)
     fingerprint_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
     pem: Mapped[str | None] = mapped_column(Text)
     server_generated_key: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -80,6 +82,15 @@ class CertificateRow(Base):
     # classes, hence the attribute name (the column, and Core statements, use `metadata`)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column(
         "metadata", JSON(none_as_null=True), nullable=True
+    )
+
+    __table_args__ = (
+        Index(
+            "ix_certificates_not_after",
+            "not_after",
+            sqlite_where=text("not_after IS NOT NULL"),
+            postgresql_where=text("not_after IS NOT NULL"),
+        ),
     )
 
 
