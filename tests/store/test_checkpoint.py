@@ -1,9 +1,12 @@
-"""The WAL checkpointer: copies the WAL without blocking writers, restarts it under the writer
-lock, keeps it bounded while writes never pause, and survives failures."""
+"""The WAL checkpointer: copies the WAL without blocking writers, syncs the database file before
+the writer lock is taken, restarts the WAL under that lock, keeps it bounded while writes never
+pause, and survives failures."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shutil
 import sqlite3
 import threading
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from pkiforge.store import checkpoint as checkpoint_module
 from pkiforge.store.checkpoint import FALLBACK_PAGES, WalCheckpointer
 from pkiforge.store.db import SqlStore
 from pkiforge.store.writer_lock import WriterLock
@@ -130,6 +134,129 @@ def test_the_wal_stays_bounded_while_writes_never_pause(db: tuple[SqlStore, str]
     wal_bytes = Path(f"{path}-wal").stat().st_size
     # never restarted, the WAL would hold every row written (3000 bytes each) and more
     assert wal_bytes < written * 3000 / 5, (written, wal_bytes)
+
+
+class _Recorder:
+    """Stands in for the file sync and the writer lock of one checkpointer, in call order."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, checkpointer: WalCheckpointer) -> None:
+        self.events: list[str] = []
+        self.synced_inodes: list[int] = []
+        real_sync, lock = checkpoint_module._datasync, checkpointer._lock
+        recorder = self
+
+        def sync(fd: int) -> None:
+            recorder.events.append("sync")
+            recorder.synced_inodes.append(os.fstat(fd).st_ino)
+            real_sync(fd)
+
+        class Lock:
+            def __enter__(self) -> None:
+                recorder.events.append("lock")
+                lock.__enter__()
+
+            def __exit__(self, *exc: object) -> None:
+                lock.__exit__(*exc)
+
+            def close(self) -> None:
+                lock.close()
+
+        monkeypatch.setattr(checkpoint_module, "_datasync", sync)
+        monkeypatch.setattr(checkpointer, "_lock", Lock())
+
+
+def test_a_round_syncs_the_database_file_it_copied_into_without_any_lock(
+    db: tuple[SqlStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, path = db
+    checkpointer = WalCheckpointer(path, restart_pages=10**6)
+    recorder = _Recorder(monkeypatch, checkpointer)
+    _write(store, 5)
+    with WriterLock(path):  # the sync needs no lock: a writer holds it throughout
+        done = checkpointer.checkpoint()
+    assert done.copied_pages > 0
+    assert recorder.events == ["sync"]
+    assert recorder.synced_inodes == [os.stat(path).st_ino]  # the database file, not the WAL
+    checkpointer.checkpoint()  # nothing written since: nothing to sync
+    assert recorder.events == ["sync"]
+    _write(store, 1)
+    checkpointer.checkpoint()
+    assert recorder.events == ["sync", "sync"]
+    checkpointer.stop()
+
+
+def test_a_round_on_an_idle_database_syncs_nothing(
+    db: tuple[SqlStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, path = db
+    checkpointer = WalCheckpointer(path, restart_pages=10**6)
+    recorder = _Recorder(monkeypatch, checkpointer)
+    checkpointer.checkpoint()  # may sync once: it cannot know what was synced before it ran
+    first = list(recorder.events)
+    for _ in range(3):
+        checkpointer.checkpoint()
+    checkpointer.stop()
+    assert recorder.events == first
+
+
+def test_a_restart_round_syncs_the_file_before_it_takes_the_writer_lock(
+    db: tuple[SqlStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, path = db
+    checkpointer = WalCheckpointer(path, restart_pages=10)
+    recorder = _Recorder(monkeypatch, checkpointer)
+    _write(store, 40)
+    done = checkpointer.checkpoint()
+    assert done.restarted
+    # the locked pass finds the copied pages already on disk: only its own few remain
+    assert recorder.events == ["sync", "lock"]
+    _write(store, 1)
+    checkpointer.checkpoint()  # the WAL started again: its new pages are synced in turn
+    assert recorder.events == ["sync", "lock", "sync"]
+    checkpointer.stop()
+
+
+def test_the_file_stays_open_until_stop_even_when_the_connection_is_dropped(
+    db: tuple[SqlStore, str],
+) -> None:
+    store, path = db
+    checkpointer = WalCheckpointer(path, restart_pages=10**6)
+    _write(store, 2)
+    checkpointer.checkpoint()
+    held = checkpointer._file
+    assert held is not None
+    checkpointer._drop_connection()  # what a failed round does
+    assert os.fstat(held).st_ino == os.stat(path).st_ino  # closing it would drop POSIX locks
+    checkpointer.stop()
+    assert checkpointer._file is None
+    with pytest.raises(OSError):
+        os.fstat(held)
+
+
+def test_a_failing_sync_is_logged_and_the_thread_goes_on(
+    db: tuple[SqlStore, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, path = db
+    calls: list[int] = []
+
+    def failing(fd: int) -> None:
+        calls.append(fd)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(checkpoint_module, "_datasync", failing)
+    checkpointer = WalCheckpointer(path, interval=0.01, restart_pages=10**6)
+    with caplog.at_level(logging.WARNING, logger="pkiforge.store"):
+        checkpointer.start()
+        deadline = time.monotonic() + 5
+        while len(calls) < 2 and time.monotonic() < deadline:
+            _write(store, 1)
+            time.sleep(0.02)
+        checkpointer.stop()
+    assert len(calls) >= 2  # retried in later rounds
+    expected = "syncing the database file failed, retrying: Input/output error"
+    assert any(expected in r.getMessage() for r in caplog.records)
 
 
 def test_a_failing_round_is_logged_and_the_thread_goes_on(
