@@ -137,9 +137,10 @@ def test_the_wal_stays_bounded_while_writes_never_pause(db: tuple[SqlStore, str]
 
 
 class _Recorder:
-    """Stands in for the file sync and the writer lock of one checkpointer, in call order."""
+    """A checkpointer of `path` whose file syncs and writer lock are recorded in call order."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, checkpointer: WalCheckpointer) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, path: str, restart_pages: int) -> None:
+        self.checkpointer = checkpointer = WalCheckpointer(path, restart_pages=restart_pages)
         self.events: list[str] = []
         self.synced_inodes: list[int] = []
         real_sync, lock = checkpoint_module._datasync, checkpointer._lock
@@ -169,8 +170,8 @@ def test_a_round_syncs_the_database_file_it_copied_into_without_any_lock(
     db: tuple[SqlStore, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, path = db
-    checkpointer = WalCheckpointer(path, restart_pages=10**6)
-    recorder = _Recorder(monkeypatch, checkpointer)
+    recorder = _Recorder(monkeypatch, path, restart_pages=10**6)
+    checkpointer = recorder.checkpointer
     _write(store, 5)
     with WriterLock(path):  # the sync needs no lock: a writer holds it throughout
         done = checkpointer.checkpoint()
@@ -188,9 +189,8 @@ def test_a_round_syncs_the_database_file_it_copied_into_without_any_lock(
 def test_a_round_on_an_idle_database_syncs_nothing(
     db: tuple[SqlStore, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, path = db
-    checkpointer = WalCheckpointer(path, restart_pages=10**6)
-    recorder = _Recorder(monkeypatch, checkpointer)
+    recorder = _Recorder(monkeypatch, db[1], restart_pages=10**6)
+    checkpointer = recorder.checkpointer
     checkpointer.checkpoint()  # may sync once: it cannot know what was synced before it ran
     first = list(recorder.events)
     for _ in range(3):
@@ -203,8 +203,8 @@ def test_a_restart_round_syncs_the_file_before_it_takes_the_writer_lock(
     db: tuple[SqlStore, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, path = db
-    checkpointer = WalCheckpointer(path, restart_pages=10)
-    recorder = _Recorder(monkeypatch, checkpointer)
+    recorder = _Recorder(monkeypatch, path, restart_pages=10)
+    checkpointer = recorder.checkpointer
     _write(store, 40)
     done = checkpointer.checkpoint()
     assert done.restarted
