@@ -72,4 +72,7 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
     finally:
         stop.set()
         if checkpointer is not None:
+            # this process's own connections first: closing the checkpointer's file would
+            # drop the POSIX locks they hold on the database (store/checkpoint.py)
+            state.close()
             checkpointer.stop()
