@@ -159,7 +159,7 @@ class WalCheckpointer:
             OSError: the file could not be opened or synced.
         """
         if self._file is None:
-            self._file = os.open(self.database, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self._file = os.open(self.database, os.O_RDONLY)  # not inherited (PEP 446)
         _datasync(self._file)
 
     def _drop_connection(self) -> None:

@@ -59,6 +59,10 @@ class ServiceRow(Base):
     last_seen: Mapped[dt.datetime | None] = mapped_column(TS)
 
 
+# the rows the expiry index holds: signed certificates (migration 0005)
+_SIGNED = text("not_after IS NOT NULL")
+
+
 class CertificateRow(Base):
     __tablename__ = "certificates"
 
@@ -88,8 +92,8 @@ class CertificateRow(Base):
         Index(
             "ix_certificates_not_after",
             "not_after",
-            sqlite_where=text("not_after IS NOT NULL"),
-            postgresql_where=text("not_after IS NOT NULL"),
+            sqlite_where=_SIGNED,
+            postgresql_where=_SIGNED,
         ),
     )
 
