@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from pkiforge.ca.models import Actor, AuditEntry
 from pkiforge.clock import utc
@@ -41,8 +41,17 @@ def entry_hash(entry: AuditEntry) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+class Link(Protocol):
+    """What the next entry needs of the one before it (an `AuditHead` or an `AuditEntry`)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def hash(self) -> str: ...
+
+
 def next_entry(
-    previous: AuditEntry | None,
+    previous: Link | None,
     *,
     at: dt.datetime,
     actor: Actor,

@@ -82,7 +82,7 @@ class CAContext:
         """Append one entry to the hash chain inside `tx`."""
         tx.audit.add(
             next_entry(
-                tx.audit.last(),
+                tx.audit.head(),
                 at=self.clock.now(),
                 actor=actor,
                 action=action,

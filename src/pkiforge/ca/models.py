@@ -146,6 +146,14 @@ class AuditEntry:
     hash: str = ""
 
 
+@dataclass(frozen=True)
+class AuditHead:
+    """The newest link of the chain, as far as the next one needs it."""
+
+    seq: int
+    hash: str
+
+
 def format_serial(serial: int) -> str:
     """Lower-case hex without separators, as stored and shown."""
     return format(serial, "x")

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from pkiforge.ca.models import (
     AuditEntry,
+    AuditHead,
     CAKind,
     CARecord,
     CAStatus,
@@ -324,10 +325,16 @@ class SqlCRLRepository(Repo):
 
 _AUDIT = cast(Table, AuditRow.__table__)
 _AUDIT_LAST = Prepared(select(_AUDIT).order_by(_AUDIT.c.seq.desc()).limit(1))
+_AUDIT_HEAD = Prepared(select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1))
 _AUDIT_INSERT = Prepared(insert(_AUDIT))
 
 
 class SqlAuditRepository(Repo):
+    def head(self) -> AuditHead | None:
+        self.serialise("pkiforge.audit_log")  # one appender at a time across replicas
+        row = self.unit.run(_AUDIT_HEAD).first()
+        return AuditHead(row.seq, row.hash) if row else None
+
     def last(self) -> AuditEntry | None:
         self.serialise("pkiforge.audit_log")  # one appender at a time across replicas
         row = self.unit.run(_AUDIT_LAST).first()

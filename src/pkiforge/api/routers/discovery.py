@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep
 from pkiforge.api.deps import StateDep
-from pkiforge.api.schemas.certificates import pem
+from pkiforge.api.schemas.certificates import chain_pem, pem
 from pkiforge.api.schemas.services import DiscoveredService, ServiceCertificate, discovered
 from pkiforge.ca.authorization import Operation, require
 from pkiforge.errors import NotFound
@@ -58,7 +58,7 @@ def discover_certificate(
     return ServiceCertificate(
         serial=cert.serial_hex,
         certificate_pem=pem([cert.certificate]),
-        chain_pem=pem(state.pki.hierarchy.chain(cert.issuer)),
+        chain_pem=chain_pem(tuple(state.pki.hierarchy.chain(cert.issuer))),
         not_after=cert.not_after,
         spiffe_id=spiffe_id(state.pki.ctx.config.trust_domain, service_id).value,
         endpoints=list(service.endpoints),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Annotated, Any, Literal
 
 from cryptography import x509
@@ -115,6 +116,16 @@ def pem(certs: list[x509.Certificate]) -> str:
     return "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in certs)
 
 
+@functools.lru_cache(maxsize=64)
+def chain_pem(chain: tuple[x509.Certificate, ...]) -> str:
+    """`pem` of a CA chain, rendered once: every issuance answers with its issuer's chain.
+
+    Keyed by the certificates themselves (equal when their DER is), so a rotated CA is a new
+    key; the cache holds a few chains at most.
+    """
+    return pem(list(chain))
+
+
 def certificate_out(
     record: CertificateRecord,
     chain: list[x509.Certificate],
@@ -137,7 +148,7 @@ def certificate_out(
         fingerprint_sha256=record.fingerprint,
         download_url=f"/api/v1/certificates/{record.serial_hex}/download",
         certificate_pem=pem([record.certificate]) if record.certificate else None,
-        chain_pem=pem(chain),
+        chain_pem=chain_pem(tuple(chain)),
         private_key_pem=private_key_pem,
         revocation=None
         if rev is None
