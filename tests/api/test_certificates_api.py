@@ -11,7 +11,8 @@ import pytest
 from cryptography import x509
 
 from pkiforge.ca.enrollment import EnrollmentService
-from tests.ca.helpers import snapshot
+from pkiforge.ca.registry_models import ServiceRecord
+from tests.ca.helpers import NOW, snapshot
 
 from .helpers import Api, make_api, make_csr
 
@@ -85,6 +86,40 @@ async def test_another_services_name_is_refused_naming_it(api: Api) -> None:
     # a name nobody registered is refused too, and named
     r = await request(api, "orders", csr=make_csr("nobody.internal", ["nobody.internal"]))
     assert r.status_code == 403 and "DNS:nobody.internal" in r.json()["detail"]
+
+
+async def test_names_owned_through_the_index_are_refused_among_many_services(api: Api) -> None:
+    # the ownership check reads only the registered names filed under the requested names'
+    # keys (ca/name_index.py); with many services registered it still finds each kind of owner
+    with api.pki.ctx.store.transaction() as tx:
+        for i in range(60):
+            tx.services.add(
+                ServiceRecord(f"svc-{i}", f"svc-{i}", NOW, NOW, names=(f"DNS:s{i}.internal",))
+            )
+    wild = ["billing.internal", "*.billing.internal"]
+    assert (await register(api, "billing", wild)).status_code == 201
+    names = ["orders.internal", "IP:10.0.0.7", "URI:spiffe://x/orders"]
+    assert (await register(api, "orders", names)).status_code == 201
+    for caller, cn, extra, owner in [
+        ("orders", "orders.internal", {"san_dns": ["shop.billing.internal"]}, "'billing'"),
+        ("billing", "billing.internal", {"san_ip": ["10.0.0.7"]}, "'orders'"),
+        ("billing", "billing.internal", {"san_uri": ["spiffe://x/orders"]}, "'orders'"),
+        ("billing", "billing.internal", {"san_dns": ["s42.internal"]}, "'svc-42'"),
+    ]:
+        r = await request(api, caller, csr=make_csr(cn), **extra)
+        assert r.status_code == 403, (extra, r.text)
+        (name,) = next(iter(extra.values()))
+        detail = r.json()["detail"]
+        assert r.json()["reason"] == "name-owned", r.text
+        assert name in detail and f"registered to service {owner}" in detail, r.text
+    # a name given up is free at once: no longer another's, only not registered to the caller
+    r = await api.client.put(
+        "/api/v1/services/billing", headers=api.as_("billing"), json={"names": ["billing.internal"]}
+    )
+    assert r.status_code == 200, r.text
+    csr = make_csr("orders.internal")
+    r = await request(api, "orders", csr=csr, san_dns=["a.billing.internal"])
+    assert r.status_code == 403 and r.json()["reason"] == "name-not-allowed", r.text
 
 
 async def test_whitelist_patterns_and_placeholders(api: Api) -> None:

@@ -24,7 +24,7 @@ from pkiforge.store.db import (
     upgrade,
 )
 from pkiforge.store.repos import SqlCertificateRepository
-from pkiforge.store.tables import Base, CARow, CertificateRow, RevocationRow
+from pkiforge.store.tables import Base, CARow, CertificateRow, RevocationRow, ServiceRow
 
 from .helpers import NOW, cert_record, certificate
 
@@ -212,3 +212,48 @@ def test_the_expiry_index_holds_signed_certificates_only_and_serves_expiry_queri
         assert "ix_certificates_not_after" in plan
     finally:
         store.close()
+
+
+def test_upgrade_from_0005_files_the_registered_names(store_url: str) -> None:
+    """Migration 0006 fills `service_names` from `services.names`, and the lookups use it."""
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0005")
+        with engine.begin() as conn:
+            for service_id, names in (
+                ("orders", ["DNS:orders.internal", "DNS:*.orders.internal", "IP:10.0.0.7"]),
+                ("billing", ["DNS:billing.internal", "DNS:Billing.internal"]),
+                ("empty", []),
+            ):
+                conn.execute(
+                    sa.insert(ServiceRow.__table__),
+                    {
+                        "service_id": service_id,
+                        "service_name": service_id,
+                        "names": names,
+                        "endpoints": [],
+                        "owner": {},
+                        "created_at": NOW,
+                        "updated_at": NOW,
+                    },
+                )
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+        store = SqlStore(engine)
+        with store.transaction(readonly=True) as tx:
+            assert tx.services.owners_of(["DNS:x.orders.internal", "DNS:*.orders.internal"]) == {
+                "DNS:*.orders.internal": "orders"
+            }
+            assert tx.services.owners_of(["IP:10.0.0.7", "DNS:billing.internal"]) == {
+                "IP:10.0.0.7": "orders",
+                "DNS:billing.internal": "billing",  # two spellings of one name: filed once
+            }
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM service_names")).scalar_one() == 4
+        store.close()
+        with engine.begin() as conn:
+            command.downgrade(_alembic_config(conn), "0005")
+        assert "service_names" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()

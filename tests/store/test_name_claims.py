@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -31,14 +32,16 @@ def test_concurrent_claims_of_one_name_admit_exactly_one(
         RegistryService(build_pki(make_settings(tmp_path / f"r{n}"), PASSPHRASE, store=s).ctx)
         for n, s in enumerate([store, SqlStore(store.engine)])
     ]  # two replicas: their own wiring, one database
-    read_owners = SqlServiceRepository.name_owners
+    read_owners = SqlServiceRepository.owners_of
 
-    def slow(self: SqlServiceRepository, *, claiming: bool = False) -> dict[str, str]:
-        owners = read_owners(self, claiming=claiming)
+    def slow(
+        self: SqlServiceRepository, keys: Sequence[str], *, claiming: bool = False
+    ) -> dict[str, str]:
+        owners = read_owners(self, keys, claiming=claiming)
         time.sleep(0.3)  # widen the gap between seeing the name free and taking it
         return owners
 
-    monkeypatch.setattr(SqlServiceRepository, "name_owners", slow)
+    monkeypatch.setattr(SqlServiceRepository, "owners_of", slow)
     start = threading.Barrier(2)
     won: list[str] = []
     refused: list[Conflict] = []
@@ -60,4 +63,4 @@ def test_concurrent_claims_of_one_name_admit_exactly_one(
     assert len(won) == 1 and len(refused) == 1, (won, refused)
     assert "already registered to service" in refused[0].message
     with store.transaction(readonly=True) as tx:
-        assert tx.services.name_owners() == {"DNS:shared.internal": won[0]}
+        assert tx.services.owners_of(["DNS:shared.internal"]) == {"DNS:shared.internal": won[0]}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 
 from pkiforge.ca.models import (
     AuditEntry,
+    AuditHead,
     CARecord,
     CertificateQuery,
     CertificateRecord,
@@ -52,8 +53,12 @@ class CRLRepository(Protocol):
 
 
 class AuditRepository(Protocol):
+    def head(self) -> AuditHead | None:
+        """The newest entry's seq and hash; holds the chain so no other writer appends until
+        commit (every audited action reads it: the whole entry is not needed)."""
+
     def last(self) -> AuditEntry | None:
-        """The newest entry; holds the chain so no other writer appends until commit."""
+        """The newest entry, whole; holds the chain like `head`."""
 
     def add(self, entry: AuditEntry) -> None: ...
     def iterate(self) -> Iterator[AuditEntry]: ...
@@ -69,8 +74,9 @@ class ServiceRepository(Protocol):
     def update(self, service: ServiceRecord) -> None: ...
     def get(self, service_id: str) -> ServiceRecord | None: ...
     def list(self, service_type: str | None = None) -> list[ServiceRecord]: ...
-    def name_owners(self, *, claiming: bool = False) -> dict[str, str]:
-        """Every registered name (or pattern) and the service it belongs to.
+    def owners_of(self, keys: Sequence[str], *, claiming: bool = False) -> dict[str, str]:
+        """The registered names (or patterns) filed under these index keys
+        (`ca/name_index.py`), and the service each belongs to.
 
         `claiming`: this transaction will claim names; other claimers wait until it ends, so
         two replicas can never both see a name as free and both take it.

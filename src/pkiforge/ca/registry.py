@@ -9,6 +9,7 @@ from typing import TypeVar
 from pkiforge.ca.authorization import Caller, Operation, expand, name_matches, require
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus
+from pkiforge.ca.name_index import keys_for, pattern_key
 from pkiforge.ca.registry_models import ServiceChanges, ServiceRecord
 from pkiforge.errors import Conflict, InvalidName, NotFound, PermissionDenied
 from pkiforge.x509.names import SubjectName, parse_san, validate_service_id, validate_uri
@@ -66,7 +67,7 @@ class RegistryService:
             status="active",
         )
         with self.ctx.store.transaction() as tx:
-            owners = tx.services.name_owners(claiming=True)
+            owners = tx.services.owners_of(_keys(record.names), claiming=True)
             self._check_claims(caller, record, owners, policy.allowed_names)
             tx.services.add(record)
             self.ctx.audit(
@@ -103,7 +104,7 @@ class RegistryService:
                 updated_at=self.ctx.clock.now(),
             )
             if new.names != old.names:
-                owners = tx.services.name_owners(claiming=True)
+                owners = tx.services.owners_of(_keys(new.names), claiming=True)
                 self._check_claims(caller, new, owners, policy.allowed_names)
             tx.services.update(new)
             changed = sorted(k for k, v in vars(changes).items() if v is not None)
@@ -128,15 +129,18 @@ class RegistryService:
             record = tx.services.get(service_id)
         return record.names if record else ()
 
-    def name_owners(self) -> dict[str, str]:
-        with self.ctx.store.transaction(readonly=True) as tx:
-            return tx.services.name_owners()
+    def name_view(
+        self, service_id: str, names: Sequence[SubjectName]
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """`names_of(service_id)`, and every registered name (or pattern) that could cover one
+        of `names` with the service it belongs to, read in one transaction.
 
-    def name_view(self, service_id: str) -> tuple[tuple[str, ...], dict[str, str]]:
-        """`names_of(service_id)` and `name_owners()` read in one transaction."""
+        Only the patterns filed under the names' index keys are read (`ca/name_index.py`), so
+        the cost does not grow with the number of registered services.
+        """
         with self.ctx.store.transaction(readonly=True) as tx:
             record = tx.services.get(service_id)
-            return (record.names if record else ()), tx.services.name_owners()
+            return (record.names if record else ()), tx.services.owners_of(keys_for(names))
 
     def touch(self, service_id: str) -> bool:
         """Record that the service called us now; False if it is not registered."""
@@ -189,3 +193,8 @@ def _as_subject(text: str) -> SubjectName:
 
 def _pick(new: T | None, old: T) -> T:
     return old if new is None else new
+
+
+def _keys(registered: Sequence[str]) -> list[str]:
+    """The index keys a registration claims (to find who already holds them)."""
+    return list(dict.fromkeys(pattern_key(p) for p in registered))

@@ -258,7 +258,7 @@ class ServiceCertificates:
         self, target: str, names: Sequence[SubjectName], allowed: Sequence[str]
     ) -> None:
         trust_domain = self.certificates.ctx.config.trust_domain
-        registered, owners = self.registry.name_view(target)
+        registered, owners = self.registry.name_view(target, names)
         check_names(
             target,
             names,

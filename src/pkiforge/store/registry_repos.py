@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, select, update
+from sqlalchemy import (
+    BindParameter,
+    CursorResult,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
+from pkiforge.ca.name_index import pattern_key
 from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict
 from pkiforge.store.prepared import Prepared
-from pkiforge.store.tables import EnrollmentTokenRow, ServiceRow
+from pkiforge.store.tables import EnrollmentTokenRow, ServiceNameRow, ServiceRow
 from pkiforge.store.unit import Repo
 
 
@@ -22,7 +34,22 @@ def _ts(value: dt.datetime | None) -> dt.datetime | None:
 
 _SERVICES = cast(Table, ServiceRow.__table__)
 _SERVICE_GET = Prepared(select(_SERVICES).where(_SERVICES.c.service_id == bindparam("b_id")))
-_NAME_OWNERS = Prepared(select(_SERVICES.c.service_id, _SERVICES.c.names))
+_NAMES = cast(Table, ServiceNameRow.__table__)
+_NAMES_DROP = Prepared(delete(_NAMES).where(_NAMES.c.service_id == bindparam("b_id")))
+_NAMES_ADD = Prepared(insert(_NAMES))
+_OWNERS_MAX_KEYS = 16  # one prepared statement per number of keys up to this; more in batches
+
+
+def _owners_lookup(n: int) -> Prepared:
+    keys: list[BindParameter[str]] = [bindparam(f"k{i}", type_=Text()) for i in range(n)]
+    return Prepared(
+        select(_NAMES.c.pattern, _NAMES.c.service_id)
+        .where(_NAMES.c.key.in_(keys))
+        .order_by(_NAMES.c.service_id, _NAMES.c.pattern)
+    )
+
+
+_OWNERS = {n: _owners_lookup(n) for n in range(1, _OWNERS_MAX_KEYS + 1)}
 
 
 class SqlServiceRepository(Repo):
@@ -36,13 +63,28 @@ class SqlServiceRepository(Repo):
             raise Conflict(
                 f"service {service.service_id!r} is already registered", field="service_id"
             ) from None
+        self._index_names(service)
 
     def update(self, service: ServiceRecord) -> None:
         row = self.s.get(ServiceRow, service.service_id)
         if row is None:
             raise Conflict(f"service {service.service_id!r} is not registered", field="service_id")
+        names_changed = tuple(row.names or ()) != service.names
         self._fill(row, service)
         self.s.flush()
+        if names_changed:
+            self._index_names(service)
+
+    def _index_names(self, service: ServiceRecord) -> None:
+        # `service_names` mirrors `services.names` (ca/name_index.py), in the same transaction
+        self.unit.run(_NAMES_DROP, {"b_id": service.service_id})
+        keys: dict[str, str] = {}
+        for pattern in service.names:
+            keys.setdefault(pattern_key(pattern), pattern)
+        for key, pattern in keys.items():
+            self.unit.run(
+                _NAMES_ADD, {"key": key, "service_id": service.service_id, "pattern": pattern}
+            )
 
     @staticmethod
     def _fill(row: ServiceRow, r: ServiceRecord) -> None:
@@ -64,14 +106,17 @@ class SqlServiceRepository(Repo):
             stmt = stmt.where(ServiceRow.service_type == service_type)
         return [self._domain(r) for r in self.s.scalars(stmt)]
 
-    def name_owners(self, *, claiming: bool = False) -> dict[str, str]:
+    def owners_of(self, keys: Sequence[str], *, claiming: bool = False) -> dict[str, str]:
         if claiming:
             # under READ COMMITTED two registrations could both read a name as free
             self.serialise("pkiforge.service_names")
         out: dict[str, str] = {}
-        for service_id, names in self.unit.run(_NAME_OWNERS).rows:
-            for name in names or ():
-                out.setdefault(str(name), service_id)
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), _OWNERS_MAX_KEYS):
+            batch = wanted[start : start + _OWNERS_MAX_KEYS]
+            found = self.unit.run(_OWNERS[len(batch)], {f"k{i}": k for i, k in enumerate(batch)})
+            for pattern, service_id in found.rows:
+                out.setdefault(str(pattern), service_id)
         return out
 
     def touch(self, service_id: str, at: dt.datetime) -> bool:

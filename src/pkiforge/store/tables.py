@@ -59,6 +59,20 @@ class ServiceRow(Base):
     last_seen: Mapped[dt.datetime | None] = mapped_column(TS)
 
 
+class ServiceNameRow(Base):
+    """The registry's names by index key (ca/name_index.py), kept with `services.names` in
+    the same transaction: a certificate request reads the few rows under its names' keys
+    instead of every service's names (migration 0006)."""
+
+    __tablename__ = "service_names"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    service_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("services.service_id"), primary_key=True
+    )
+    pattern: Mapped[str] = mapped_column(Text)
+
+
 # the rows the expiry index holds: signed certificates (migration 0005)
 _SIGNED = text("not_after IS NOT NULL")
 
