@@ -257,3 +257,35 @@ def test_upgrade_from_0005_files_the_registered_names(store_url: str) -> None:
         assert "service_names" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_a_services_active_certificates_are_one_range_of_its_index(store_url: str) -> None:
+    """Migration 0007: the quota count reads the (service, status, expiry) index alone, and
+    discovery's query for a service's current certificate uses it too."""
+    store = SqlStore.open(store_url)
+    count = (
+        "SELECT count(*) FROM certificates WHERE service_id = :s AND status = 'active' "
+        "AND not_after > :now"
+    )
+    current = (
+        "SELECT * FROM certificates WHERE service_id = :s AND status = 'active' "
+        "AND not_after > :now ORDER BY created_at DESC LIMIT 1"
+    )
+    try:
+        with store.engine.begin() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if not sqlite:
+                conn.execute(sa.text("SET LOCAL enable_seqscan = off"))  # a tiny table
+            plans = []
+            for query in (count, current):
+                explain = "EXPLAIN QUERY PLAN" if sqlite else "EXPLAIN"
+                rows = conn.execute(sa.text(f"{explain} {query}"), {"s": "x", "now": NOW})
+                plans.append(" ".join(str(row[-1] if sqlite else row[0]) for row in rows))
+        assert all("ix_certificates_service_standing" in plan for plan in plans), plans
+        if sqlite:
+            assert "COVERING INDEX" in plans[0], plans[0]  # the count reads no table rows
+        indexes = {i["name"] for i in inspect(store.engine).get_indexes("certificates")}
+        assert "ix_certificates_service_standing" in indexes
+        assert "ix_certificates_service_id" not in indexes
+    finally:
+        store.close()

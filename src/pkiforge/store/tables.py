@@ -86,7 +86,8 @@ class CertificateRow(Base):
     profile: Mapped[str] = mapped_column(String(64))
     common_name: Mapped[str] = mapped_column(String(255))
     names: Mapped[list[str]] = mapped_column(JSON, default=list)
-    service_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    # indexed with status and expiry (migration 0007), below
+    service_id: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(TS, index=True)
     not_before: Mapped[dt.datetime | None] = mapped_column(TS)
@@ -109,6 +110,9 @@ class CertificateRow(Base):
             sqlite_where=_SIGNED,
             postgresql_where=_SIGNED,
         ),
+        # a service's certificates by standing: its active ones are one range of the index,
+        # however many it has had (the quota count, discovery, listing by service)
+        Index("ix_certificates_service_standing", "service_id", "status", "not_after"),
     )
 
 
