@@ -252,6 +252,20 @@ def test_revoked_lists_only_that_issuer(store: SqlStore, inventory: dict[str, in
         assert tx.certificates.revoked("edge") == []
 
 
+def test_revoked_starts_from_the_revocations_not_the_certificates(store: SqlStore) -> None:
+    # each CRL reads the revoked certificates: by serial from `revocations`, never by reading
+    # every certificate (SQLite's plan; PostgreSQL plans from its statistics)
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("the plan is SQLite's")
+    from pkiforge.store.repos import _CERTS, _REVOKED_SELECT
+
+    stmt = _REVOKED_SELECT.where(_CERTS.c.issuer == "services")
+    sql = str(stmt.compile(store.engine, compile_kwargs={"literal_binds": True}))
+    with store.engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    assert "SCAN certificates" not in plan and "SEARCH certificates" in plan, plan
+
+
 def count_rows(store: SqlStore) -> dict[str, int]:
     with store.engine.connect() as conn:
         return {

@@ -121,6 +121,9 @@ _CERT_SELECT = select(*_CERT_COLUMNS).select_from(
     _CERTS.outerjoin(_REVS, _REVS.c.serial_number == _CERTS.c.serial_number)
 )
 _CERT_GET = _CERT_SELECT.where(_CERTS.c.serial_number == bindparam("b_serial"))
+# the revoked certificates, found by serial from the revocations (few): filtering the outer
+# join above to revoked rows made SQLite read every certificate (65-200 ms at 150,000) per CRL
+_REVOKED_SELECT = _CERT_SELECT.where(_CERTS.c.serial_number.in_(select(_REVS.c.serial_number)))
 _CERT_STANDING = Prepared(
     select(_CERTS.c.status, _CERTS.c.fingerprint_sha256).where(
         _CERTS.c.serial_number == bindparam("b_serial")
@@ -260,9 +263,9 @@ class SqlCertificateRepository(Repo):
         )
 
     def revoked(self, issuer: str) -> list[CertificateRecord]:
-        stmt = _CERT_SELECT.where(
-            _CERTS.c.issuer == issuer, _REVS.c.serial_number.is_not(None)
-        ).order_by(_REVS.c.revoked_at)
+        stmt = _REVOKED_SELECT.where(_CERTS.c.issuer == issuer).order_by(
+            _REVS.c.revoked_at, _CERTS.c.serial_number
+        )
         return [self._domain(row) for row in self.c.execute(stmt)]
 
     @staticmethod
