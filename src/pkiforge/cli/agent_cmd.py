@@ -8,21 +8,17 @@ import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pkiforge.cli.output import err
-from pkiforge.client.agent import AgentConfig, Hook, Outcome, RenewalAgent, Renewer
-from pkiforge.client.enroll import fetch_root
-from pkiforge.client.hooks import exec_hook, parse_signal, signal_hook
-from pkiforge.client.pairstore import write_atomic
-from pkiforge.client.schedule import Backoff, RenewalPolicy
-from pkiforge.client.sync import PkiClient
-from pkiforge.client.tls import Identity
 from pkiforge.durations import parse_duration
 from pkiforge.errors import InvalidInput
-from pkiforge.x509.keys import parse_key_type
+
+if TYPE_CHECKING:  # the client (httpx) is imported by these two commands only, when they run
+    from pkiforge.client.agent import Hook, Renewer
+    from pkiforge.client.tls import Identity
 
 CertOpt = Annotated[Path, typer.Option("--cert", help="Certificate chain file (PEM, leaf first).")]
 KeyOpt = Annotated[Path, typer.Option("--key", help="Private key file (PEM, kept 0600).")]
@@ -38,6 +34,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _identity(cert: Path, key: Path, ca: Path | None) -> Identity:
+    from pkiforge.client.tls import Identity
+
     return Identity(cert, key, ca or cert.parent / "ca.pem")
 
 
@@ -49,6 +47,8 @@ def _seconds(text: str, option: str) -> float:
 
 
 def _hook(command: str | None, sig: str | None, pid_file: Path | None) -> Hook | None:
+    from pkiforge.client.hooks import exec_hook, parse_signal, signal_hook
+
     if command and (sig or pid_file):
         raise InvalidInput("use either --exec or --signal with --pid-file", field="--exec")
     if command:
@@ -88,6 +88,10 @@ def agent(
     reuse_key: Annotated[bool, typer.Option(help="Keep the key instead of a new one.")] = False,
 ) -> None:
     """Keep a service's certificate fresh: renew over mTLS before expiry, crash-safely."""
+    from pkiforge.client.agent import AgentConfig, Outcome, RenewalAgent
+    from pkiforge.client.schedule import Backoff, RenewalPolicy
+    from pkiforge.client.sync import PkiClient
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
@@ -139,6 +143,11 @@ def enroll(
     key_type: Annotated[str, typer.Option(help="p256, p384, ed25519, rsa2048 ...")] = "p256",
 ) -> None:
     """Get a service's first certificate with a one-time token; the key is made on this host."""
+    from pkiforge.client.enroll import fetch_root
+    from pkiforge.client.pairstore import write_atomic
+    from pkiforge.client.sync import PkiClient
+    from pkiforge.x509.keys import parse_key_type
+
     identity = _identity(cert, key, ca)
     if not identity.ca.exists():
         if not root_fingerprint:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
+
+if TYPE_CHECKING:  # imported when a command calls a server: the others start without it
+    import httpx
 
 from pkiforge.errors import (
     AuthenticationFailed,
@@ -44,6 +46,8 @@ def client(
     server: str, cert: Path | None, key: Path | None, cacert: Path | None, **kwargs: Any
 ) -> httpx.Client:
     """An httpx client for `server`, presenting `cert` if given and trusting `cacert`."""
+    import httpx
+
     verify: Any = str(cacert) if cacert else True
     return httpx.Client(
         base_url=server.rstrip("/"),
@@ -78,6 +82,8 @@ def call(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     Raises:
         PkiError: an error answer, or the server cannot be reached (StoreUnavailable).
     """
+    import httpx
+
     try:
         response = http.request(method, path, **kwargs)
     except httpx.TransportError as exc:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from cryptography.hazmat.primitives import serialization
 
 from pkiforge.auth.algorithms import PrivateKey, SignatureAlgorithm
 from pkiforge.cli.files import read_input
 from pkiforge.cli.output import emit_json
-from pkiforge.client.auth import SigningAuth
 from pkiforge.errors import InvalidInput, StoreUnavailable
+
+if TYPE_CHECKING:  # imported when the command runs: the other commands start without it
+    import httpx
 
 # the CLI's exit codes by HTTP status: 3 invalid input, 4 not found, 5 conflict,
 # 6 not allowed, 7 unavailable, 1 anything else at or above 400
@@ -49,6 +50,10 @@ def request_cmd(
     ] = False,
 ) -> None:
     """Sign METHOD URL with the private key and print the response body (exit 0 below 400)."""
+    import httpx
+
+    from pkiforge.client.auth import SigningAuth
+
     body = _body(data)
     headers = _headers(header or [])
     if body and not any(k.lower() == "content-type" for k, _ in headers):

@@ -8,12 +8,9 @@ from typing import Annotated
 import typer
 
 from pkiforge import passphrase
-from pkiforge.api.server import ensure_server_certificate, serve, start_renewal_thread
 from pkiforge.cli.output import err
 from pkiforge.cli.state import CliState
 from pkiforge.errors import Conflict
-from pkiforge.store import checkpoint
-from pkiforge.store.checkpoint import WalCheckpointer
 from pkiforge.whitelist import WHITELIST_FILE, load_whitelist
 
 RENEW_CHECK_SECONDS = 60.0
@@ -36,6 +33,12 @@ def serve_cmd(
 
 def start(state: CliState, host: str | None, port: int | None, workers: int | None) -> None:
     """Ensure the server certificate, then run uvicorn until interrupted."""
+    # the server's modules (FastAPI, uvicorn) are imported here: every other command starts
+    # without them
+    from pkiforge.api.server import ensure_server_certificate, serve, start_renewal_thread
+    from pkiforge.store import checkpoint
+    from pkiforge.store.checkpoint import WalCheckpointer
+
     settings = state.settings
     if not state.pki.hierarchy.all():
         raise Conflict(f"no CA in {state.home}: run `pkiforge init` first")

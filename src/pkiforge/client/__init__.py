@@ -10,32 +10,86 @@ pki.enable_auto_renewal(on_renew=lambda cert: live.reload())
 pki.peer("ledger").get("/balance")               # mTLS to a discovered service
 """
 
-from pkiforge.client.agent import AgentConfig, Outcome, RenewalAgent
-from pkiforge.client.aio import AsyncPkiClient
-from pkiforge.client.autorenew import AutoRenewal, RenewalOptions
-from pkiforge.client.enroll import fetch_root
-from pkiforge.client.errors import ServerError, Unreachable
-from pkiforge.client.hooks import HookFailed
-from pkiforge.client.models import (
-    CAInfo,
-    Certificate,
-    CertificatePage,
-    PeerCertificate,
-    Revocation,
-    RevocationStatus,
-    Service,
-    WhoAmI,
-)
-from pkiforge.client.payloads import CertificateRequest, ServiceRegistration, ServiceUpdate
-from pkiforge.client.schedule import Backoff, RenewalPolicy
-from pkiforge.client.sync import PkiClient
-from pkiforge.client.tls import (
-    Identity,
-    LiveServerContext,
-    client_ssl_context,
-    server_ssl_context,
-    swap_certificate,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pkiforge.client.agent import AgentConfig, Outcome, RenewalAgent
+    from pkiforge.client.aio import AsyncPkiClient
+    from pkiforge.client.autorenew import AutoRenewal, RenewalOptions
+    from pkiforge.client.enroll import fetch_root
+    from pkiforge.client.errors import ServerError, Unreachable
+    from pkiforge.client.hooks import HookFailed
+    from pkiforge.client.models import (
+        CAInfo,
+        Certificate,
+        CertificatePage,
+        PeerCertificate,
+        Revocation,
+        RevocationStatus,
+        Service,
+        WhoAmI,
+    )
+    from pkiforge.client.payloads import CertificateRequest, ServiceRegistration, ServiceUpdate
+    from pkiforge.client.schedule import Backoff, RenewalPolicy
+    from pkiforge.client.sync import PkiClient
+    from pkiforge.client.tls import (
+        Identity,
+        LiveServerContext,
+        client_ssl_context,
+        server_ssl_context,
+        swap_certificate,
+    )
+
+# name -> submodule: imported on first use, so that importing one submodule (the CLI's file
+# helpers use `pairstore`) does not import the whole client and httpx with it
+_EXPORTS = {
+    "AgentConfig": "agent",
+    "Outcome": "agent",
+    "RenewalAgent": "agent",
+    "AsyncPkiClient": "aio",
+    "AutoRenewal": "autorenew",
+    "RenewalOptions": "autorenew",
+    "fetch_root": "enroll",
+    "ServerError": "errors",
+    "Unreachable": "errors",
+    "HookFailed": "hooks",
+    "CAInfo": "models",
+    "Certificate": "models",
+    "CertificatePage": "models",
+    "PeerCertificate": "models",
+    "Revocation": "models",
+    "RevocationStatus": "models",
+    "Service": "models",
+    "WhoAmI": "models",
+    "CertificateRequest": "payloads",
+    "ServiceRegistration": "payloads",
+    "ServiceUpdate": "payloads",
+    "Backoff": "schedule",
+    "RenewalPolicy": "schedule",
+    "PkiClient": "sync",
+    "Identity": "tls",
+    "LiveServerContext": "tls",
+    "client_ssl_context": "tls",
+    "server_ssl_context": "tls",
+    "swap_certificate": "tls",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "AgentConfig",
