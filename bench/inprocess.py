@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
 import shutil
@@ -21,25 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.issuance import PASSPHRASE, prepare
-
-
-def add_services(home: Path, count: int) -> None:
-    """Register `count` other services, three names each (a name, a wildcard, an address)."""
-    from pkiforge.ca.registry_models import ServiceRecord
-    from pkiforge.store.db import SqlStore
-
-    store = SqlStore.open(f"sqlite:///{home / 'pkiforge.db'}")
-    now = dt.datetime.now(dt.UTC)
-    with store.transaction() as tx:
-        for i in range(count):
-            names = (
-                f"DNS:svc-{i}.internal",
-                f"DNS:*.svc-{i}.internal",
-                f"IP:10.{i // 256}.{i % 256}.1",
-            )
-            tx.services.add(ServiceRecord(f"svc-{i}", f"svc {i}", now, now, names=names))
-    store.close()
+from bench.issuance import PASSPHRASE, add_services, prepare
 
 
 async def _measure(work: Path, requests: int, warmup: int) -> float:

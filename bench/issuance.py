@@ -12,6 +12,7 @@ drives each server in turn for the same duration on this machine's loopback.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -141,6 +142,26 @@ def prepare(work: Path, key_type: str) -> dict[str, Path]:
     )
     f["csr"] = work / "svc.csr"
     return f
+
+
+def add_services(home: Path, count: int) -> None:
+    """Register `count` other services, three names each (a name, a wildcard, an address)."""
+    from pkiforge.ca.registry_models import ServiceRecord
+    from pkiforge.store.db import SqlStore
+
+    if count == 0:
+        return
+    store = SqlStore.open(f"sqlite:///{home / 'pkiforge.db'}")
+    now = dt.datetime.now(dt.UTC)
+    with store.transaction() as tx:
+        for i in range(count):
+            names = (
+                f"DNS:svc-{i}.internal",
+                f"DNS:*.svc-{i}.internal",
+                f"IP:10.{i // 256}.{i % 256}.1",
+            )
+            tx.services.add(ServiceRecord(f"svc-{i}", f"svc {i}", now, now, names=names))
+    store.close()
 
 
 BENCH_CONFIG = """\
@@ -309,6 +330,9 @@ def main() -> None:
         "--rounds", type=int, default=3, help="alternating rounds of each server; medians shown"
     )
     parser.add_argument("--only", choices=["cfssl", "pkiforge"], help="run one side only")
+    parser.add_argument(
+        "--services", type=int, default=0, help="other services registered with pkiforge"
+    )
     args = parser.parse_args()
     if shutil.which("cfssl") is None:
         raise SystemExit("cfssl not found: apt-get install golang-cfssl")
@@ -316,6 +340,7 @@ def main() -> None:
     rows: dict[str, list[tuple[Result, int]]] = {"cfssl": [], "pkiforge": []}
     try:
         f = prepare(work, args.key_type)
+        add_services(f["home"], args.services)
         for i in range(args.rounds):
             # alternate who goes first, so a machine that drifts during the run favours neither
             order = ["cfssl", "pkiforge"] if i % 2 == 0 else ["pkiforge", "cfssl"]
@@ -329,7 +354,8 @@ def main() -> None:
     print(
         f"intermediate {args.key_type}, {args.concurrency} concurrent clients, "
         f"{args.rounds} rounds of {args.duration:.0f} s after {args.warmup:.0f} s warm-up, "
-        f"pkiforge workers={args.workers}, {os.cpu_count()} CPUs"
+        f"pkiforge workers={args.workers} with {args.services} other services registered, "
+        f"{os.cpu_count()} CPUs"
     )
     print(f"{'server':10} {'round':>5} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     medians: dict[str, float] = {}
