@@ -182,3 +182,13 @@ def test_whitelist_exact_ids_win_over_patterns_and_unlisted_get_nothing() -> Non
 def test_malformed_whitelist_is_refused_with_its_location(data: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_whitelist(data, "wl.yaml")
+
+
+def test_the_first_covering_owner_decides_so_an_exact_claim_beats_a_wildcard() -> None:
+    # the store lists exact names before wildcards (owners_of): billing's own exact name wins
+    # over orders' wildcard, and a sibling name under the wildcard stays orders'
+    owners = {"DNS:api.orders.internal": "billing", "DNS:*.orders.internal": "orders"}
+    kwargs = {"registered": ["DNS:api.orders.internal"], "allowed": [], "own_spiffe": OWN}
+    check_names("billing", [SubjectName("DNS", "api.orders.internal")], owners=owners, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(PermissionDenied, match="registered to service 'orders'"):
+        check_names("billing", [SubjectName("DNS", "web.orders.internal")], owners=owners, **kwargs)  # type: ignore[arg-type]

@@ -70,3 +70,14 @@ def test_a_rolled_back_registration_leaves_no_index_rows(store: SqlStore) -> Non
     except RuntimeError:
         pass
     assert index(store) == set()
+
+
+def test_an_exact_name_is_found_before_a_wildcard_that_covers_it(store: SqlStore) -> None:
+    # "zz" registered the exact name and "aa" a wildcard over it: the exact claim comes first
+    # whatever the services' names, so the ownership check gives the name to "zz"
+    with store.transaction() as tx:
+        tx.services.add(service("aa", "DNS:*.b.internal"))
+        tx.services.add(service("zz", "DNS:x.b.internal"))
+    with store.transaction(readonly=True) as tx:
+        owners = tx.services.owners_of(["DNS:*.b.internal", "DNS:x.b.internal"])
+    assert list(owners.items()) == [("DNS:x.b.internal", "zz"), ("DNS:*.b.internal", "aa")]

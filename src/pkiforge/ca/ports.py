@@ -76,7 +76,8 @@ class ServiceRepository(Protocol):
     def list(self, service_type: str | None = None) -> list[ServiceRecord]: ...
     def owners_of(self, keys: Sequence[str], *, claiming: bool = False) -> dict[str, str]:
         """The registered names (or patterns) filed under these index keys
-        (`ca/name_index.py`), and the service each belongs to.
+        (`ca/name_index.py`), and the service each belongs to: exact names first, then
+        wildcards, so that the most specific registration is the one found first.
 
         `claiming`: this transaction will claim names; other claimers wait until it ends, so
         two replicas can never both see a name as free and both take it.

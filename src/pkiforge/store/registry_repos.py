@@ -42,11 +42,7 @@ _OWNERS_MAX_KEYS = 16  # one prepared statement per number of keys up to this; m
 
 def _owners_lookup(n: int) -> Prepared:
     keys: list[BindParameter[str]] = [bindparam(f"k{i}", type_=Text()) for i in range(n)]
-    return Prepared(
-        select(_NAMES.c.pattern, _NAMES.c.service_id)
-        .where(_NAMES.c.key.in_(keys))
-        .order_by(_NAMES.c.service_id, _NAMES.c.pattern)
-    )
+    return Prepared(select(_NAMES.c.pattern, _NAMES.c.service_id).where(_NAMES.c.key.in_(keys)))
 
 
 _OWNERS = {n: _owners_lookup(n) for n in range(1, _OWNERS_MAX_KEYS + 1)}
@@ -110,13 +106,18 @@ class SqlServiceRepository(Repo):
         if claiming:
             # under READ COMMITTED two registrations could both read a name as free
             self.serialise("pkiforge.service_names")
-        out: dict[str, str] = {}
+        found: list[tuple[str, str]] = []
         wanted = list(dict.fromkeys(keys))
         for start in range(0, len(wanted), _OWNERS_MAX_KEYS):
             batch = wanted[start : start + _OWNERS_MAX_KEYS]
-            found = self.unit.run(_OWNERS[len(batch)], {f"k{i}": k for i, k in enumerate(batch)})
-            for pattern, service_id in found.rows:
-                out.setdefault(str(pattern), service_id)
+            ran = self.unit.run(_OWNERS[len(batch)], {f"k{i}": k for i, k in enumerate(batch)})
+            found.extend((str(pattern), str(service_id)) for pattern, service_id in ran.rows)
+        # exact names before wildcards: the most specific registration decides (sorted here,
+        # not in SQL, where collations may ignore the `*` and the dots)
+        found.sort(key=lambda row: ("*." in row[0], row[1], row[0]))
+        out: dict[str, str] = {}
+        for pattern, service_id in found:
+            out.setdefault(pattern, service_id)
         return out
 
     def touch(self, service_id: str, at: dt.datetime) -> bool:
