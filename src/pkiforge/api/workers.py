@@ -118,11 +118,21 @@ class _HandedServer(uvicorn.Server):
             sock.close()
 
     def _protocol(self) -> asyncio.Protocol:
-        return self.config.http_protocol_class(  # type: ignore[call-arg]
+        protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
             config=self.config,
             server_state=self.server_state,
             app_state=self.lifespan.state,
         )
+        lost = protocol.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            lost(exc)
+            # say at once that this worker holds one fewer: waiting for the next tick (0.1 s)
+            # sent the next connections to the other workers, as if it were still held
+            self._publish()
+
+        protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+        return protocol
 
     def _publish(self) -> None:
         held = len(self.server_state.connections) + len(self._handshakes)
