@@ -42,29 +42,17 @@ def pattern_key(pattern: str) -> str:
 
 def candidate_keys(name: SubjectName) -> list[str]:
     """The keys under which every registered pattern covering `name` is filed."""
-    value = name.value.lower()
-    if name.kind == "DNS":
-        keys = [f"DNS:{value}"]
-        _, dot, parent = value.partition(".")
-        if dot and parent:
-            wildcard = f"DNS:*.{parent}"  # `*.a.b` covers one label under `a.b`
-            if wildcard not in keys:
-                keys.append(wildcard)
-        return keys
-    if name.kind == "IP":
-        try:
-            return [f"IP:{ipaddress.ip_address(value)}"]
-        except ValueError:
-            return [f"IP:{value}"]
-    return [f"URI:{value}"]
+    exact = pattern_key(str(name))  # the name registered as it is
+    _, dot, parent = exact.partition(".")
+    wildcard = f"DNS:*.{parent}"  # `*.a.b` covers one label under `a.b`
+    if name.kind != "DNS" or not dot or not parent or wildcard == exact:
+        return [exact]
+    return [exact, wildcard]
 
 
 def keys_for(names: Iterable[SubjectName]) -> list[str]:
     """`candidate_keys` of several names, each key once, in order."""
-    out: list[str] = []
-    for name in names:
-        out.extend(k for k in candidate_keys(name) if k not in out)
-    return out
+    return list(dict.fromkeys(key for name in names for key in candidate_keys(name)))
 
 
 def _guess_kind(value: str) -> str:

@@ -197,4 +197,4 @@ def _pick(new: T | None, old: T) -> T:
 
 def _keys(registered: Sequence[str]) -> list[str]:
     """The index keys a registration claims (to find who already holds them)."""
-    return list(dict.fromkeys(pattern_key(p) for p in registered))
+    return [pattern_key(p) for p in registered]
