@@ -240,8 +240,7 @@ def test_audit_anchor_shows_deleted_tail_and_rewrite(tmp_path: Path, fresh: Pkif
         return SqlStore.open(f"sqlite:///{path}")
 
     with store_of(db).transaction() as tx:
-        last = tx.audit.last()
-    assert last is not None
+        (last,) = tx.audit.recent(1)
     forged = replace(last, actor="operator:mallory")
     forged = replace(forged, hash=entry_hash(forged))
     with sqlite3.connect(db) as conn:

@@ -77,7 +77,7 @@ def append_audit(store: SqlStore, n: int, actor: str = "t") -> list[AuditEntry]:
     for i in range(n):
         with store.transaction() as tx:
             entry = next_entry(
-                tx.audit.last(),
+                tx.audit.head(),
                 at=NOW + dt.timedelta(seconds=i, microseconds=123456),
                 actor=Actor("operator", actor),
                 action="test.append",

@@ -57,9 +57,6 @@ class AuditRepository(Protocol):
         """The newest entry's seq and hash; holds the chain so no other writer appends until
         commit (every audited action reads it: the whole entry is not needed)."""
 
-    def last(self) -> AuditEntry | None:
-        """The newest entry, whole; holds the chain like `head`."""
-
     def add(self, entry: AuditEntry) -> None: ...
     def iterate(self) -> Iterator[AuditEntry]: ...
     def recent(

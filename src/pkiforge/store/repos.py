@@ -327,7 +327,6 @@ class SqlCRLRepository(Repo):
 
 
 _AUDIT = cast(Table, AuditRow.__table__)
-_AUDIT_LAST = Prepared(select(_AUDIT).order_by(_AUDIT.c.seq.desc()).limit(1))
 _AUDIT_HEAD = Prepared(select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1))
 _AUDIT_INSERT = Prepared(insert(_AUDIT))
 
@@ -337,11 +336,6 @@ class SqlAuditRepository(Repo):
         self.serialise("pkiforge.audit_log")  # one appender at a time across replicas
         row = self.unit.run(_AUDIT_HEAD).first()
         return AuditHead(row.seq, row.hash) if row else None
-
-    def last(self) -> AuditEntry | None:
-        self.serialise("pkiforge.audit_log")  # one appender at a time across replicas
-        row = self.unit.run(_AUDIT_LAST).first()
-        return self._domain(row) if row else None
 
     def add(self, entry: AuditEntry) -> None:
         self.unit.run(
