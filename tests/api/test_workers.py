@@ -6,7 +6,10 @@ Which process holds each connection is read from /proc (the kernel's view), not 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime as dt
+import ipaddress
 import json
 import os
 import signal
@@ -17,10 +20,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from cryptography.x509.oid import NameOID
 
-from pkiforge.api.workers import NOT_READY, least_busy
+from pkiforge.api.workers import NOT_READY, _HandedServer, least_busy
+from tests.conftest import data_file
 
 from .conftest import HTTPS_WHITELIST
 from .server import Server, env, free_port, make_home, start_server
@@ -163,6 +174,109 @@ def test_least_busy_counts_what_was_sent_and_not_yet_taken() -> None:
     # a worker still starting comes last, however busy the others are
     assert least_busy([NOT_READY, 9], [0, 9], [0, 9]) == [1, 0]
     assert least_busy([NOT_READY, NOT_READY], [0, 0], [3, 0]) == [1, 0]
+
+
+async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def _tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for 127.0.0.1 (cert path, key path)."""
+    key_pem = data_file("key-p256.pem")
+    key = load_pem_private_key(key_pem, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    return tmp_path / "cert.pem", tmp_path / "key.pem"
+
+
+async def test_a_worker_never_counts_a_connection_twice(tmp_path: Path) -> None:
+    """What a worker publishes, sampled at every turn of its event loop (a tick may fall on
+    any of them), counts each connection once: while its handshake runs, while it is
+    served, and not at all once it is closed or its handshake failed.
+
+    It once counted both the handshake task and uvicorn's connection, until after the first
+    response: a tick there told the supervisor one too many, and the next connections went
+    to the other worker (the split test above failed 15 to 17 now and then).
+    """
+    cert, key = _tls_files(tmp_path)
+    config = uvicorn.Config(
+        _hello, ssl_certfile=str(cert), ssl_keyfile=str(key), lifespan="off", log_level="error"
+    )
+    config.load()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    loads = [NOT_READY, 0]
+    worker = _HandedServer(config, theirs, loads, 0)
+    worker.lifespan = config.lifespan_class(config)
+    await worker.startup()
+    assert loads == [0, 0]
+
+    loop = asyncio.get_running_loop()
+    seen: list[int] = []
+
+    def sample() -> None:
+        worker._publish()
+        seen.append(loads[0])
+        sampler[0] = loop.call_soon(sample)
+
+    sampler = [loop.call_soon(sample)]
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def hand_over() -> socket.socket:
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        with accepted:
+            socket.send_fds(ours, [b"c"], [accepted.fileno()])
+        return client
+
+    async def until_held(n: int) -> None:
+        for _ in range(500):
+            if loads[0] == n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the worker never said it holds {n}: {loads}")
+
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        reader, writer = await asyncio.open_connection(
+            sock=hand_over(), ssl=ctx, server_hostname="127.0.0.1"
+        )
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert (await reader.readuntil(b"hello")).startswith(b"HTTP/1.1 200")
+        assert loads == [1, 1]
+        writer.close()
+        await until_held(0)
+
+        failed = hand_over()
+        await until_held(1)  # its handshake waits for the client's hello
+        failed.sendall(b"GET / HTTP/1.1\r\n\r\n")  # not TLS: the handshake fails
+        await until_held(0)
+        failed.close()
+        assert loads[1] == 2
+    finally:
+        sampler[0].cancel()
+        listener.close()
+        await worker.shutdown()
+        ours.close()
+    assert max(seen) == 1, f"a connection was counted twice: {seen.count(2)} turns"
+    assert seen.count(1) > 10  # the samples did see the connections
 
 
 def test_a_dead_worker_is_replaced(workers: Server) -> None:

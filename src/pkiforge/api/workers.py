@@ -27,7 +27,7 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -80,6 +80,7 @@ class _HandedServer(uvicorn.Server):
         super().__init__(config)
         self._channel, self._loads, self._slot = channel, loads, 2 * i
         self._taken = 0
+        self._handshaking = 0  # connections taken whose TLS handshake has not finished
         self._handshakes: set[asyncio.Task[None]] = set()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -102,28 +103,53 @@ class _HandedServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         for fd in fds:
             self._taken += 1
+            self._handshaking += 1
             task = loop.create_task(self._handshake(socket.socket(fileno=fd)))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
         self._publish()
 
     async def _handshake(self, sock: socket.socket) -> None:
+        pending = True
+
+        def served() -> None:  # counted by uvicorn from now on, no longer by us
+            nonlocal pending
+            if pending:
+                pending = False
+                self._handshaking -= 1
+
         sock.setblocking(False)
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
-                self._protocol, sock, ssl=self.config.ssl
+                lambda: self._protocol(served), sock, ssl=self.config.ssl
             )
         except (OSError, ssl.SSLError, EOFError) as exc:  # the client gave up or failed TLS
             log.debug("connection dropped before it was served: %s", type(exc).__name__)
             sock.close()
+        finally:
+            if pending:
+                served()
+                self._publish()
 
-    def _protocol(self) -> asyncio.Protocol:
+    def _protocol(self, served: Callable[[], None]) -> asyncio.Protocol:
+        """uvicorn's protocol for one connection, telling us when it starts and ends.
+
+        `served` runs in the same callback in which uvicorn adds the connection to
+        `server_state.connections`, so that no published count ever holds it twice. (Counting
+        handshake tasks instead did, from `connection_made` until the task's done-callback,
+        which could come after the connection's first response: a tick in between published
+        one too many until the next tick, and the next connections went to other workers.)
+        """
         protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
             config=self.config,
             server_state=self.server_state,
             app_state=self.lifespan.state,
         )
-        lost = protocol.connection_lost
+        made, lost = protocol.connection_made, protocol.connection_lost
+
+        def connection_made(transport: asyncio.BaseTransport) -> None:
+            made(transport)
+            served()
 
         def connection_lost(exc: Exception | None) -> None:
             lost(exc)
@@ -131,11 +157,12 @@ class _HandedServer(uvicorn.Server):
             # sent the next connections to the other workers, as if it were still held
             self._publish()
 
+        protocol.connection_made = connection_made  # type: ignore[method-assign]
         protocol.connection_lost = connection_lost  # type: ignore[method-assign]
         return protocol
 
     def _publish(self) -> None:
-        held = len(self.server_state.connections) + len(self._handshakes)
+        held = len(self.server_state.connections) + self._handshaking
         self._loads[self._slot] = held
         self._loads[self._slot + 1] = self._taken
 
