@@ -24,12 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from bench.cpu import tree_cpu_seconds
 from bench.loadgen import Result, Target, run
 
 PASSPHRASE = "bench-passphrase-0123456789"
@@ -42,6 +44,30 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (serial_number blob NOT NULL,
   authority_key_identifier blob NOT NULL, body blob NOT NULL, expiry timestamp,
   PRIMARY KEY(serial_number, authority_key_identifier));
 """
+
+
+@dataclass
+class Round:
+    """One server's round: what the clients saw, the certificates it stored meanwhile (warm-up
+    included), and the CPU seconds its processes used over the same time (None without /proc).
+    """
+
+    result: Result
+    stored: int
+    cpu_seconds: float | None
+
+    def cpu_ms_per_cert(self) -> float:
+        if self.cpu_seconds is None or self.stored <= 0:
+            return float("nan")
+        return self.cpu_seconds * 1000 / self.stored
+
+
+def _measured(pid: int, drive: Callable[[], Result]) -> tuple[Result, float | None]:
+    """Run `drive` and the CPU seconds process `pid` and its children used meanwhile."""
+    before = tree_cpu_seconds(pid)
+    result = drive()
+    after = tree_cpu_seconds(pid)
+    return result, (after - before if before is not None and after is not None else None)
 
 
 def free_port() -> int:
@@ -194,7 +220,7 @@ def export_intermediate(f: dict[str, Path], work: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-def bench_cfssl(f: dict[str, Path], work: Path, args: argparse.Namespace) -> tuple[Result, int]:
+def bench_cfssl(f: dict[str, Path], work: Path, args: argparse.Namespace) -> Round:
     ca_cert, ca_key = export_intermediate(f, work)
     db = work / "cfssl.db"
     with sqlite3.connect(db) as conn:
@@ -246,32 +272,32 @@ def bench_cfssl(f: dict[str, Path], work: Path, args: argparse.Namespace) -> tup
     ]
     url = f"https://127.0.0.1:{port}/api/v1/cfssl/sign"
     body = json.dumps({"certificate_request": f["csr"].read_text()}).encode()
-    with process(cmd):
+    target = Target(
+        "cfssl",
+        url,
+        body,
+        str(f["root"]),
+        str(f["client_cert"]),
+        str(f["client_key"]),
+        ok=lambda status, body: status == 200 and json.loads(body).get("success") is True,
+    )
+    with process(cmd) as proc:
         wait_ready(
             f"https://127.0.0.1:{port}/api/v1/cfssl/health",
             f["root"],
             (str(f["client_cert"]), str(f["client_key"])),
         )
-        result = run(
-            Target(
-                "cfssl",
-                url,
-                body,
-                str(f["root"]),
-                str(f["client_cert"]),
-                str(f["client_key"]),
-                ok=lambda status, body: status == 200 and json.loads(body).get("success") is True,
-            ),
-            concurrency=args.concurrency,
-            warmup=args.warmup,
-            duration=args.duration,
-        )
+        result, cpu = _measured(proc.pid, lambda: _drive(target, args))
     with sqlite3.connect(db) as conn:
         stored = int(conn.execute("SELECT count(*) FROM certificates").fetchone()[0])
-    return result, stored - before
+    return Round(result, stored - before, cpu)
 
 
-def bench_pkiforge(f: dict[str, Path], args: argparse.Namespace) -> tuple[Result, int]:
+def _drive(target: Target, args: argparse.Namespace) -> Result:
+    return run(target, concurrency=args.concurrency, warmup=args.warmup, duration=args.duration)
+
+
+def bench_pkiforge(f: dict[str, Path], args: argparse.Namespace) -> Round:
     port = free_port()
     env = {**os.environ, "PKIFORGE_CA_PASSPHRASE": PASSPHRASE}
     cmd = [
@@ -289,17 +315,13 @@ def bench_pkiforge(f: dict[str, Path], args: argparse.Namespace) -> tuple[Result
     url = f"https://localhost:{port}/api/v1/certificates/request"
     body = json.dumps({"csr": f["csr"].read_text()}).encode()
     before = _count_pkiforge(f["home"])
-    with process(cmd, env=env):
+    target = Target(
+        "pkiforge", url, body, str(f["root"]), str(f["client_cert"]), str(f["client_key"])
+    )
+    with process(cmd, env=env) as proc:
         wait_ready(f"https://localhost:{port}/healthz", f["root"])
-        result = run(
-            Target(
-                "pkiforge", url, body, str(f["root"]), str(f["client_cert"]), str(f["client_key"])
-            ),
-            concurrency=args.concurrency,
-            warmup=args.warmup,
-            duration=args.duration,
-        )
-    return result, _count_pkiforge(f["home"]) - before
+        result, cpu = _measured(proc.pid, lambda: _drive(target, args))
+    return Round(result, _count_pkiforge(f["home"]) - before, cpu)
 
 
 def _count_pkiforge(home: Path) -> int:
@@ -337,7 +359,7 @@ def main() -> None:
     if shutil.which("cfssl") is None:
         raise SystemExit("cfssl not found: apt-get install golang-cfssl")
     work = Path(tempfile.mkdtemp(prefix="pkiforge-bench-"))
-    rows: dict[str, list[tuple[Result, int]]] = {"cfssl": [], "pkiforge": []}
+    rows: dict[str, list[Round]] = {"cfssl": [], "pkiforge": []}
     try:
         f = prepare(work, args.key_type)
         add_services(f["home"], args.services)
@@ -357,31 +379,41 @@ def main() -> None:
         f"pkiforge workers={args.workers} with {args.services} other services registered, "
         f"{os.cpu_count()} CPUs"
     )
-    print(f"{'server':10} {'round':>5} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(
+        f"{'server':10} {'round':>5} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+        f"{'CPU ms/cert':>12}"
+    )
     medians: dict[str, float] = {}
     for name, results in rows.items():
-        for i, (r, stored) in enumerate(results):
-            if stored < r.requests:
-                raise SystemExit(f"{name} answered {r.requests} but stored only {stored}")
+        for i, row in enumerate(results):
+            r = row.result
+            if row.stored < r.requests:
+                raise SystemExit(f"{name} answered {r.requests} but stored only {row.stored}")
             print(
                 f"{name:10} {i + 1:5d} {r.rate:9.1f} {r.pct(50):8.1f} {r.pct(99):8.1f} "
-                f"{r.errors:7d}"
+                f"{r.errors:7d} {row.cpu_ms_per_cert():12.2f}"
             )
         if results:
-            medians[name] = _median([r.rate for r, _ in results])
+            medians[name] = _median([row.result.rate for row in results])
             print(
                 f"{name:10} {'med':>5} {medians[name]:9.1f} "
-                f"{_median([r.pct(50) for r, _ in results]):8.1f} "
-                f"{_median([r.pct(99) for r, _ in results]):8.1f}"
+                f"{_median([row.result.pct(50) for row in results]):8.1f} "
+                f"{_median([row.result.pct(99) for row in results]):8.1f} {'':7} "
+                f"{_median([row.cpu_ms_per_cert() for row in results]):12.2f}"
             )
     if len(medians) == 2:
         ratios = [
-            p.rate / c.rate for (p, _), (c, _) in zip(rows["pkiforge"], rows["cfssl"], strict=True)
+            p.result.rate / c.result.rate
+            for p, c in zip(rows["pkiforge"], rows["cfssl"], strict=True)
         ]
         print(
             f"ratio pkiforge/cfssl: {medians['pkiforge'] / medians['cfssl']:.2f}x of the medians; "
             f"per round {', '.join(f'{r:.2f}x' for r in ratios)}"
         )
+    print(
+        "CPU ms/cert: CPU time of the server's processes over the round (warm-up included) per "
+        "certificate it stored; the load generator is not counted"
+    )
 
 
 if __name__ == "__main__":
