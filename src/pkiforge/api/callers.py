@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from pkiforge.api.blocking import blocking
-from pkiforge.api.deps import AddressDep, ServiceDep, StateDep, identity_verifier
+from pkiforge.api.deps import (
+    AddressDep,
+    ServiceDep,
+    StateDep,
+    app_state,
+    identity_verifier,
+    peer_address,
+)
+from pkiforge.api.state import AppState
 from pkiforge.ca.authorization import Caller, Operation
 from pkiforge.ca.enrollment import PREFIX, parse_token
 
@@ -18,23 +26,32 @@ async def service_caller(identity: ServiceDep, state: StateDep, address: Address
     return state.caller(identity, address)
 
 
-@blocking
-def enrolling_caller(request: Request, state: StateDep, address: AddressDep) -> Caller:
-    """`Authorization: Bearer pkf_...` (a one-time enrollment token), else the mTLS service.
-
-    The token is checked here but spent only when the certificate is issued.
-    """
+def _enrolling_caller(request: Request, state: AppState) -> Caller:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip().startswith(PREFIX):
         # resolved here, not as a parameter, so a token needs no certificate; tests that
         # override `service_identity` are honoured the same way FastAPI would
-        return state.caller(identity_verifier(request)(request, state), address)
+        identity = identity_verifier(request)(request, state)
+        return state.caller(identity, peer_address(request))
     secret = parse_token(credentials)
     token = state.api.enrollment.check(secret)
     policy = state.whitelist.policy_for(token.service_id)
     if policy is not None:  # a token never carries admin rights, whatever its service has
         policy = replace(policy, operations=policy.operations - {Operation.ADMIN})
-    return Caller(token.service_id, policy, address, secret.token_id, secret.secret_hash)
+    return Caller(
+        token.service_id, policy, peer_address(request), secret.token_id, secret.secret_hash
+    )
+
+
+async def enrolling_caller(request: Request) -> Caller:
+    """`Authorization: Bearer pkf_...` (a one-time enrollment token), else the mTLS service.
+
+    The token is checked here but spent only when the certificate is issued. State and
+    address come from the request rather than as sub-dependencies: this is the issuance
+    route's, and every dependency FastAPI solves costs more than the lookup.
+    """
+    state = app_state(request)
+    return await state.run(partial(_enrolling_caller, request, state))
 
 
 CallerDep = Annotated[Caller, Depends(service_caller)]

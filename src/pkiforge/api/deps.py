@@ -16,9 +16,14 @@ from pkiforge.auth.mtls import ServiceIdentity
 from pkiforge.errors import AuthenticationFailed
 
 
-async def get_state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:
+    """The application's state, for code that takes the request itself."""
     state: AppState = request.app.state.pkiforge
     return state
+
+
+async def get_state(request: Request) -> AppState:
+    return app_state(request)
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
