@@ -105,13 +105,14 @@ def test_explicit_overrides_and_home_win(tmp_path: Path, monkeypatch: pytest.Mon
         ("bogus: 1\n", "unknown setting 'bogus'"),
         ("ca:\n  trust_domian: x.internal\n", "trust_domian"),
         ("ca:\n  kdf_log2_n: 10\n", "kdf_log2_n"),
+        ("sqlite_synchronous: off\n", "sqlite_synchronous"),
         ("crl:\n  next_update: soon\n", "invalid duration 'soon'"),
         ("profiles:\n  web:\n    ekus: [serverAuth]\n", "default_validity"),
         ("profiles:\n  web:\n    ekus: [a]\n    default_validity: 1d\n"
          "    max_validity: 2d\n    wildcard: true\n", "wildcard"),
     ],
     ids=["unclosed", "indent", "list", "scalar", "unknown-top", "unknown-ca-key",
-         "kdf-too-low", "bad-duration", "missing-field", "unknown-profile-key"],
+         "kdf-too-low", "sync-off", "bad-duration", "missing-field", "unknown-profile-key"],
 )  # fmt: skip
 def test_bad_config_is_a_clear_value_error(tmp_path: Path, text: str, words: str) -> None:
     write_config(tmp_path, text)

@@ -160,6 +160,9 @@ class Settings(BaseSettings):
 
     home: Path = Path("./pkiforge-data")
     database_url: str | None = None
+    # SQLite only: "full" syncs every commit to disk (survives a power loss), "normal" syncs
+    # at checkpoints (survives a crash of the process); see the README's Storage section
+    sqlite_synchronous: Literal["normal", "full"] = "full"
     ca: CASettings = Field(default_factory=CASettings)
     urls: URLSettings = Field(default_factory=URLSettings)
     crl: CRLSettings = Field(default_factory=CRLSettings)

@@ -42,7 +42,9 @@ def build_pki(
         StoreUnavailable, InvalidInput.
     """
     config = CAConfig.from_settings(settings)
-    store = store or SqlStore.open(settings.effective_database_url)
+    store = store or SqlStore.open(
+        settings.effective_database_url, synchronous=settings.sqlite_synchronous
+    )
     keys = FileKeyStore(settings.home, passphrase, settings.ca.kdf_log2_n)
     ctx = CAContext(store=store, keys=keys, config=config, clock=clock or SystemClock())
     return Pki(

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import yaml
@@ -114,6 +114,7 @@ def make_api(
     whitelist: dict[str, Any] | None = None,
     limit: int = 100,
     max_body: int = 64 * 1024,
+    sqlite_synchronous: Literal["normal", "full"] = "normal",
 ) -> Api:
     """A PKI in `home` with a whitelist file, an app and a TestClient (fake identity)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -123,6 +124,7 @@ def make_api(
         update={
             "rate_limits": RateLimitSettings(issuance_limit=limit),
             "server": pki.settings.server.model_copy(update={"max_body_bytes": max_body}),
+            "sqlite_synchronous": sqlite_synchronous,
         }
     )
     app = create_app(settings, pki)

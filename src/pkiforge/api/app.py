@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 
 import anyio.to_thread
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from pkiforge import __version__
 from pkiforge.api import problems, tls
-from pkiforge.api.middleware import BodyLimit, Latency
+from pkiforge.api.middleware import AnswerWhenDurable, BodyLimit, Latency
 from pkiforge.api.routers import (
     ca,
     certificates,
@@ -28,6 +29,8 @@ from pkiforge.api.routers import (
 from pkiforge.api.state import AppState
 from pkiforge.api.turns import TakeTurns
 from pkiforge.settings import Settings
+from pkiforge.store.durable import WalSync
+from pkiforge.store.writer_lock import sqlite_path
 from pkiforge.wiring import Pki
 
 log = logging.getLogger("pkiforge.api")
@@ -77,9 +80,24 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
     app.include_router(discovery.router)
     app.include_router(metrics.router)
     app.add_middleware(TakeTurns, turns=state.turns)
+    database = held_answers_database(settings)
+    if database is not None:
+        app.add_middleware(AnswerWhenDurable, sync=WalSync(database))
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(Latency, histogram=state.api.latency)
     return app
+
+
+def held_answers_database(settings: Settings) -> str | None:
+    """The SQLite file whose commits the API makes durable before answering, if any.
+
+    With `sqlite_synchronous: full` the API holds each answer until its commit is synced
+    (store/durable.py), so the server's own connections need not sync in every commit.
+    """
+    url = settings.effective_database_url
+    if settings.sqlite_synchronous != "full" or not url.startswith("sqlite"):
+        return None
+    return sqlite_path(make_url(url))
 
 
 async def _reload_tls() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from pkiforge import passphrase
-from pkiforge.api.app import create_app
+from pkiforge.api.app import create_app, held_answers_database
 from pkiforge.settings import load_settings
 from pkiforge.store import checkpoint
 from pkiforge.store.db import SqlStore
@@ -28,6 +28,8 @@ def app_from_env() -> FastAPI:
     store = SqlStore.open(
         settings.effective_database_url,
         wal_autocheckpoint=checkpoint.FALLBACK_PAGES if background else None,
+        # the app syncs the WAL for answered commits itself when it can (api/app.py)
+        synchronous="normal" if held_answers_database(settings) else settings.sqlite_synchronous,
     )
     pki = build_pki(settings, lambda: passphrase.resolve(home, prompt=False), store=store)
     return create_app(settings, pki)

@@ -36,7 +36,8 @@ def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending schema migrations (also done automatically on first use)."""
     state: CliState = ctx.obj
     state.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(state.settings.effective_database_url)
+    settings = state.settings
+    engine = make_engine(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
     try:
         before, after = upgrade(engine)
     finally:

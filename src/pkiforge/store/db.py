@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from pkiforge.errors import InvalidInput, StoreUnavailable
+from pkiforge.store import durable
 from pkiforge.store.registry_repos import SqlServiceRepository, SqlTokenRepository
 from pkiforge.store.repos import (
     SqlAuditRepository,
@@ -28,13 +29,20 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA_HEAD = "0007"
 READONLY = "pkiforge_readonly"
 IDLE_CONNECTIONS = 4  # open SQLite connections kept for reuse (the pool holds up to 15)
+Synchronous = Literal["normal", "full"]
+SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}  # setting -> PRAGMA value
 
 
-def make_engine(url: str, *, wal_autocheckpoint: int | None = None) -> Engine:
+def make_engine(
+    url: str, *, wal_autocheckpoint: int | None = None, synchronous: Synchronous = "normal"
+) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and writer-serialising transactions.
 
     `wal_autocheckpoint` (SQLite only): the WAL size in pages at which a committing connection
     checkpoints; None keeps SQLite's 1000 (see store/checkpoint.py for when to raise it).
+    `synchronous` (SQLite only): "full" syncs the WAL in every commit, so a commit survives a
+    power loss; "normal" syncs it only when it is checkpointed (a commit survives a crash of
+    the process, not always of the machine).
 
     Raises:
         InvalidInput: unsupported URL.
@@ -47,21 +55,26 @@ def make_engine(url: str, *, wal_autocheckpoint: int | None = None) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, connect_args={"timeout": 30})
-        _sqlite_pragmas(engine, wal_autocheckpoint)
+        if synchronous not in SYNCHRONOUS:
+            raise InvalidInput(
+                f"sqlite_synchronous must be one of {', '.join(SYNCHRONOUS)}",
+                field="sqlite_synchronous",
+            )
+        _sqlite_pragmas(engine, wal_autocheckpoint, synchronous)
         return engine
     if parsed.get_backend_name() != "postgresql":
         raise InvalidInput("database URL must be sqlite:/// or postgresql://", field="database_url")
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def _sqlite_pragmas(engine: Engine, wal_autocheckpoint: int | None) -> None:
+def _sqlite_pragmas(engine: Engine, wal_autocheckpoint: int | None, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA synchronous={SYNCHRONOUS[synchronous]}")
         if wal_autocheckpoint is not None:
             cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
         cur.close()
@@ -138,14 +151,19 @@ class SqlStore:
 
     @classmethod
     def open(
-        cls, url: str, *, migrate: bool = True, wal_autocheckpoint: int | None = None
+        cls,
+        url: str,
+        *,
+        migrate: bool = True,
+        wal_autocheckpoint: int | None = None,
+        synchronous: Synchronous = "normal",
     ) -> SqlStore:
         """Connect, and run pending migrations on first use (`make_engine` for the rest).
 
         Raises:
             StoreUnavailable: the database cannot be reached.
         """
-        engine = make_engine(url, wal_autocheckpoint=wal_autocheckpoint)
+        engine = make_engine(url, wal_autocheckpoint=wal_autocheckpoint, synchronous=synchronous)
         try:
             if migrate and current_revision(engine) != SCHEMA_HEAD:
                 upgrade(engine)
@@ -172,6 +190,8 @@ class SqlStore:
                     with lock or nullcontext(), conn.begin():
                         yield tx
                         tx.flush()
+                    if not readonly:
+                        durable.committed()
                 finally:
                     tx.close()
             finally:
