@@ -2,7 +2,9 @@
 
 Both sign the same CSR with the same intermediate CA key (exported once from pkiforge for
 cfssl), over TLS with mutual TLS, and both persist every certificate: pkiforge in its SQLite
-store with an audit entry per certificate, cfssl in its SQLite certdb (`-db-config`). The same
+store with an audit entry per certificate, cfssl in its SQLite certdb (`-db-config`), both in
+WAL mode with the sync level of `--sync` (full: every certificate is on disk before it is
+answered) unless `--cfssl-db default` gives cfssl its own. The same
 closed-loop load generator (bench/loadgen.py: N workers, one keep-alive connection each)
 drives each server in turn for the same duration on this machine's loopback.
 
@@ -220,13 +222,27 @@ def export_intermediate(f: dict[str, Path], work: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
+# cfssl's certdb DSN (mattn/go-sqlite3 parameters). "wal" is pkiforge's own configuration:
+# WAL, the sync level of --sync, and writers that wait for the lock instead of failing.
+# "default" is what cfssl does unless told: the rollback journal, with a sync of the journal
+# and of the database file in every commit, and no busy timeout.
+CFSSL_DB = ("wal", "default")
+
+
+def cfssl_data_source(db: Path, args: argparse.Namespace) -> str:
+    if args.cfssl_db == "default":
+        return str(db)
+    return f"{db}?_journal_mode=WAL&_synchronous={args.sync.upper()}&_busy_timeout=5000"
+
+
 def bench_cfssl(f: dict[str, Path], work: Path, args: argparse.Namespace) -> Round:
     ca_cert, ca_key = export_intermediate(f, work)
     db = work / "cfssl.db"
     with sqlite3.connect(db) as conn:
         conn.executescript(CFSSL_SCHEMA)
         before = int(conn.execute("SELECT count(*) FROM certificates").fetchone()[0])
-    (work / "cfssl-db.json").write_text(json.dumps({"driver": "sqlite3", "data_source": str(db)}))
+    source = cfssl_data_source(db, args)
+    (work / "cfssl-db.json").write_text(json.dumps({"driver": "sqlite3", "data_source": source}))
     (work / "cfssl-config.json").write_text(
         json.dumps(
             {
@@ -290,6 +306,10 @@ def bench_cfssl(f: dict[str, Path], work: Path, args: argparse.Namespace) -> Rou
         result, cpu = _measured(proc.pid, lambda: _drive(target, args))
     with sqlite3.connect(db) as conn:
         stored = int(conn.execute("SELECT count(*) FROM certificates").fetchone()[0])
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    # WAL is a property of the file once set: reading it back shows the DSN took effect
+    if (mode == "wal") != (args.cfssl_db == "wal"):
+        raise SystemExit(f"cfssl's certdb is in journal mode {mode!r}, not {args.cfssl_db!r}")
     return Round(result, stored - before, cpu)
 
 
@@ -299,7 +319,11 @@ def _drive(target: Target, args: argparse.Namespace) -> Result:
 
 def bench_pkiforge(f: dict[str, Path], args: argparse.Namespace) -> Round:
     port = free_port()
-    env = {**os.environ, "PKIFORGE_CA_PASSPHRASE": PASSPHRASE}
+    env = {
+        **os.environ,
+        "PKIFORGE_CA_PASSPHRASE": PASSPHRASE,
+        "PKIFORGE_SQLITE_SYNCHRONOUS": args.sync,
+    }
     cmd = [
         sys.executable,
         "-m",
@@ -355,6 +379,19 @@ def main() -> None:
     parser.add_argument(
         "--services", type=int, default=0, help="other services registered with pkiforge"
     )
+    parser.add_argument(
+        "--cfssl-db",
+        choices=CFSSL_DB,
+        default="wal",
+        help="cfssl's SQLite certdb: wal (as pkiforge's store; the default) or cfssl's default",
+    )
+    parser.add_argument(
+        "--sync",
+        choices=("full", "normal"),
+        default="full",
+        help="SQLite sync level of both servers: full (a certificate is on disk before it is "
+        "answered; pkiforge's default) or normal",
+    )
     args = parser.parse_args()
     if shutil.which("cfssl") is None:
         raise SystemExit("cfssl not found: apt-get install golang-cfssl")
@@ -377,7 +414,7 @@ def main() -> None:
         f"intermediate {args.key_type}, {args.concurrency} concurrent clients, "
         f"{args.rounds} rounds of {args.duration:.0f} s after {args.warmup:.0f} s warm-up, "
         f"pkiforge workers={args.workers} with {args.services} other services registered, "
-        f"{os.cpu_count()} CPUs"
+        f"sync {args.sync}, cfssl certdb {args.cfssl_db}, {os.cpu_count()} CPUs"
     )
     print(
         f"{'server':10} {'round':>5} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
