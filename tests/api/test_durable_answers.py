@@ -51,6 +51,8 @@ async def test_writes_wait_for_a_sync_of_the_wal_and_reads_do_not(
     )
     assert r.status_code == 201, r.text
     assert barriers == [str(tmp_path / "home" / "pkiforge.db-wal")] * 2
+    metrics = (await durable_api.client.get("/metrics")).text
+    assert "pkiforge_durable_wait_seconds_count 2.0" in metrics
 
 
 async def test_the_answer_is_held_until_the_sync_ends(

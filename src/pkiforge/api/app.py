@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from pkiforge import __version__
 from pkiforge.api import problems, tls
+from pkiforge.api.metrics import durable_wait
 from pkiforge.api.middleware import AnswerWhenDurable, BodyLimit, Latency
 from pkiforge.api.routers import (
     ca,
@@ -82,7 +83,9 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
     app.add_middleware(TakeTurns, turns=state.turns)
     database = held_answers_database(settings)
     if database is not None:
-        app.add_middleware(AnswerWhenDurable, sync=WalSync(database))
+        app.add_middleware(
+            AnswerWhenDurable, sync=WalSync(database), held=durable_wait(state.registry)
+        )
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(Latency, histogram=state.api.latency)
     return app

@@ -81,3 +81,14 @@ def request_latency(registry: CollectorRegistry) -> Histogram:
         registry=registry,
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     )
+
+
+def durable_wait(registry: CollectorRegistry) -> Histogram:
+    """How long answers were held for their commits to reach the disk (store/durable.py)."""
+    return Histogram(
+        "durable_wait_seconds",
+        "Time an answer waited for the sync of the WAL that made its commit durable.",
+        namespace=NAMESPACE,
+        registry=registry,
+        buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+    )

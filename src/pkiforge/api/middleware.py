@@ -99,8 +99,8 @@ class AnswerWhenDurable:
     of what the app said: the write is in the database, but may not survive a power loss.
     """
 
-    def __init__(self, app: ASGIApp, sync: WalSync) -> None:
-        self.app, self.sync = app, sync
+    def __init__(self, app: ASGIApp, sync: WalSync, held: Histogram) -> None:
+        self.app, self.sync, self.held = app, sync, held
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,12 +114,15 @@ class AnswerWhenDurable:
             if replaced:
                 return  # the app's own answer is dropped: a 503 went out instead
             if message["type"] == "http.response.start" and writes.committed:
+                start = time.perf_counter()
                 try:
                     await self.sync.barrier()
                 except StoreUnavailable as exc:
                     replaced = True
                     await from_error(exc)(scope, receive, send)
                     return
+                finally:
+                    self.held.observe(time.perf_counter() - start)
             await send(message)
 
         try:
