@@ -101,10 +101,12 @@ class WalSync:
             log.error("sync of the WAL failed: %s", failure)
         else:
             self.syncs += 1
+        if done.get_loop() is not self._loop:
+            return  # state of an event loop that is gone (a new one reset it in barrier)
         self._running = None
         queued, self._next = self._next, None
-        if queued is not None and self._loop is not None:
-            following = self._start(self._loop)
+        if queued is not None:
+            following = self._start(done.get_loop())
             following.add_done_callback(lambda f: _settle(queued, f))
 
     def _sync(self) -> None:
