@@ -41,6 +41,10 @@ class _Gated:
         self.gates: list[threading.Event] = [threading.Event() for _ in range(4)]
         self.failures: dict[int, Exception] = {}
 
+    def open_all(self) -> None:
+        for gate in self.gates:
+            gate.set()
+
     def __call__(self) -> None:
         n = len(self.started)
         self.started.append(n)
@@ -55,6 +59,22 @@ async def _until(condition: object, seconds: float = 5) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+def gated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[WalSync, _Gated]:
+    """A WalSync whose syncs block until their gate is opened."""
+    sync = WalSync(str(tmp_path / "db"))
+    gate = _Gated()
+    monkeypatch.setattr(sync, "_sync", gate)
+    return sync, gate
+
+
+async def _first_running(sync: WalSync, gate: _Gated) -> asyncio.Future[None]:
+    """A barrier whose sync (number 0) has begun and is held at its gate."""
+    first = asyncio.ensure_future(sync.barrier())
+    await _until(lambda: gate.started == [0])
+    return first
 
 
 async def test_the_wal_file_of_the_database_is_what_gets_synced(
@@ -76,69 +96,53 @@ async def test_the_wal_file_of_the_database_is_what_gets_synced(
 
 
 async def test_a_barrier_waits_for_a_sync_that_began_after_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    gated: tuple[WalSync, _Gated],
 ) -> None:
-    sync = WalSync(str(tmp_path / "db"))
-    gated = _Gated()
-    monkeypatch.setattr(sync, "_sync", gated)
-    first = asyncio.ensure_future(sync.barrier())
-    await _until(lambda: gated.started == [0])
+    sync, gate = gated
+    first = await _first_running(sync, gate)
     # this one comes while sync 0 runs: sync 0 may not cover its commit
     second = asyncio.ensure_future(sync.barrier())
     await asyncio.sleep(0.01)
-    gated.gates[0].set()
+    gate.gates[0].set()
     await asyncio.wait_for(first, 5)
-    await _until(lambda: gated.started == [0, 1])
+    await _until(lambda: gate.started == [0, 1])
     await asyncio.sleep(0.02)
     assert not second.done()  # sync 0 finished, but only sync 1 counts for it
-    gated.gates[1].set()
+    gate.gates[1].set()
     await asyncio.wait_for(second, 5)
     assert sync.syncs == 2
 
 
-async def test_barriers_that_wait_together_share_one_sync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sync = WalSync(str(tmp_path / "db"))
-    gated = _Gated()
-    monkeypatch.setattr(sync, "_sync", gated)
-    first = asyncio.ensure_future(sync.barrier())
-    await _until(lambda: gated.started == [0])
+async def test_barriers_that_wait_together_share_one_sync(gated: tuple[WalSync, _Gated]) -> None:
+    sync, gate = gated
+    first = await _first_running(sync, gate)
     rest = [asyncio.ensure_future(sync.barrier()) for _ in range(50)]
-    for gate in gated.gates:
-        gate.set()
+    gate.open_all()
     await asyncio.wait_for(asyncio.gather(first, *rest), 5)
-    assert gated.started == [0, 1] and sync.syncs == 2
+    assert gate.started == [0, 1] and sync.syncs == 2
 
 
 async def test_a_failed_sync_fails_its_waiters_and_the_next_one_is_tried_afresh(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    gated: tuple[WalSync, _Gated],
 ) -> None:
-    sync = WalSync(str(tmp_path / "db"))
-    gated = _Gated()
-    gated.failures[0] = StoreUnavailable("sync of the WAL failed: Input/output error")
-    monkeypatch.setattr(sync, "_sync", gated)
-    for gate in gated.gates:
-        gate.set()
+    sync, gate = gated
+    gate.failures[0] = StoreUnavailable("sync of the WAL failed: Input/output error")
+    gate.open_all()
     with pytest.raises(StoreUnavailable, match="Input/output error"):
         await sync.barrier()
     await sync.barrier()
-    assert gated.started == [0, 1] and sync.syncs == 1
+    assert gate.started == [0, 1] and sync.syncs == 1
 
 
 async def test_a_cancelled_waiter_does_not_cancel_the_sync_others_wait_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    gated: tuple[WalSync, _Gated],
 ) -> None:
-    sync = WalSync(str(tmp_path / "db"))
-    gated = _Gated()
-    monkeypatch.setattr(sync, "_sync", gated)
-    first = asyncio.ensure_future(sync.barrier())
-    await _until(lambda: gated.started == [0])
+    sync, gate = gated
+    first = await _first_running(sync, gate)
     cancelled, kept = (asyncio.ensure_future(sync.barrier()) for _ in range(2))
     await asyncio.sleep(0.01)
     cancelled.cancel()
-    for gate in gated.gates:
-        gate.set()
+    gate.open_all()
     await asyncio.wait_for(asyncio.gather(first, kept), 5)
     assert cancelled.cancelled() and sync.syncs == 2
 
