@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -29,8 +29,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA_HEAD = "0007"
 READONLY = "pkiforge_readonly"
 IDLE_CONNECTIONS = 4  # open SQLite connections kept for reuse (the pool holds up to 15)
-Synchronous = Literal["normal", "full"]
-SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}  # setting -> PRAGMA value
+Synchronous = Literal["normal", "full"]  # PRAGMA synchronous, in lower case
 
 
 def make_engine(
@@ -54,12 +53,12 @@ def make_engine(
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": 30})
-        if synchronous not in SYNCHRONOUS:
+        if synchronous not in get_args(Synchronous):
             raise InvalidInput(
-                f"sqlite_synchronous must be one of {', '.join(SYNCHRONOUS)}",
+                f"sqlite_synchronous must be one of {', '.join(get_args(Synchronous))}",
                 field="sqlite_synchronous",
             )
+        engine = create_engine(parsed, connect_args={"timeout": 30})
         _sqlite_pragmas(engine, wal_autocheckpoint, synchronous)
         return engine
     if parsed.get_backend_name() != "postgresql":
@@ -67,14 +66,16 @@ def make_engine(
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def _sqlite_pragmas(engine: Engine, wal_autocheckpoint: int | None, synchronous: str) -> None:
+def _sqlite_pragmas(
+    engine: Engine, wal_autocheckpoint: int | None, synchronous: Synchronous
+) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA synchronous={SYNCHRONOUS[synchronous]}")
+        cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
         if wal_autocheckpoint is not None:
             cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
         cur.close()
