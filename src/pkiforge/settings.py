@@ -97,8 +97,13 @@ class CRLSettings(_Section):
     """CRL freshness."""
 
     next_update: dt.timedelta = dt.timedelta(hours=24)
+    # how long after a revocation its issuer's CRL is signed again: the revocations of a
+    # burst share one CRL, and a revocation is served on every replica within a few seconds
+    rebuild_delay: dt.timedelta = Field(
+        default=dt.timedelta(seconds=1), le=dt.timedelta(minutes=10)
+    )
 
-    _v = field_validator("next_update", mode="before")(_duration)
+    _v = field_validator("next_update", "rebuild_delay", mode="before")(_duration)
 
 
 class ServerSettings(_Section):

@@ -43,6 +43,7 @@ class CAConfig:
     default_issuer: str = "services"
     backdate: dt.timedelta = dt.timedelta(minutes=1)
     crl_next_update: dt.timedelta = dt.timedelta(hours=24)
+    crl_rebuild_delay: dt.timedelta = dt.timedelta(seconds=1)
     urls: URLTemplates = field(default_factory=URLTemplates)
     profiles: Mapping[str, Profile] = field(default_factory=dict)
 
@@ -64,6 +65,7 @@ class CAConfig:
             default_issuer=ca.default_issuer,
             backdate=ca.backdate,
             crl_next_update=settings.crl.next_update,
+            crl_rebuild_delay=settings.crl.rebuild_delay,
             urls=_urls(settings.urls),
             profiles={
                 name: Profile(

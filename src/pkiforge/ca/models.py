@@ -132,6 +132,18 @@ class CRLRecord:
 
 
 @dataclass(frozen=True)
+class CRLState:
+    """How current an issuer's CRL is, without its DER: what serving reads to decide."""
+
+    issuer: str
+    # the first revocation its newest CRL does not list; None when that CRL lists them all
+    stale_since: dt.datetime | None
+    number: int = 0  # the newest CRL's number; 0 before the first
+    this_update: dt.datetime | None = None
+    next_update: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One link of the audit hash chain."""
 

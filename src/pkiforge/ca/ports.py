@@ -17,6 +17,7 @@ from pkiforge.ca.models import (
     CertificateRecord,
     CertStatus,
     CRLRecord,
+    CRLState,
     Revocation,
 )
 from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
@@ -43,13 +44,24 @@ class CertificateRepository(Protocol):
 
     def search(self, query: CertificateQuery) -> list[CertificateRecord]: ...
     def count(self, query: CertificateQuery) -> int: ...
-    def revoke(self, serial: int, revocation: Revocation) -> None: ...
+    def revoke(self, serial: int, revocation: Revocation) -> None:
+        """Record the revocation and, in the same transaction, mark its issuer's CRL stale
+        from `revocation.revoked_at` (unless an earlier revocation already did)."""
+
     def revoked(self, issuer: str) -> list[CertificateRecord]: ...
 
 
 class CRLRepository(Protocol):
-    def add(self, crl: CRLRecord) -> None: ...
+    def add(self, crl: CRLRecord) -> None:
+        """Store a CRL built in this transaction while it holds its issuer's row
+        (`cas.get(..., for_update=True)`): it lists every revocation recorded so far, so the
+        issuer's stale mark is cleared."""
+
     def latest(self, issuer: str) -> CRLRecord | None: ...
+    def get(self, issuer: str, number: int) -> CRLRecord | None: ...
+    def state(self, issuer: str) -> CRLState | None:
+        """The stale mark and the newest CRL's number and dates, in one indexed read; None
+        for an unknown issuer."""
 
 
 class AuditRepository(Protocol):

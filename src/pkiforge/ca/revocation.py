@@ -1,4 +1,8 @@
-"""Revocation use-cases: revoke with an RFC 5280 reason, publish a signed CRL per issuer."""
+"""Revocation use-cases: revoke with an RFC 5280 reason, publish a signed CRL per issuer.
+
+A revocation marks its issuer's CRL stale in its own transaction; the CRL served is replaced
+when `ca/crl_freshness.py` says it is due, by whichever replica takes the issuer's row first.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.crl import build_crl, reason_name
+from pkiforge.ca.crl_freshness import PublishedCRLs, ServedCRL, rebuild_due
 from pkiforge.ca.models import (
     OPERATOR,
     SYSTEM,
@@ -17,8 +22,11 @@ from pkiforge.ca.models import (
     CertificateRecord,
     CertStatus,
     CRLRecord,
+    CRLState,
     Revocation,
 )
+from pkiforge.ca.ports import Transaction
+from pkiforge.ca.signing import SigningCA
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict, InvalidInput, NotFound
 
@@ -26,8 +34,9 @@ from pkiforge.errors import Conflict, InvalidInput, NotFound
 class RevocationService:
     """Revoke certificates and sign CRLs."""
 
-    def __init__(self, ctx: CAContext) -> None:
+    def __init__(self, ctx: CAContext, published: PublishedCRLs | None = None) -> None:
         self.ctx = ctx
+        self.published = published or PublishedCRLs()
 
     def revoke(
         self,
@@ -63,7 +72,7 @@ class RevocationService:
                     field="serial",
                 )
             revocation = Revocation(reason, now, invalidity_date, str(actor))
-            tx.certificates.revoke(serial, revocation)
+            tx.certificates.revoke(serial, revocation)  # marks the issuer's CRL stale
             self.ctx.audit(
                 tx,
                 actor,
@@ -75,6 +84,7 @@ class RevocationService:
                     "invalidity_date": invalidity_date,
                 },
             )
+        self.published.forget(record.issuer)
         return replace(record, status=CertStatus.REVOKED, revocation=revocation)
 
     def generate_crl(
@@ -85,59 +95,106 @@ class RevocationService:
         Raises:
             NotFound: unknown CA. Conflict: key offline. BadPassphrase.
         """
-        ca = self.ctx.get_ca(issuer)
-        signer = self.ctx.signer(ca, key_ref)
-        now = utc(self.ctx.clock.now()).replace(microsecond=0)
-        with self.ctx.store.transaction() as tx:
-            fresh = tx.cas.get(issuer, for_update=True)  # serialises CRL numbers
-            assert fresh is not None
-            number = fresh.crl_number + 1
-            # RFC 5280 §3.3: entries may go once the certificate has expired
-            entries = [
-                r
-                for r in tx.certificates.revoked(issuer)
-                if r.not_after is None or r.not_after > now
-            ]
-            crl = build_crl(
-                issuer=signer,
-                number=number,
-                this_update=now,
-                next_update=now + self.ctx.config.crl_next_update,
-                revoked=entries,
-            )
-            record = CRLRecord(
-                issuer,
-                number,
-                now,
-                now + self.ctx.config.crl_next_update,
-                crl.public_bytes(Encoding.DER),
-            )
-            tx.cas.update(replace(fresh, crl_number=number))
-            tx.crls.add(record)
-            self.ctx.audit(
-                tx, actor, "crl.generate", issuer, {"crl_number": number, "entries": len(entries)}
-            )
-        self.ctx.forget_cas()
-        return record
+        return self._publish(issuer, key_ref, actor, only_if_due=False)[0]
 
-    def current_crl(self, issuer: str, actor: Actor = SYSTEM) -> CRLRecord:
-        """The newest CRL while it is less than half-way to nextUpdate, else a fresh one.
+    def refresh_crl(self, issuer: str, *, actor: Actor = SYSTEM) -> CRLRecord:
+        """The issuer's newest CRL, signed anew only if it is still due once this process
+        holds the issuer's row: of the replicas that find it stale at once, one signs and the
+        others read its CRL.
 
         Raises:
-            NotFound: unknown CA. Conflict: its key is offline and no fresh CRL exists.
+            NotFound: unknown CA. Conflict: key offline. BadPassphrase.
+        """
+        return self._publish(issuer, None, actor, only_if_due=True)[0]
+
+    def current_crl(self, issuer: str, actor: Actor = SYSTEM) -> ServedCRL:
+        """The CRL to serve: the stored one until it is due (`ca/crl_freshness.py`), then a
+        new one. With the key offline the stored one is served until its nextUpdate.
+
+        Raises:
+            NotFound: unknown CA. Conflict: its key is offline and no unexpired CRL exists.
         """
         self.ctx.get_ca(issuer)
-        with self.ctx.store.transaction(readonly=True) as tx:
-            crl = tx.crls.latest(issuer)
         now = self.ctx.clock.now()
-        if crl is not None and now < crl.this_update + (crl.next_update - crl.this_update) / 2:
-            return crl
-        try:
-            return self.generate_crl(issuer, actor=actor)
-        except Conflict:
-            if crl is not None and now < crl.next_update:
-                return crl  # offline key: serve the published CRL until it lapses
-            raise
+        served = self.published.get(issuer, now)
+        if served is not None:
+            return served
+        record, state = self._stored(issuer)
+        if now >= rebuild_due(state, self.ctx.config.crl_rebuild_delay):
+            with self.published.lock(issuer):
+                served = self.published.get(issuer, now)  # another thread rebuilt it
+                if served is not None:
+                    return served
+                try:
+                    record, state = self._publish(issuer, None, actor, only_if_due=True)
+                except Conflict:
+                    if record is None or now >= record.next_update:
+                        raise
+                    # offline key: serve the published CRL until it lapses
+        assert record is not None
+        served = ServedCRL(record, missing_revocations=state.stale_since is not None)
+        self.published.put(issuer, served, rebuild_due(state, self.ctx.config.crl_rebuild_delay))
+        return served
+
+    def _stored(self, issuer: str) -> tuple[CRLRecord | None, CRLState]:
+        """The issuer's newest stored CRL (None before the first) and its state."""
+        with self.ctx.store.transaction(readonly=True) as tx:
+            state = tx.crls.state(issuer)
+            if state is None:
+                raise NotFound(f"no CA named {issuer!r}", field="issuer")
+            if state.number == 0:
+                return None, state
+            known = self.published.known(issuer)
+            if known is not None and known.number == state.number:
+                return known, state
+            return tx.crls.get(issuer, state.number), state
+
+    def _publish(
+        self, issuer: str, key_ref: str | None, actor: Actor, *, only_if_due: bool
+    ) -> tuple[CRLRecord, CRLState]:
+        """Sign and store the next CRL (when `only_if_due`: only if the stored one is due)."""
+        signer = self.ctx.signer(self.ctx.get_ca(issuer), key_ref)
+        with self.ctx.store.transaction() as tx:
+            # one signer per issuer at a time (and strictly increasing numbers): a replica
+            # that waited here finds the CRL the one before it signed, and keeps it
+            locked = tx.cas.get(issuer, for_update=True)
+            state = tx.crls.state(issuer)
+            assert locked is not None and state is not None
+            now = utc(self.ctx.clock.now())
+            if only_if_due and now < rebuild_due(state, self.ctx.config.crl_rebuild_delay):
+                latest = tx.crls.get(issuer, state.number)
+                assert latest is not None
+                return latest, state
+            # a CA record written from a stale copy may carry an older number than the CRLs
+            number = max(locked.crl_number, state.number) + 1
+            record, entries = self._sign(tx, issuer, signer, number, now.replace(microsecond=0))
+            tx.cas.update(replace(locked, crl_number=number))
+            tx.crls.add(record)
+            self.ctx.audit(
+                tx, actor, "crl.generate", issuer, {"crl_number": number, "entries": entries}
+            )
+        self.ctx.forget_cas()
+        self.published.forget(issuer)
+        return record, CRLState(issuer, None, number, record.this_update, record.next_update)
+
+    def _sign(
+        self, tx: Transaction, issuer: str, signer: SigningCA, number: int, now: dt.datetime
+    ) -> tuple[CRLRecord, int]:
+        """The CRL listing the issuer's revocations as read in `tx`, and its entry count."""
+        own = signer.certificate.serial_number
+        # RFC 5280 §3.3: entries may go once the certificate has expired; a CA never lists
+        # its own certificate (that is its issuer's CRL)
+        entries = [
+            r
+            for r in tx.certificates.revoked(issuer)
+            if (r.not_after is None or r.not_after > now) and r.serial != own
+        ]
+        next_update = now + self.ctx.config.crl_next_update
+        crl = build_crl(
+            issuer=signer, number=number, this_update=now, next_update=next_update, revoked=entries
+        )
+        der = crl.public_bytes(Encoding.DER)
+        return CRLRecord(issuer, number, now, next_update, der), len(entries)
 
     def latest_crl(self, issuer: str) -> CRLRecord:
         """The newest stored CRL.

@@ -26,7 +26,7 @@ from pkiforge.store.writer_lock import WriterLock, sqlite_path
 MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
 # opening a store needs one query instead of importing alembic (a third of CLI start-up)
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 READONLY = "pkiforge_readonly"
 IDLE_CONNECTIONS = 4  # open SQLite connections kept for reuse (the pool holds up to 15)
 Synchronous = Literal["normal", "full"]  # PRAGMA synchronous, in lower case

@@ -31,6 +31,7 @@ from pkiforge.ca.models import (
     CertificateRecord,
     CertStatus,
     CRLRecord,
+    CRLState,
     Revocation,
     format_serial,
 )
@@ -247,19 +248,28 @@ class SqlCertificateRepository(Repo):
             update(_CERTS)
             .where(_CERTS.c.serial_number == key, _CERTS.c.status != CertStatus.REVOKED.value)
             .values(status=CertStatus.REVOKED.value)
-        )
-        if _rowcount(changed) != 1:
+            .returning(_CERTS.c.issuer)
+        ).first()
+        if changed is None:
             if self.c.execute(select(_CERTS.c.status).where(_CERTS.c.serial_number == key)).first():
                 raise Conflict(f"serial {key} is already revoked", field="serial")
             raise Conflict(f"serial {key} is not stored", field="serial")
+        revoked_at = utc(revocation.revoked_at)
         self.c.execute(
             insert(_REVS).values(
                 serial_number=key,
                 reason=revocation.reason.value,
-                revoked_at=utc(revocation.revoked_at),
+                revoked_at=revoked_at,
                 invalidity_date=_ts(revocation.invalidity_date),
                 revoked_by=revocation.revoked_by,
             )
+        )
+        # the issuer's CRL no longer lists every revocation; a CRL built while this
+        # transaction runs waits for the row (PostgreSQL) or the writer lock (SQLite)
+        self.c.execute(
+            update(_CAS)
+            .where(_CAS.c.name == changed.issuer)
+            .values(crl_stale_since=func.coalesce(_CAS.c.crl_stale_since, revoked_at))
         )
 
     def revoked(self, issuer: str) -> list[CertificateRecord]:
@@ -302,6 +312,29 @@ def _rowcount(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
+_CAS = cast(Table, CARow.__table__)
+_CRLS = cast(Table, CRLRow.__table__)
+# the newest CRL found through the (issuer, number) unique index, joined to its CA's row
+_OTHER_CRLS = _CRLS.alias("newest")  # its own name, so the subquery is not correlated away
+_NEWEST_CRL = (
+    select(func.max(_OTHER_CRLS.c.number))
+    .where(_OTHER_CRLS.c.issuer == bindparam("b_issuer"))
+    .scalar_subquery()
+)
+_CRL_STATE = (
+    select(
+        _CAS.c.crl_stale_since,
+        _CRLS.c.number,
+        _CRLS.c.this_update,
+        _CRLS.c.next_update,
+    )
+    .select_from(
+        _CAS.outerjoin(_CRLS, and_(_CRLS.c.issuer == _CAS.c.name, _CRLS.c.number == _NEWEST_CRL))
+    )
+    .where(_CAS.c.name == bindparam("b_issuer"))
+)
+
+
 class SqlCRLRepository(Repo):
     def add(self, crl: CRLRecord) -> None:
         self.s.add(
@@ -314,13 +347,34 @@ class SqlCRLRepository(Repo):
             )
         )
         self.s.flush()
+        self.c.execute(update(_CAS).where(_CAS.c.name == crl.issuer).values(crl_stale_since=None))
 
     def latest(self, issuer: str) -> CRLRecord | None:
         row = self.s.scalars(
             select(CRLRow).where(CRLRow.issuer == issuer).order_by(CRLRow.number.desc()).limit(1)
         ).first()
+        return self._domain(row) if row else None
+
+    def get(self, issuer: str, number: int) -> CRLRecord | None:
+        row = self.s.scalars(
+            select(CRLRow).where(CRLRow.issuer == issuer, CRLRow.number == number)
+        ).first()
+        return self._domain(row) if row else None
+
+    def state(self, issuer: str) -> CRLState | None:
+        row = self.c.execute(_CRL_STATE, {"b_issuer": issuer}).first()
         if row is None:
             return None
+        return CRLState(
+            issuer,
+            _ts(row.crl_stale_since),
+            row.number or 0,
+            _ts(row.this_update),
+            _ts(row.next_update),
+        )
+
+    @staticmethod
+    def _domain(row: CRLRow) -> CRLRecord:
         return CRLRecord(
             row.issuer, row.number, utc(row.this_update), utc(row.next_update), row.der
         )

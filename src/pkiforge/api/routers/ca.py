@@ -128,13 +128,17 @@ def default_crl(state: StateDep, format: Format = "der") -> Response:
 @router.get("/crl/{issuer}", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})
 @blocking
 def crl(issuer: CAName, state: StateDep, format: Format = "der") -> Response:
-    """A fresh signed CRL (DER `application/pkix-crl`, or PEM with ?format=pem)."""
+    """The issuer's signed CRL (DER `application/pkix-crl`, or PEM with ?format=pem); a
+    revocation is on it within seconds (`crl.rebuild_delay`)."""
     return _crl_response(issuer, state, format)
 
 
 def _crl_response(issuer: str, state: AppState, format: str) -> Response:
-    record = state.pki.revocation.current_crl(issuer)
-    headers = {"Cache-Control": f"max-age={_max_age(record.next_update, state)}"}
+    served = state.pki.revocation.current_crl(issuer)
+    record = served.record
+    # one missing a revocation is replaced within seconds: caches must ask again
+    max_age = 0 if served.missing_revocations else _max_age(record.next_update, state)
+    headers = {"Cache-Control": f"max-age={max_age}"}
     if format == "pem":
         pem = x509.load_der_x509_crl(record.der).public_bytes(Encoding.PEM)
         return Response(pem, media_type=PEM_CERT, headers=headers)
