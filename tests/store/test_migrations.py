@@ -3,6 +3,7 @@ downgrade) a database that already holds certificates."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +25,14 @@ from pkiforge.store.db import (
     upgrade,
 )
 from pkiforge.store.repos import SqlCertificateRepository
-from pkiforge.store.tables import Base, CARow, CertificateRow, RevocationRow, ServiceRow
+from pkiforge.store.tables import (
+    Base,
+    CARow,
+    CertificateRow,
+    CRLRow,
+    RevocationRow,
+    ServiceRow,
+)
 
 from .helpers import NOW, cert_record, certificate
 
@@ -289,3 +297,69 @@ def test_a_services_active_certificates_are_one_range_of_its_index(store_url: st
         assert "ix_certificates_service_id" not in indexes
     finally:
         store.close()
+
+
+def test_upgrade_from_0007_marks_crls_that_miss_revocations(store_url: str) -> None:
+    """Migration 0008: a CA is marked stale from its first revocation that no CRL with a later
+    thisUpdate lists; one whose CRL is newer than its revocations, or with none, is not."""
+    engine = make_engine(store_url)
+    hour = dt.timedelta(hours=1)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0007")
+        with engine.begin() as conn:
+            for name in ("listed", "missed", "never", "quiet"):
+                conn.execute(
+                    sa.insert(_cas_0007()),
+                    {"name": name, "kind": "intermediate", "status": "active",
+                     "created_at": NOW, "crl_number": 0},
+                )  # fmt: skip
+            # (issuer, serial, revoked at); CRLs: listed at NOW+2h, missed at NOW+1h, never none
+            for issuer, serial, at in (
+                ("listed", 0x2001, NOW + hour),
+                ("missed", 0x2002, NOW),
+                ("missed", 0x2003, NOW + 2 * hour),
+                ("missed", 0x2004, NOW + 3 * hour),
+                ("never", 0x2005, NOW + hour),
+            ):
+                record = cert_record(serial, issuer=issuer, status=CertStatus.REVOKED)
+                values = SqlCertificateRepository._values(record)
+                conn.execute(
+                    sa.insert(CertificateRow.__table__), {"serial_number": f"{serial:x}", **values}
+                )
+                conn.execute(
+                    sa.insert(RevocationRow.__table__),
+                    {"serial_number": f"{serial:x}", "reason": "superseded", "revoked_at": at,
+                     "revoked_by": "t"},
+                )  # fmt: skip
+            for issuer, at in (("listed", NOW + 2 * hour), ("missed", NOW + hour)):
+                conn.execute(
+                    sa.insert(CRLRow.__table__),
+                    {"issuer": issuer, "number": 1, "this_update": at,
+                     "next_update": at + 24 * hour, "der": b"x"},
+                )  # fmt: skip
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0008")
+        store = SqlStore(engine)
+        with store.transaction(readonly=True) as tx:
+            marks = {name: tx.crls.state(name) for name in ("listed", "missed", "never", "quiet")}
+        assert {name: state.stale_since for name, state in marks.items() if state} == {
+            "listed": None,
+            "missed": NOW + 2 * hour,
+            "never": NOW + hour,
+            "quiet": None,
+        }
+        with engine.begin() as conn:
+            command.downgrade(_alembic_config(conn), "0007")
+        columns = {c["name"] for c in inspect(engine).get_columns("cas")}
+        assert "crl_stale_since" not in columns and "crl_number" in columns
+    finally:
+        engine.dispose()
+
+
+def _cas_0007() -> Any:
+    """`cas` as revision 0007 left it (no crl_stale_since)."""
+    return sa.table(
+        "cas",
+        *(sa.column(c.name, c.type) for c in CARow.__table__.c if c.name != "crl_stale_since"),
+    )

@@ -16,6 +16,7 @@ from pkiforge.ca.models import (
     CertificateQuery,
     CertStatus,
     CRLRecord,
+    CRLState,
     Revocation,
 )
 from pkiforge.errors import Conflict
@@ -113,6 +114,34 @@ def test_crl_round_trip_and_latest(store: SqlStore) -> None:
     with store.transaction() as tx:
         assert tx.crls.latest("services") == records[-1]
         assert tx.crls.latest("other") is None
+
+
+def test_revocations_mark_the_issuers_crl_stale_until_the_next_crl(store: SqlStore) -> None:
+    R = x509.ReasonFlags
+    with store.transaction() as tx:
+        tx.cas.add(ca())
+        tx.cas.add(ca("other"))
+        for serial in (1, 2, 3):
+            tx.certificates.add(cert_record(serial))
+        tx.certificates.add(cert_record(4, issuer="other"))
+        assert tx.crls.state("services") == CRLState("services", None)
+        assert tx.crls.state("nope") is None
+        tx.crls.add(CRLRecord("services", 1, NOW, NOW + DAY, b"1"))
+    first, later = NOW + dt.timedelta(microseconds=123456), NOW + 5 * DAY
+    with store.transaction() as tx:
+        tx.certificates.revoke(1, Revocation(R.superseded, first.astimezone(PLUS_0530)))
+        tx.certificates.revoke(2, Revocation(R.superseded, later))  # the first one counts
+    with store.transaction(readonly=True) as tx:
+        assert tx.crls.state("services") == CRLState("services", first, 1, NOW, NOW + DAY)
+        assert tx.crls.state("other") == CRLState("other", None)  # another issuer's is not
+    with store.transaction() as tx:
+        tx.crls.add(CRLRecord("services", 2, later, later + DAY, b"2"))
+        assert tx.crls.state("services") == CRLState("services", None, 2, later, later + DAY)
+        assert tx.crls.get("services", 1) == CRLRecord("services", 1, NOW, NOW + DAY, b"1")
+        assert tx.crls.get("services", 3) is None
+        tx.certificates.revoke(3, Revocation(R.superseded, later + DAY))
+    with store.transaction(readonly=True) as tx:
+        assert tx.crls.state("services") == CRLState("services", later + DAY, 2, later, later + DAY)
 
 
 def test_audit_round_trip_keeps_hashes_valid(store: SqlStore) -> None:
