@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -97,13 +97,23 @@ class CRLSettings(_Section):
     """CRL freshness."""
 
     next_update: dt.timedelta = dt.timedelta(hours=24)
-    # how long after a revocation its issuer's CRL is signed again: the revocations of a
-    # burst share one CRL, and a revocation is served on every replica within a few seconds
+    # a CRL missing revocations is signed again once none has come for `rebuild_delay`, and
+    # at the latest `rebuild_within` after the first: a burst of revocations shares a few
+    # signatures, and each revocation is served by every replica within seconds
     rebuild_delay: dt.timedelta = Field(
         default=dt.timedelta(seconds=1), le=dt.timedelta(minutes=10)
     )
+    rebuild_within: dt.timedelta = Field(
+        default=dt.timedelta(seconds=3), le=dt.timedelta(minutes=10)
+    )
 
-    _v = field_validator("next_update", "rebuild_delay", mode="before")(_duration)
+    _v = field_validator("next_update", "rebuild_delay", "rebuild_within", mode="before")(_duration)
+
+    @model_validator(mode="after")
+    def _delay_within(self) -> CRLSettings:
+        if self.rebuild_delay > self.rebuild_within:
+            raise ValueError("crl.rebuild_delay must not be longer than crl.rebuild_within")
+        return self
 
 
 class ServerSettings(_Section):

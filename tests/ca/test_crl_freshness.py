@@ -1,5 +1,6 @@
-"""The CRL served lists a revocation once the rebuild delay has passed; a burst shares one CRL;
-replicas sharing a store sign it once; an offline key keeps the stored CRL served."""
+"""The CRL served lists a revocation once revocations have paused for the rebuild delay (or
+the longest wait has passed); a burst shares one CRL; replicas sharing a store sign it once; an
+offline key keeps the stored CRL served."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pkiforge.wiring import Pki, build_pki
 from .helpers import NOW, PASSPHRASE, csr_bytes, make_pki, make_settings
 
 DELAY = dt.timedelta(seconds=1)  # crl.rebuild_delay's default
+WITHIN = dt.timedelta(seconds=3)  # crl.rebuild_within's default
 HOUR = dt.timedelta(hours=1)
 R = x509.ReasonFlags
 
@@ -50,23 +52,40 @@ def stored_numbers(pki: Pki, issuer: str = "services") -> list[int]:
         return [row[0] for row in rows]
 
 
+SECOND = dt.timedelta(seconds=1)
+
+
 @pytest.mark.parametrize(
-    ("stale_since", "expected"),
+    ("stale_since", "last", "expected"),
     [
-        (None, NOW + 12 * HOUR),
-        (NOW + HOUR, NOW + HOUR + DELAY),
-        (NOW + 12 * HOUR, NOW + 12 * HOUR),  # never later than half-way
+        (None, None, NOW + 12 * HOUR),
+        (None, NOW + HOUR, NOW + 12 * HOUR),
+        (NOW + HOUR, NOW + HOUR, NOW + HOUR + DELAY),
+        (NOW + HOUR, NOW + HOUR + SECOND, NOW + HOUR + SECOND + DELAY),
+        (NOW + HOUR, NOW + HOUR + 5 * SECOND, NOW + HOUR + WITHIN),
+        (NOW + HOUR, NOW + HOUR - SECOND, NOW + HOUR + DELAY),
+        (NOW + 12 * HOUR, NOW + 12 * HOUR, NOW + 12 * HOUR),
     ],
-    ids=["fresh: half-way", "stale: delay after the first revocation", "stale late: half-way"],
+    ids=[
+        "fresh: half-way",
+        "fresh after revocations: half-way",
+        "one revocation: the delay after it",
+        "another within the delay: the delay after the last",
+        "revocations without a pause: the longest wait after the first",
+        "clocks apart: never before the delay after the first",
+        "late in its life: half-way",
+    ],
 )
-def test_rebuild_due(stale_since: dt.datetime | None, expected: dt.datetime) -> None:
-    state = CRLState("services", stale_since, 3, NOW, NOW + 24 * HOUR)
-    assert rebuild_due(state, DELAY) == expected
+def test_rebuild_due(
+    stale_since: dt.datetime | None, last: dt.datetime | None, expected: dt.datetime
+) -> None:
+    state = CRLState("services", stale_since, last, 3, NOW, NOW + 24 * HOUR)
+    assert rebuild_due(state, DELAY, WITHIN) == expected
 
 
 def test_rebuild_due_without_a_crl_is_now() -> None:
-    assert rebuild_due(CRLState("services", None), DELAY) == ALWAYS
-    assert rebuild_due(CRLState("services", NOW), DELAY) == ALWAYS
+    assert rebuild_due(CRLState("services", None), DELAY, WITHIN) == ALWAYS
+    assert rebuild_due(CRLState("services", NOW, NOW), DELAY, WITHIN) == ALWAYS
 
 
 def test_a_revocation_is_served_once_the_delay_has_passed(pki: Pki, clock: FixedClock) -> None:
@@ -87,11 +106,29 @@ def test_a_burst_of_revocations_shares_one_crl(pki: Pki, clock: FixedClock) -> N
     certs = [issue(pki) for _ in range(20)]
     for record in certs:
         pki.revocation.revoke(record.serial, R.superseded)
-        assert listed(pki) == (1, set())  # asked after every revocation: still within the delay
-        clock.advance(DELAY / 40)
-    clock.advance(DELAY / 2)
+        assert listed(pki) == (1, set())  # asked after every revocation: no pause yet
+        clock.advance(WITHIN / 40)
+    clock.advance(DELAY)
     assert listed(pki) == (2, {r.serial for r in certs})
     assert stored_numbers(pki) == [1, 2]
+
+
+def test_revocations_without_a_pause_wait_no_longer_than_rebuild_within(
+    pki: Pki, clock: FixedClock
+) -> None:
+    assert listed(pki)[0] == 1
+    certs = [issue(pki) for _ in range(8)]
+    for record in certs[:6]:  # one every half delay: never a pause as long as the delay
+        pki.revocation.revoke(record.serial, R.superseded)
+        assert listed(pki)[0] == 1
+        clock.advance(DELAY / 2)
+    assert listed(pki) == (2, {r.serial for r in certs[:6]})  # WITHIN after the first
+    for record in certs[6:]:
+        pki.revocation.revoke(record.serial, R.superseded)
+        clock.advance(DELAY / 2)
+    assert listed(pki)[0] == 2
+    clock.advance(DELAY / 2)
+    assert listed(pki) == (3, {r.serial for r in certs})
 
 
 def test_the_crl_is_replaced_half_way_to_next_update(pki: Pki, clock: FixedClock) -> None:

@@ -343,23 +343,28 @@ def test_upgrade_from_0007_marks_crls_that_miss_revocations(store_url: str) -> N
         store = SqlStore(engine)
         with store.transaction(readonly=True) as tx:
             marks = {name: tx.crls.state(name) for name in ("listed", "missed", "never", "quiet")}
-        assert {name: state.stale_since for name, state in marks.items() if state} == {
-            "listed": None,
-            "missed": NOW + 2 * hour,
-            "never": NOW + hour,
-            "quiet": None,
+        assert {
+            name: (state.stale_since, state.last_revoked_at)
+            for name, state in marks.items()
+            if state
+        } == {
+            "listed": (None, NOW + hour),
+            "missed": (NOW + 2 * hour, NOW + 3 * hour),
+            "never": (NOW + hour, NOW + hour),
+            "quiet": (None, None),
         }
         with engine.begin() as conn:
             command.downgrade(_alembic_config(conn), "0007")
         columns = {c["name"] for c in inspect(engine).get_columns("cas")}
-        assert "crl_stale_since" not in columns and "crl_number" in columns
+        assert columns.isdisjoint({"crl_stale_since", "last_revoked_at"})
+        assert "crl_number" in columns
     finally:
         engine.dispose()
 
 
 def _cas_0007() -> Any:
-    """`cas` as revision 0007 left it (no crl_stale_since)."""
+    """`cas` as revision 0007 left it."""
+    added = {"crl_stale_since", "last_revoked_at"}
     return sa.table(
-        "cas",
-        *(sa.column(c.name, c.type) for c in CARow.__table__.c if c.name != "crl_stale_since"),
+        "cas", *(sa.column(c.name, c.type) for c in CARow.__table__.c if c.name not in added)
     )

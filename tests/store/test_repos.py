@@ -132,16 +132,18 @@ def test_revocations_mark_the_issuers_crl_stale_until_the_next_crl(store: SqlSto
         tx.certificates.revoke(1, Revocation(R.superseded, first.astimezone(PLUS_0530)))
         tx.certificates.revoke(2, Revocation(R.superseded, later))  # the first one counts
     with store.transaction(readonly=True) as tx:
-        assert tx.crls.state("services") == CRLState("services", first, 1, NOW, NOW + DAY)
+        assert tx.crls.state("services") == CRLState("services", first, later, 1, NOW, NOW + DAY)
         assert tx.crls.state("other") == CRLState("other", None)  # another issuer's is not
     with store.transaction() as tx:
         tx.crls.add(CRLRecord("services", 2, later, later + DAY, b"2"))
-        assert tx.crls.state("services") == CRLState("services", None, 2, later, later + DAY)
+        assert tx.crls.state("services") == CRLState("services", None, later, 2, later, later + DAY)
         assert tx.crls.get("services", 1) == CRLRecord("services", 1, NOW, NOW + DAY, b"1")
         assert tx.crls.get("services", 3) is None
         tx.certificates.revoke(3, Revocation(R.superseded, later + DAY))
     with store.transaction(readonly=True) as tx:
-        assert tx.crls.state("services") == CRLState("services", later + DAY, 2, later, later + DAY)
+        assert tx.crls.state("services") == CRLState(
+            "services", later + DAY, later + DAY, 2, later, later + DAY
+        )
 
 
 def test_audit_round_trip_keeps_hashes_valid(store: SqlStore) -> None:

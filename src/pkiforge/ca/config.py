@@ -44,6 +44,7 @@ class CAConfig:
     backdate: dt.timedelta = dt.timedelta(minutes=1)
     crl_next_update: dt.timedelta = dt.timedelta(hours=24)
     crl_rebuild_delay: dt.timedelta = dt.timedelta(seconds=1)
+    crl_rebuild_within: dt.timedelta = dt.timedelta(seconds=3)
     urls: URLTemplates = field(default_factory=URLTemplates)
     profiles: Mapping[str, Profile] = field(default_factory=dict)
 
@@ -66,6 +67,7 @@ class CAConfig:
             backdate=ca.backdate,
             crl_next_update=settings.crl.next_update,
             crl_rebuild_delay=settings.crl.rebuild_delay,
+            crl_rebuild_within=settings.crl.rebuild_within,
             urls=_urls(settings.urls),
             profiles={
                 name: Profile(

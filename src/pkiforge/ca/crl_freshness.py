@@ -1,10 +1,11 @@
 """When an issuer's CRL must be replaced, and what this process last served of each issuer.
 
 An issuer's CRL is stale from the first revocation it does not list (the store marks it in the
-revocation's own transaction) and from half-way to its nextUpdate. A CRL stale because of
-revocations is replaced `delay` after the first of them, so that a burst of revocations shares
-one signature; until then the stored CRL is served, flagged as missing revocations. Which
-replica signs is settled in the store (`RevocationService.refresh_crl`).
+revocation's own transaction) and from half-way to its nextUpdate. A CRL missing revocations
+is replaced once no revocation has come for `delay`, and at the latest `within` after the
+first it misses, so that a burst of revocations shares a few signatures; until then the stored
+CRL is served, flagged as missing revocations. Which replica signs is settled in the store
+(`RevocationService.refresh_crl`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from pkiforge.ca.models import CRLRecord, CRLState
 ALWAYS = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
-def rebuild_due(state: CRLState, delay: dt.timedelta) -> dt.datetime:
+def rebuild_due(state: CRLState, delay: dt.timedelta, within: dt.timedelta) -> dt.datetime:
     """When the issuer's newest CRL must be replaced (ALWAYS when there is none)."""
     if state.number == 0 or state.this_update is None or state.next_update is None:
         return ALWAYS
     halfway = state.this_update + (state.next_update - state.this_update) / 2
     if state.stale_since is None:
         return halfway
-    return min(halfway, state.stale_since + delay)
+    last = max(state.stale_since, state.last_revoked_at or state.stale_since)
+    return min(halfway, last + delay, state.stale_since + within)
 
 
 @dataclass(frozen=True)

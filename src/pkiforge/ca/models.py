@@ -138,6 +138,7 @@ class CRLState:
     issuer: str
     # the first revocation its newest CRL does not list; None when that CRL lists them all
     stale_since: dt.datetime | None
+    last_revoked_at: dt.datetime | None = None  # the issuer's newest revocation
     number: int = 0  # the newest CRL's number; 0 before the first
     this_update: dt.datetime | None = None
     next_update: dt.datetime | None = None

@@ -120,21 +120,28 @@ class RevocationService:
         if served is not None:
             return served
         record, state = self._stored(issuer)
-        if now >= rebuild_due(state, self.ctx.config.crl_rebuild_delay):
-            with self.published.lock(issuer):
-                served = self.published.get(issuer, now)  # another thread rebuilt it
-                if served is not None:
-                    return served
-                try:
-                    record, state = self._publish(issuer, None, actor, only_if_due=True)
-                except Conflict:
-                    if record is None or now >= record.next_update:
-                        raise
-                    # offline key: serve the published CRL until it lapses
-        assert record is not None
+        if record is not None and now < self._due(state):
+            return self._serve(record, state)
+        with self.published.lock(issuer):
+            served = self.published.get(issuer, now)  # another thread has just replaced it
+            if served is not None:
+                return served
+            try:
+                record, state = self._publish(issuer, None, actor, only_if_due=True)
+            except Conflict:
+                if record is None or now >= record.next_update:
+                    raise
+                # offline key: serve the published CRL until it lapses
+            return self._serve(record, state)
+
+    def _serve(self, record: CRLRecord, state: CRLState) -> ServedCRL:
         served = ServedCRL(record, missing_revocations=state.stale_since is not None)
-        self.published.put(issuer, served, rebuild_due(state, self.ctx.config.crl_rebuild_delay))
+        self.published.put(record.issuer, served, self._due(state))
         return served
+
+    def _due(self, state: CRLState) -> dt.datetime:
+        cfg = self.ctx.config
+        return rebuild_due(state, cfg.crl_rebuild_delay, cfg.crl_rebuild_within)
 
     def _stored(self, issuer: str) -> tuple[CRLRecord | None, CRLState]:
         """The issuer's newest stored CRL (None before the first) and its state."""
@@ -161,7 +168,7 @@ class RevocationService:
             state = tx.crls.state(issuer)
             assert locked is not None and state is not None
             now = utc(self.ctx.clock.now())
-            if only_if_due and now < rebuild_due(state, self.ctx.config.crl_rebuild_delay):
+            if only_if_due and now < self._due(state):
                 latest = tx.crls.get(issuer, state.number)
                 assert latest is not None
                 return latest, state
@@ -175,7 +182,14 @@ class RevocationService:
             )
         self.ctx.forget_cas()
         self.published.forget(issuer)
-        return record, CRLState(issuer, None, number, record.this_update, record.next_update)
+        fresh = CRLState(
+            issuer,
+            stale_since=None,
+            number=number,
+            this_update=record.this_update,
+            next_update=record.next_update,
+        )
+        return record, fresh
 
     def _sign(
         self, tx: Transaction, issuer: str, signer: SigningCA, number: int, now: dt.datetime

@@ -269,7 +269,10 @@ class SqlCertificateRepository(Repo):
         self.c.execute(
             update(_CAS)
             .where(_CAS.c.name == changed.issuer)
-            .values(crl_stale_since=func.coalesce(_CAS.c.crl_stale_since, revoked_at))
+            .values(
+                crl_stale_since=func.coalesce(_CAS.c.crl_stale_since, revoked_at),
+                last_revoked_at=revoked_at,
+            )
         )
 
     def revoked(self, issuer: str) -> list[CertificateRecord]:
@@ -324,6 +327,7 @@ _NEWEST_CRL = (
 _CRL_STATE = (
     select(
         _CAS.c.crl_stale_since,
+        _CAS.c.last_revoked_at,
         _CRLS.c.number,
         _CRLS.c.this_update,
         _CRLS.c.next_update,
@@ -368,6 +372,7 @@ class SqlCRLRepository(Repo):
         return CRLState(
             issuer,
             _ts(row.crl_stale_since),
+            _ts(row.last_revoked_at),
             row.number or 0,
             _ts(row.this_update),
             _ts(row.next_update),

@@ -40,9 +40,11 @@ class CARow(Base):
     key_ref: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(TS)
     crl_number: Mapped[int] = mapped_column(Integer, default=0)
-    # the first revocation the newest CRL does not list; NULL when it lists them all
-    # (set with each revocation, cleared with each CRL: migration 0008)
+    # the first revocation the newest CRL does not list, NULL when it lists them all, and
+    # the newest revocation: set with each revocation, the first cleared with each CRL
+    # (migration 0008)
     crl_stale_since: Mapped[dt.datetime | None] = mapped_column(TS)
+    last_revoked_at: Mapped[dt.datetime | None] = mapped_column(TS)
 
 
 class ServiceRow(Base):

@@ -3,11 +3,12 @@
 Revision ID: 0008
 Revises: 0007
 
-Serving a CRL checks `cas.crl_stale_since` (one row by primary key) instead of comparing the
-revocations with the newest CRL. Each revocation sets it unless it is set already; each CRL
-clears it. Existing CAs are marked from their first revocation that no CRL with a later
-thisUpdate can list (thisUpdate has whole seconds: a revocation in the CRL's own second counts
-as unlisted, which costs at most one CRL more).
+Serving a CRL checks `cas.crl_stale_since` and `cas.last_revoked_at` (one row by primary key)
+instead of comparing the revocations with the newest CRL. Each revocation sets the first unless
+it is set already, and the second; each CRL clears the first. Existing CAs are marked from
+their first revocation that no CRL with a later thisUpdate can list (thisUpdate has whole
+seconds: a revocation in the CRL's own second counts as unlisted, which costs at most one CRL
+more).
 """
 
 import sqlalchemy as sa
@@ -18,7 +19,12 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-_cas = sa.table("cas", sa.column("name"), sa.column("crl_stale_since", sa.DateTime(True)))
+_cas = sa.table(
+    "cas",
+    sa.column("name"),
+    sa.column("crl_stale_since", sa.DateTime(True)),
+    sa.column("last_revoked_at", sa.DateTime(True)),
+)
 _certificates = sa.table("certificates", sa.column("serial_number"), sa.column("issuer"))
 _revocations = sa.table(
     "revocations", sa.column("serial_number"), sa.column("revoked_at", sa.DateTime(True))
@@ -29,6 +35,10 @@ _crls = sa.table("crls", sa.column("issuer"), sa.column("this_update", sa.DateTi
 def upgrade() -> None:
     with op.batch_alter_table("cas", schema=None) as batch_op:
         batch_op.add_column(sa.Column("crl_stale_since", sa.DateTime(timezone=True)))
+        batch_op.add_column(sa.Column("last_revoked_at", sa.DateTime(timezone=True)))
+    issued_here = _revocations.join(
+        _certificates, _certificates.c.serial_number == _revocations.c.serial_number
+    )
     listed = (
         sa.select(_crls.c.issuer)
         .where(_crls.c.issuer == _cas.c.name, _crls.c.this_update > _revocations.c.revoked_at)
@@ -37,15 +47,17 @@ def upgrade() -> None:
     )
     first_unlisted = (
         sa.select(sa.func.min(_revocations.c.revoked_at))
-        .select_from(
-            _revocations.join(
-                _certificates, _certificates.c.serial_number == _revocations.c.serial_number
-            )
-        )
+        .select_from(issued_here)
         .where(_certificates.c.issuer == _cas.c.name, ~listed)
         .scalar_subquery()
     )
-    op.execute(_cas.update().values(crl_stale_since=first_unlisted))
+    newest = (
+        sa.select(sa.func.max(_revocations.c.revoked_at))
+        .select_from(issued_here)
+        .where(_certificates.c.issuer == _cas.c.name)
+        .scalar_subquery()
+    )
+    op.execute(_cas.update().values(crl_stale_since=first_unlisted, last_revoked_at=newest))
 
 
 def downgrade() -> None:
@@ -56,4 +68,5 @@ def downgrade() -> None:
     with op.batch_alter_table(
         "cas", schema=None, recreate="never" if in_place else "auto"
     ) as batch_op:
+        batch_op.drop_column("last_revoked_at")
         batch_op.drop_column("crl_stale_since")
