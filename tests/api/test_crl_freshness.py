@@ -4,6 +4,7 @@ with `openssl crl`; the CRLs signed are counted in the `crls` table."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import sqlite3
 import subprocess
@@ -17,10 +18,13 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from cryptography import x509
 
+from pkiforge.clock import FixedClock
+from tests.ca.helpers import csr_bytes
 from tests.conftest import _empty_postgres
 
-from .helpers import make_csr
+from .helpers import Api, make_csr
 from .server import Home, Server, make_home, start_server
 
 WITHIN = 5.0  # seconds from a revocation's answer until every server lists it
@@ -161,6 +165,28 @@ def burst(servers: list[Server], cert: tuple[str, str], stored: Any) -> None:
     numbers = stored()
     check_crl_numbers(numbers)
     assert len(numbers) - before < 5, f"{len(numbers) - before} CRLs for {BURST} revocations"
+
+
+# --- in-process: what caches are told ------------------------------------------------------
+
+
+async def test_a_crl_missing_revocations_is_not_to_be_cached(api: Api) -> None:
+    clock = api.pki.ctx.clock
+    assert isinstance(clock, FixedClock)
+    fresh = await api.client.get("/api/v1/crl/services")
+    assert fresh.headers["cache-control"] == "max-age=43200"  # half of the 24 h left
+    pki = api.pki
+    record = pki.certificates.issue(
+        pki.certificates.request_from_csr(csr_bytes("p256"), service_id="web")
+    )
+    pki.revocation.revoke(record.serial, x509.ReasonFlags.key_compromise)
+    missing = await api.client.get("/api/v1/crl/services")
+    assert missing.content == fresh.content  # until revocations pause for the delay
+    assert missing.headers["cache-control"] == "max-age=0"
+    clock.advance(dt.timedelta(seconds=1))
+    replaced = await api.client.get("/api/v1/crl/services")
+    assert record.serial in openssl_crl(replaced.content).reasons
+    assert replaced.headers["cache-control"] == "max-age=43200"
 
 
 # --- one server, two workers on one SQLite file --------------------------------------------
