@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 from cryptography import x509
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from pkiforge.ca.audit import entry_hash
 from pkiforge.ca.models import (
@@ -19,7 +19,7 @@ from pkiforge.ca.models import (
     CRLState,
     Revocation,
 )
-from pkiforge.errors import Conflict
+from pkiforge.errors import Conflict, StoreUnavailable
 from pkiforge.store.db import SqlStore
 from pkiforge.store.tables import AuditRow, CARow, CertificateRow, CRLRow, RevocationRow
 
@@ -144,6 +144,27 @@ def test_revocations_mark_the_issuers_crl_stale_until_the_next_crl(store: SqlSto
         assert tx.crls.state("services") == CRLState(
             "services", later + DAY, later + DAY, 2, later, later + DAY
         )
+
+
+def test_a_crl_being_built_holds_off_revocations_not_issuance(store: SqlStore) -> None:
+    """PostgreSQL: the CA row held while a CRL is signed makes a revocation of that CA wait
+    (it would be missing from the CRL), but not a certificate being stored under the CA."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    with store.transaction() as tx:
+        tx.cas.add(ca())
+        tx.certificates.add(cert_record(1))
+    with store.transaction() as building:
+        assert building.cas.get("services", for_update=True) is not None
+        with store.transaction() as issuing:
+            issuing.conn.execute(text("SET LOCAL lock_timeout = '5s'"))  # fails rather than hangs
+            issuing.certificates.add(cert_record(2))
+        with pytest.raises(StoreUnavailable), store.transaction() as revoking:
+            revoking.conn.execute(text("SET LOCAL lock_timeout = '100ms'"))
+            revoking.certificates.revoke(1, Revocation(x509.ReasonFlags.superseded, NOW))
+    with store.transaction(readonly=True) as tx:
+        assert tx.certificates.get(2) is not None
+        assert tx.crls.state("services") == CRLState("services", None)
 
 
 def test_audit_round_trip_keeps_hashes_valid(store: SqlStore) -> None:

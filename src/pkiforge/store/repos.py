@@ -86,7 +86,9 @@ class SqlCARepository(Repo):
     def get(self, name: str, *, for_update: bool = False) -> CARecord | None:
         stmt = select(CARow).where(CARow.name == name)
         if for_update:
-            stmt = stmt.with_for_update()
+            # FOR NO KEY UPDATE: waits for the row's other writers (CRLs, revocations), not
+            # for the foreign-key checks of certificates this CA is issuing meanwhile
+            stmt = stmt.with_for_update(key_share=True)
         row = self.s.scalars(stmt).first()
         return self._domain(row) if row else None
 
