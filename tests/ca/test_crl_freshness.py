@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from pkiforge.ca.authority import InitOptions
-from pkiforge.ca.crl_freshness import ALWAYS, rebuild_due
+from pkiforge.ca.crl_freshness import AT_ONCE, rebuild_due
 from pkiforge.ca.models import CertificateRecord, CRLState
 from pkiforge.clock import FixedClock
 from pkiforge.errors import Conflict
@@ -84,8 +84,8 @@ def test_rebuild_due(
 
 
 def test_rebuild_due_without_a_crl_is_now() -> None:
-    assert rebuild_due(CRLState("services", None), DELAY, WITHIN) == ALWAYS
-    assert rebuild_due(CRLState("services", NOW, NOW), DELAY, WITHIN) == ALWAYS
+    assert rebuild_due(CRLState("services", None), DELAY, WITHIN) == AT_ONCE
+    assert rebuild_due(CRLState("services", NOW, NOW), DELAY, WITHIN) == AT_ONCE
 
 
 def test_a_revocation_is_served_once_the_delay_has_passed(pki: Pki, clock: FixedClock) -> None:

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 from pkiforge.ca.models import CRLRecord, CRLState
 
-ALWAYS = dt.datetime.min.replace(tzinfo=dt.UTC)
+AT_ONCE = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def rebuild_due(state: CRLState, delay: dt.timedelta, within: dt.timedelta) -> dt.datetime:
-    """When the issuer's newest CRL must be replaced (ALWAYS when there is none)."""
+    """When the issuer's newest CRL must be replaced (AT_ONCE when there is none)."""
     if state.number == 0 or state.this_update is None or state.next_update is None:
-        return ALWAYS
+        return AT_ONCE
     halfway = state.this_update + (state.next_update - state.this_update) / 2
     if state.stale_since is None:
         return halfway
