@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pkiforge.ca.authority import HierarchyService
+from pkiforge.ca.ca_revocation import CARevocationService
 from pkiforge.ca.config import CAConfig
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.lifecycle import CertificateService
@@ -25,6 +26,7 @@ class Pki:
     hierarchy: HierarchyService
     certificates: CertificateService
     revocation: RevocationService
+    ca_revocation: CARevocationService
 
     def close(self) -> None:
         self.store.close()
@@ -47,6 +49,13 @@ def build_pki(
     )
     keys = FileKeyStore(settings.home, passphrase, settings.ca.kdf_log2_n)
     ctx = CAContext(store=store, keys=keys, config=config, clock=clock or SystemClock())
+    revocation = RevocationService(ctx)
     return Pki(
-        settings, store, ctx, HierarchyService(ctx), CertificateService(ctx), RevocationService(ctx)
+        settings,
+        store,
+        ctx,
+        HierarchyService(ctx),
+        CertificateService(ctx),
+        revocation,
+        CARevocationService(ctx, revocation),
     )

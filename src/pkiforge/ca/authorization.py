@@ -103,6 +103,21 @@ def require_listed(caller: Caller) -> ServicePolicy:
     return caller.policy
 
 
+def require_admin(caller: Caller, action: str) -> ServicePolicy:
+    """The caller's policy, if it has the `admin` operation (hierarchy changes need it).
+
+    Raises:
+        PermissionDenied: not whitelisted, or not an admin.
+    """
+    policy = require_listed(caller)
+    if not policy.is_admin:
+        raise PermissionDenied(
+            f"service {caller.service_id!r} may not {action}: it needs the admin operation",
+            reason="operation",
+        )
+    return policy
+
+
 def require(caller: Caller, operation: Operation, target: str | None = None) -> ServicePolicy:
     """The caller's policy, if it allows `operation` on `target`'s behalf (default: itself).
 

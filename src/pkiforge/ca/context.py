@@ -39,6 +39,19 @@ def fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
+@dataclass(frozen=True)
+class _CAView:
+    """The CAs as last read, the states they were read in, and when to ask the store again."""
+
+    check_at: float
+    states: tuple[tuple[str, CAStatus], ...]
+    cas: dict[str, CARecord]
+
+
+def _states(cas: dict[str, CARecord]) -> tuple[tuple[str, CAStatus], ...]:
+    return tuple(sorted((ca.name, ca.status) for ca in cas.values()))
+
+
 @dataclass
 class CAContext:
     """The dependencies of the CA use-cases."""
@@ -48,22 +61,28 @@ class CAContext:
     config: CAConfig
     clock: Clock = field(default_factory=SystemClock)
     serials: Callable[[], int] = random_serial
-    # CAs change rarely and every request needs them: read them at most every few seconds
-    # (a change made by another process is seen within this time; local changes at once)
-    ca_cache_seconds: float = 5.0
-    _cas: tuple[float, dict[str, CARecord]] | None = field(default=None, init=False, repr=False)
+    # CAs change rarely and every request needs them: the cached view is kept while each CA's
+    # name and status in the store stay the same, asked at most every `ca_check_seconds`, so
+    # a change made by another process (a CA revoked on another replica) is seen within that
+    # time, and one made here at once
+    ca_check_seconds: float = 1.0
+    _cas: _CAView | None = field(default=None, init=False, repr=False)
     _cas_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def cas(self, *, fresh: bool = False) -> dict[str, CARecord]:
         """Every CA by name, in the store's order (root first)."""
         with self._cas_lock:
             cached = self._cas
-            if not fresh and cached is not None and time.monotonic() < cached[0]:
-                return cached[1]
+            if not fresh and cached is not None and time.monotonic() < cached.check_at:
+                return cached.cas
         with self.store.transaction(readonly=True) as tx:
-            loaded = {ca.name: ca for ca in tx.cas.list()}
+            if not fresh and cached is not None and tx.cas.states() == cached.states:
+                loaded = cached.cas
+            else:
+                loaded = {ca.name: ca for ca in tx.cas.list()}
+        view = _CAView(time.monotonic() + self.ca_check_seconds, _states(loaded), loaded)
         with self._cas_lock:
-            self._cas = (time.monotonic() + self.ca_cache_seconds, loaded)
+            self._cas = view
         return loaded
 
     def forget_cas(self) -> None:

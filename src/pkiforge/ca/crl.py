@@ -85,8 +85,11 @@ def build_crl(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
         )
     )
+    own_serial = issuer.certificate.serial_number
     for record in revoked:
-        if record.revocation is None:
+        # a CA never lists itself: a root on its own CRL would make every verifier that
+        # checks the anchor's status reject the whole hierarchy
+        if record.revocation is None or record.serial == own_serial:
             continue
         builder = builder.add_revoked_certificate(_entry(record))
     return issuer.sign_crl(builder)

@@ -177,10 +177,16 @@ class CertificateService:
         names the old certificate did not have.
 
         Raises:
-            NotFound: unknown serial. Conflict: revoked or never issued.
+            NotFound: unknown serial. Conflict: revoked, never issued, or a CA certificate.
             PolicyViolation: the CSR asks for new names.
         """
         old = self.get(serial)
+        if old.is_ca:
+            raise Conflict(
+                f"certificate {old.serial_hex} belongs to CA {old.common_name!r}: the leaf "
+                "path does not renew CA certificates (see `pkiforge ca --help`)",
+                field="serial",
+            )
         if old.status is not CertStatus.ACTIVE or old.certificate is None:
             raise Conflict(
                 f"certificate {old.serial_hex} is {old.status.value}; "
@@ -237,6 +243,18 @@ class CertificateService:
         if ca.name == ROOT_NAME:
             raise PolicyViolation(
                 "the root CA only signs intermediates; choose an intermediate", field="issuer"
+            )
+        if ca.status is CAStatus.REVOKED:
+            default = ca.name == self.ctx.config.default_issuer
+            raise Conflict(
+                f"CA {ca.name!r} is revoked and issues nothing"
+                + (
+                    "; it is the default issuer: choose another issuer or set "
+                    "ca.default_issuer to an active CA"
+                    if default
+                    else "; choose another issuer"
+                ),
+                field="issuer",
             )
         if ca.status is not CAStatus.ACTIVE or ca.certificate is None:
             # a pending CA (CSR out to the offline root) has no certificate to issue under

@@ -20,6 +20,11 @@ class CAStatus(StrEnum):
     ACTIVE = "active"
     PENDING = "pending"  # key made, waiting for the (offline) root to sign its CSR
     RETIRED = "retired"
+    REVOKED = "revoked"  # its certificate is on the root's CRL; it signs nothing any more
+
+
+# the profiles under which the hierarchy use-cases record CA certificates (ca/authority.py)
+CA_PROFILES = frozenset({"root-ca", "intermediate-ca"})
 
 
 class CertStatus(StrEnum):
@@ -95,6 +100,20 @@ class CertificateRecord:
     @property
     def serial_hex(self) -> str:
         return format_serial(self.serial)
+
+    @property
+    def is_ca(self) -> bool:
+        """A root or intermediate certificate: by the profile it was recorded under, or by its
+        basicConstraints, so that a CA certificate recorded any other way counts too."""
+        if self.profile in CA_PROFILES:
+            return True
+        if self.certificate is None:
+            return False
+        try:
+            bc = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        except x509.ExtensionNotFound:
+            return False
+        return bc.value.ca
 
     def state(self, now: dt.datetime) -> CertStatus:
         """The status as of `now`: an active certificate past notAfter is expired."""

@@ -13,6 +13,7 @@ from pkiforge.ca.models import (
     AuditEntry,
     AuditHead,
     CARecord,
+    CAStatus,
     CertificateQuery,
     CertificateRecord,
     CertStatus,
@@ -28,6 +29,8 @@ class CARepository(Protocol):
     def update(self, ca: CARecord) -> None: ...
     def get(self, name: str, *, for_update: bool = False) -> CARecord | None: ...
     def list(self) -> list[CARecord]: ...
+    def states(self) -> tuple[tuple[str, CAStatus], ...]:
+        """Each CA's name and status, by name: what tells a cached view it is stale."""
 
 
 class CertificateRepository(Protocol):

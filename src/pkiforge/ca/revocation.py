@@ -49,7 +49,8 @@ class RevocationService:
         """Mark a certificate revoked; it appears on its issuer's next CRL.
 
         Raises:
-            NotFound: unknown serial. Conflict: already revoked, or never issued.
+            NotFound: unknown serial. Conflict: already revoked, never issued, or a CA
+            certificate (see `CARevocationService`).
             InvalidInput: invalidity date in the future.
         """
         now = self.ctx.clock.now()
@@ -59,6 +60,14 @@ class RevocationService:
             record = tx.certificates.get(serial)
             if record is None:
                 raise NotFound(f"no certificate with serial {serial:x}", field="serial")
+            if record.is_ca:
+                raise Conflict(
+                    f"certificate {record.serial_hex} belongs to CA {record.common_name!r}: "
+                    "a CA is revoked with `pkiforge ca revoke NAME` (POST /api/v1/ca/NAME/"
+                    "revoke), which also stops it issuing; the leaf path refuses CA "
+                    "certificates",
+                    field="serial",
+                )
             if record.status is CertStatus.REVOKED and record.revocation is not None:
                 raise Conflict(
                     f"certificate {record.serial_hex} is already revoked "

@@ -10,11 +10,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from pkiforge.ca.ca_revocation import ROOT_CRL_COMMAND, CARevoked
+from pkiforge.ca.crl import REASON_NAMES, parse_reason, reason_name
 from pkiforge.ca.hierarchy import ROOT_NAME
 from pkiforge.ca.models import CARecord
+from pkiforge.cli.cert_cmd import parse_invalidity_date
 from pkiforge.cli.files import check_writable, load_certificate, read_input, write_output
 from pkiforge.cli.init_cmd import ca_summary, show_ca, show_cas
-from pkiforge.cli.output import emit_json, out, progress
+from pkiforge.cli.output import emit_json, err, out, progress
 from pkiforge.cli.state import CliState
 from pkiforge.durations import parse_duration
 from pkiforge.errors import InvalidInput
@@ -176,6 +179,71 @@ def import_ca(
     else:
         ca = state.pki.hierarchy.import_intermediate(name, certificate, private)
     _show(ca, json_out)
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    name: str,
+    reason: Annotated[
+        str,
+        typer.Option(
+            help=f"{', '.join(REASON_NAMES)}; cACompromise when its key may be compromised."
+        ),
+    ] = "unspecified",
+    invalidity_date: Annotated[
+        str | None,
+        typer.Option(help="When the CA key became unusable (ISO 8601, UTC if no offset)."),
+    ] = None,
+    root_key: RootKeyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke an intermediate CA: it issues nothing more, mTLS refuses certificates under
+    it, and the root's CRL lists it (signed now if the root key is here or given with
+    --root-key). The root is never revoked."""
+    state: CliState = ctx.obj
+    done = state.pki.ca_revocation.revoke(
+        name,
+        parse_reason(reason),
+        invalidity_date=parse_invalidity_date(invalidity_date),
+        root_key_ref=str(root_key.resolve()) if root_key else None,
+    )
+    if json_out:
+        emit_json(_revoked_json(done))
+        return
+    rev = done.certificate.revocation
+    assert rev is not None
+    out.print(
+        f"Revoked CA {name!r} (certificate {done.certificate.serial_hex}, "
+        f"{reason_name(rev.reason)}): it issues nothing from now on."
+    )
+    if done.was_default_issuer:
+        err.print(
+            f"{name!r} was the default issuer: set ca.default_issuer to an active CA, or "
+            "requests without an issuer are refused."
+        )
+    if done.root_crl is not None:
+        out.print(f"Root CRL #{done.root_crl.number} signed; it lists {name!r}.")
+    else:
+        err.print(
+            f"The root CRL was not signed ({done.root_crl_problem}); the revocation is "
+            f"recorded. Sign it where the root key is: {ROOT_CRL_COMMAND}"
+        )
+
+
+def _revoked_json(done: CARevoked) -> dict[str, object]:
+    rev = done.certificate.revocation
+    assert rev is not None
+    return {
+        **ca_summary(done.ca),
+        "revoked_serial": done.certificate.serial_hex,
+        "reason": reason_name(rev.reason),
+        "revoked_at": rev.revoked_at,
+        "invalidity_date": rev.invalidity_date,
+        "default_issuer": done.was_default_issuer,
+        "root_crl_number": done.root_crl.number if done.root_crl else None,
+        "root_crl_pending": done.root_crl_problem,
+    }
 
 
 def _read_ca(

@@ -290,6 +290,23 @@ def renew(
         out.print(f"Renewed as {record.serial_hex} (expires {when(record.not_after)})")
 
 
+def parse_invalidity_date(text: str | None) -> dt.datetime | None:
+    """An ISO 8601 time (UTC when it has no offset), or None.
+
+    Raises:
+        InvalidInput: not ISO 8601.
+    """
+    if not text:
+        return None
+    try:
+        when_invalid = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"invalidity date {text!r} is not ISO 8601", field="invalidity_date"
+        ) from None
+    return when_invalid if when_invalid.tzinfo is not None else when_invalid.replace(tzinfo=dt.UTC)
+
+
 @app.command("revoke")
 def revoke(
     ctx: typer.Context,
@@ -306,20 +323,12 @@ def revoke(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Revoke a certificate; it appears on the issuer's next CRL."""
+    """Revoke a leaf certificate; it appears on the issuer's next CRL (a CA: `ca revoke`)."""
     state: CliState = ctx.obj
-    when_invalid = None
-    if invalidity_date:
-        try:
-            when_invalid = dt.datetime.fromisoformat(invalidity_date)
-        except ValueError:
-            raise InvalidInput(
-                f"invalidity date {invalidity_date!r} is not ISO 8601", field="invalidity_date"
-            ) from None
-        if when_invalid.tzinfo is None:
-            when_invalid = when_invalid.replace(tzinfo=dt.UTC)
     record = state.pki.revocation.revoke(
-        _serial(serial), parse_reason(reason), invalidity_date=when_invalid
+        _serial(serial),
+        parse_reason(reason),
+        invalidity_date=parse_invalidity_date(invalidity_date),
     )
     if json_out:
         emit_json(record_json(state, record))

@@ -96,6 +96,11 @@ class SqlCARepository(Repo):
         rows = self.s.scalars(select(CARow).order_by(CARow.kind.desc(), CARow.created_at))
         return [self._domain(r) for r in rows]
 
+    def states(self) -> tuple[tuple[str, CAStatus], ...]:
+        # sorted here, not by the database: its collation may order hyphens otherwise
+        rows = self.c.execute(select(CARow.name, CARow.status))
+        return tuple(sorted((name, CAStatus(status)) for name, status in rows))
+
     @staticmethod
     def _domain(row: CARow) -> CARecord:
         return CARecord(

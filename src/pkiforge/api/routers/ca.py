@@ -7,13 +7,15 @@ from typing import Annotated, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from fastapi import APIRouter, Path, Query, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from pkiforge.api.blocking import blocking
+from pkiforge.api.callers import CallerDep
 from pkiforge.api.deps import StateDep
 from pkiforge.api.state import AppState
-from pkiforge.ca.crl import reason_name
+from pkiforge.ca.authorization import require_admin
+from pkiforge.ca.crl import parse_reason, reason_name
 from pkiforge.ca.models import CARecord, parse_serial
 from pkiforge.errors import Conflict, InvalidInput
 from pkiforge.x509.keys import describe_key
@@ -116,6 +118,59 @@ def ca_chain(name: CAName, state: StateDep) -> Response:
     """PEM bundle: the CA, then its issuers up to the root."""
     certs = state.pki.hierarchy.chain(name)
     return Response(b"".join(c.public_bytes(Encoding.PEM) for c in certs), media_type=PEM_CHAIN)
+
+
+class CARevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="unspecified", max_length=64, description="RFC 5280 reason")
+    invalidity_date: dt.datetime | None = None
+
+
+class CARevokedOut(BaseModel):
+    ca: CAInfo
+    serial: str
+    reason: str
+    revoked_at: dt.datetime
+    invalidity_date: dt.datetime | None
+    default_issuer: bool
+    root_crl_number: int | None
+    root_crl_pending: str | None = Field(
+        description="why the root's CRL was not signed now (its key is offline ...): sign it "
+        "with `pkiforge crl generate --issuer root --root-key FILE`"
+    )
+
+
+@router.post("/ca/{name}/revoke", response_model=CARevokedOut)
+@blocking
+def revoke_ca(
+    name: CAName,
+    caller: CallerDep,
+    state: StateDep,
+    body: Annotated[CARevokeRequest | None, Body()] = None,
+) -> CARevokedOut:
+    """Revoke an intermediate CA (admin only): it issues nothing more, mTLS refuses the
+    certificates under it, and the root's CRL lists it. The root is never revoked."""
+    require_admin(caller, "revoke a CA")
+    body = body or CARevokeRequest()
+    done = state.pki.ca_revocation.revoke(
+        name,
+        parse_reason(body.reason),
+        invalidity_date=body.invalidity_date,
+        actor=caller.actor,
+    )
+    rev = done.certificate.revocation
+    assert rev is not None
+    return CARevokedOut(
+        ca=_info(done.ca),
+        serial=done.certificate.serial_hex,
+        reason=reason_name(rev.reason),
+        revoked_at=rev.revoked_at,
+        invalidity_date=rev.invalidity_date,
+        default_issuer=done.was_default_issuer,
+        root_crl_number=done.root_crl.number if done.root_crl else None,
+        root_crl_pending=done.root_crl_problem,
+    )
 
 
 @router.get("/crl", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})
