@@ -66,6 +66,7 @@ class CAContext:
     # a change made by another process (a CA revoked on another replica) is seen within that
     # time, and one made here at once
     ca_check_seconds: float = 1.0
+    monotonic: Callable[[], float] = time.monotonic  # what `ca_check_seconds` is counted on
     _cas: _CAView | None = field(default=None, init=False, repr=False)
     _cas_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -73,14 +74,14 @@ class CAContext:
         """Every CA by name, in the store's order (root first)."""
         with self._cas_lock:
             cached = self._cas
-            if not fresh and cached is not None and time.monotonic() < cached.check_at:
+            if not fresh and cached is not None and self.monotonic() < cached.check_at:
                 return cached.cas
         with self.store.transaction(readonly=True) as tx:
             if not fresh and cached is not None and tx.cas.states() == cached.states:
                 loaded = cached.cas
             else:
                 loaded = {ca.name: ca for ca in tx.cas.list()}
-        view = _CAView(time.monotonic() + self.ca_check_seconds, _states(loaded), loaded)
+        view = _CAView(self.monotonic() + self.ca_check_seconds, _states(loaded), loaded)
         with self._cas_lock:
             self._cas = view
         return loaded
