@@ -18,6 +18,7 @@ from .conftest import HTTPS_WHITELIST
 from .helpers import make_csr
 from .server import Home, Server, make_home, start_server
 
+pytestmark = pytest.mark.slow
 NOTICE_SECONDS = 5.0  # the bound the replicas must meet; polled, not asserted as a time
 WHITELIST: dict[str, Any] = {
     "services": [
