@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pkiforge.api.tls import TLSFiles, TLSHttpToolsProtocol, server_context
@@ -58,6 +59,7 @@ def ensure_server_certificate(pki: Pki, settings: Settings, *, force: bool = Fal
             or not files.key.exists()
             or renewal_due(current, settings.server.tls_renew_at, pki.ctx.clock.now())
             or _names(current) != set(names)
+            or not _issued_by_active_ca(current, pki)  # e.g. its issuer was revoked
         ):
             _issue(pki, settings, files, names)
     return files
@@ -88,6 +90,20 @@ def _ca_bundle(pki: Pki) -> bytes:
         for ca in pki.hierarchy.all()
         if ca.certificate is not None and ca.status is CAStatus.ACTIVE
     )
+
+
+def _issued_by_active_ca(cert: x509.Certificate, pki: Pki) -> bool:
+    for ca in pki.hierarchy.all():
+        if ca.certificate is None or ca.status is not CAStatus.ACTIVE:
+            continue
+        if ca.certificate.subject != cert.issuer:
+            continue
+        try:
+            cert.verify_directly_issued_by(ca.certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
 
 
 def _load(path: Path) -> x509.Certificate | None:
