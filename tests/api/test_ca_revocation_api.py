@@ -123,8 +123,9 @@ async def test_revoking_the_default_issuer_says_so(api: Api) -> None:
         ("/api/v1/ca/agents/revoke", {"reason": "certificateHold"}, 400, "final"),
         ("/api/v1/ca/agents/revoke", {"reason": "x", "extra": 1}, 422, ""),
         ("/api/v1/ca/agents/revoke", {"invalidity_date": "2999-01-01T00:00:00Z"}, 400, "future"),
+        ("/api/v1/ca/agents/revoke", {"invalidity_date": "0001-01-01T00:00+14:00"}, 400, "range"),
     ],
-    ids=["root", "unknown", "hold", "extra-field", "future"],
+    ids=["root", "unknown", "hold", "extra-field", "future", "out-of-range"],
 )
 async def test_refused_ca_revocations_change_nothing(
     agents: Api, path: str, body: dict[str, object], status: int, phrase: str

@@ -74,8 +74,8 @@ class CARevocationService:
         """
         name = validate_ca_name(name)
         now = self.ctx.clock.now()
-        if invalidity_date is not None and utc(invalidity_date) > now:
-            raise InvalidInput("invalidity date is in the future", field="invalidity_date")
+        if invalidity_date is not None:
+            invalidity_date = _checked_invalidity(invalidity_date, now)
         default = name == self.ctx.config.default_issuer
         with self.ctx.store.transaction() as tx:
             # for update: one revocation of a CA at a time
@@ -131,6 +131,21 @@ class CARevocationService:
             return record
         tx.certificates.revoke(record.serial, revocation)
         return replace(record, status=CertStatus.REVOKED, revocation=revocation)
+
+
+def _checked_invalidity(value: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """The invalidity date in UTC, if it is a time that has passed.
+
+    Raises:
+        InvalidInput: in the future, or outside what UTC can express (year 1 at +14:00).
+    """
+    try:
+        when = utc(value)
+    except OverflowError:
+        raise InvalidInput("invalidity date is out of range", field="invalidity_date") from None
+    if when > now:
+        raise InvalidInput("invalidity date is in the future", field="invalidity_date")
+    return when
 
 
 def _revocable(
