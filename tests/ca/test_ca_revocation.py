@@ -170,7 +170,7 @@ def test_with_the_root_key_offline_the_revocation_waits_for_the_crl(tmp_path: Pa
 
 
 def test_a_ca_certificate_revoked_by_the_old_leaf_path_is_completed(agents: Pki) -> None:
-    # what the leaf path used to leave: the certificate revoked, the CA still active
+    # a store where a CA certificate was revoked as a leaf: the certificate revoked, the CA active
     serial = ca_serial(agents, "agents")
     with agents.store.transaction() as tx:
         tx.certificates.revoke(serial, Revocation(R.key_compromise, NOW, None, "operator:cli"))

@@ -126,8 +126,8 @@ class CARevocationService:
             )
             tx.certificates.add(record)
         if record.status is CertStatus.REVOKED and record.revocation is not None:
-            # revoked through the leaf path before it refused CA certificates: that entry
-            # is already on the root's list; the CA's own status is what was missing
+            # a CA certificate revoked as if it were a leaf, its CA left active: the entry
+            # stays as the root's CRL lists it; the CA's own status is what is missing
             return record
         tx.certificates.revoke(record.serial, revocation)
         return replace(record, status=CertStatus.REVOKED, revocation=revocation)
