@@ -99,6 +99,7 @@ class CARevocationService:
                 },
             )
         self.ctx.forget_cas()
+        self.revocation.published.forget(record.issuer)  # the root's CRL is stale here now
         try:
             crl = self.revocation.generate_crl(ROOT_NAME, key_ref=root_key_ref, actor=actor)
         except PkiError as exc:  # recorded all the same; the CRL waits for the root key
