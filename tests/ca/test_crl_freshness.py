@@ -15,7 +15,7 @@ from cryptography import x509
 
 from pkiforge.ca.authority import InitOptions
 from pkiforge.ca.crl_freshness import AT_ONCE, rebuild_due
-from pkiforge.ca.models import CertificateRecord, CRLState
+from pkiforge.ca.models import CertificateRecord, CRLState, Revocation
 from pkiforge.clock import FixedClock
 from pkiforge.errors import Conflict
 from pkiforge.store.db import SqlStore
@@ -207,7 +207,7 @@ def test_an_offline_key_keeps_the_stored_crl(tmp_path: Path, clock: FixedClock) 
         pki.revocation.generate_crl("root", key_ref=f"file:{offline}")
         services = pki.hierarchy.get("services").certificate
         assert services is not None
-        pki.revocation.revoke(services.serial_number, R.ca_compromise)
+        pki.ca_revocation.revoke("services", R.ca_compromise)  # the root key is not here
         clock.advance(13 * HOUR)  # past the delay, past half-way
         served = pki.revocation.current_crl("root")
         assert served.record.number == 1 and served.missing_revocations
@@ -223,7 +223,11 @@ def test_a_ca_lists_revoked_subordinates_and_never_itself(pki: Pki, clock: Fixed
     services = pki.hierarchy.get("services").certificate
     assert root is not None and services is not None
     assert listed(pki, "root") == (1, set())
-    for serial in (services.serial_number, root.serial_number):  # both rows have issuer root
-        pki.revocation.revoke(serial, R.ca_compromise)
+    assert pki.ca_revocation.revoke("services", R.ca_compromise).root_crl is not None  # CRL 2
+    # the root's own row revoked too (both rows have issuer root), as no use-case can: the
+    # leaf path refuses CA certificates and `ca revoke` the root
+    with pki.store.transaction() as tx:
+        tx.certificates.revoke(root.serial_number, Revocation(R.ca_compromise, NOW, None, "test"))
+    pki.revocation.published.forget("root")
     clock.advance(DELAY)
-    assert listed(pki, "root") == (2, {services.serial_number})
+    assert listed(pki, "root") == (3, {services.serial_number})
