@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         Identity,
         LiveServerContext,
         client_ssl_context,
+        file_client_context,
         server_ssl_context,
         swap_certificate,
     )
@@ -73,6 +74,7 @@ _EXPORTS = {
     "Identity": "tls",
     "LiveServerContext": "tls",
     "client_ssl_context": "tls",
+    "file_client_context": "tls",
     "server_ssl_context": "tls",
     "swap_certificate": "tls",
 }
@@ -119,6 +121,7 @@ __all__ = [
     "WhoAmI",
     "client_ssl_context",
     "fetch_root",
+    "file_client_context",
     "server_ssl_context",
     "swap_certificate",
 ]
