@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pkiforge.client.agent import AgentConfig, Outcome, RenewalAgent
     from pkiforge.client.aio import AsyncPkiClient
+    from pkiforge.client.auth import SigningAuth
     from pkiforge.client.autorenew import AutoRenewal, RenewalOptions
     from pkiforge.client.enroll import fetch_root
     from pkiforge.client.errors import ServerError, Unreachable
@@ -51,6 +52,7 @@ _EXPORTS = {
     "Outcome": "agent",
     "RenewalAgent": "agent",
     "AsyncPkiClient": "aio",
+    "SigningAuth": "auth",
     "AutoRenewal": "autorenew",
     "RenewalOptions": "autorenew",
     "fetch_root": "enroll",
@@ -117,6 +119,7 @@ __all__ = [
     "Service",
     "ServiceRegistration",
     "ServiceUpdate",
+    "SigningAuth",
     "Unreachable",
     "WhoAmI",
     "client_ssl_context",
