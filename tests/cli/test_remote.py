@@ -17,11 +17,11 @@ from pathlib import Path
 
 import certifi
 import pytest
-import typer.main
 
-from pkiforge.cli.main import app
 from tests.api.helpers import WHITELIST
 from tests.api.server import Home, Server, env, make_home, start_server
+
+from .conftest import cli_commands, options_of
 
 pytestmark = pytest.mark.slow
 
@@ -29,23 +29,9 @@ pytestmark = pytest.mark.slow
 REMOTE_OPTIONS = frozenset({"--server", "--cacert"})
 
 
-def _commands(command: object, path: tuple[str, ...] = ()) -> Iterator[tuple[str, object]]:
-    subcommands = getattr(command, "commands", None)
-    if isinstance(subcommands, dict):  # a group (Typer's or click's)
-        for name, sub in sorted(subcommands.items()):
-            yield from _commands(sub, (*path, name))
-    else:
-        yield " ".join(path), command
-
-
 def remote_commands() -> list[str]:
     """Every command of the CLI that takes a remote option, found by walking its tree."""
-    found = []
-    for name, command in _commands(typer.main.get_command(app)):
-        options = {o for p in getattr(command, "params", []) for o in getattr(p, "opts", [])}
-        if options & REMOTE_OPTIONS:
-            found.append(name)
-    return found
+    return [name for name, command in cli_commands() if options_of(command) & REMOTE_OPTIONS]
 
 
 @dataclass
