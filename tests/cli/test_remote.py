@@ -184,6 +184,14 @@ def test_tls_options_that_cannot_apply_are_usage_errors(
     assert "Traceback" not in result.stderr
 
 
+def test_a_missing_tls_file_is_named(remote: Remote, tmp_path: Path) -> None:
+    args = ["--server", remote.server.url, "--cacert", str(remote.home.root)]
+    missing = tmp_path / "nope.pem"
+    result = pkiforge(remote, "keys", "list", *args, "--cert", str(missing))
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip() == f"error: --cert {missing}: no such file"
+
+
 def test_unusable_tls_files_are_a_clear_error(remote: Remote) -> None:
     wrong_key = str(Path(__file__).parents[1] / "data" / "key-p256.pem")
     args = ["--server", remote.server.url, "--cacert", str(remote.home.root)]

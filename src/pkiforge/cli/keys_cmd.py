@@ -129,10 +129,10 @@ def register(
     json_out: JsonOpt = False,
 ) -> None:
     """Register a public key; prints its key id (and fills it into NAME.json next to it)."""
+    remote.require_server(server, cert=cert, key=key, cacert=cacert)
     pem = read_input(public_key, "public key", "public_key")
     if algorithm in ALGORITHMS:
         algorithm = str(ALGORITHMS[algorithm])
-    remote.require_server(server, cert=cert, key=key, cacert=cacert)
     if server:
         body: dict[str, str | None] = {"public_key": pem.decode("utf-8", "replace")}
         body["client_name"] = name

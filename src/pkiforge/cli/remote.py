@@ -37,12 +37,15 @@ def tls_context(cert: Path | None, key: Path | None, cacert: Path | None) -> ssl
 
     Raises:
         typer.BadParameter: `--key` without `--cert` (a usage error).
-        FileNotFoundError: a file is missing; InvalidInput: a file is not what it should be.
+        InvalidInput: a file is missing or not what it should be.
     """
     from pkiforge.client.tls import file_client_context
 
     if key is not None and cert is None:
         raise typer.BadParameter("needs --cert", param_hint="'--key'")
+    for name, path in (("cacert", cacert), ("cert", cert), ("key", key)):
+        if path is not None and not path.is_file():
+            raise InvalidInput(f"--{name} {path}: no such file", field=name)
     try:
         return file_client_context(ca=cacert, cert=cert, key=key)
     except ssl.SSLError as exc:  # not PEM, no certificate, or a key that does not fit
