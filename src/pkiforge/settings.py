@@ -283,6 +283,8 @@ def _first_error(exc: ValidationError, *, env: bool) -> str:
     never the value, which may be a secret."""
     first = exc.errors()[0]
     loc = [str(part) for part in first["loc"]]
+    if not loc:  # a check across the whole settings: its message names the settings
+        return str(first["msg"])
     where = "PKIFORGE_" + "__".join(loc).upper() if env else ".".join(loc)
     return f"{where}: {first['msg']}"
 
