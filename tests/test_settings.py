@@ -107,18 +107,38 @@ def test_explicit_overrides_and_home_win(tmp_path: Path, monkeypatch: pytest.Mon
         ("ca:\n  kdf_log2_n: 10\n", "kdf_log2_n"),
         ("sqlite_synchronous: off\n", "sqlite_synchronous"),
         ("crl:\n  next_update: soon\n", "invalid duration 'soon'"),
+        ("server:\n  port: 70000\n", "server.port: Input should be less than or equal to 65535"),
+        ("server:\n  port: 0\n", "server.port: Input should be greater than or equal to 1"),
         ("profiles:\n  web:\n    ekus: [serverAuth]\n", "default_validity"),
         ("profiles:\n  web:\n    ekus: [a]\n    default_validity: 1d\n"
          "    max_validity: 2d\n    wildcard: true\n", "wildcard"),
     ],
     ids=["unclosed", "indent", "list", "scalar", "unknown-top", "unknown-ca-key",
-         "kdf-too-low", "sync-off", "bad-duration", "missing-field", "unknown-profile-key"],
+         "kdf-too-low", "sync-off", "bad-duration", "port-too-high", "port-zero", "missing-field",
+         "unknown-profile-key"],
 )  # fmt: skip
 def test_bad_config_is_a_clear_value_error(tmp_path: Path, text: str, words: str) -> None:
     write_config(tmp_path, text)
     with pytest.raises(ValueError) as info:
         load_settings(tmp_path)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("port", [0, 65536])
+def test_a_bad_value_is_one_line_naming_file_and_setting(tmp_path: Path, port: int) -> None:
+    write_config(tmp_path, f"server:\n  port: {port}\n")
+    with pytest.raises(ValueError) as info:
+        load_settings(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / CONFIG_FILE}: server.port: Input should be")
+    assert "\n" not in str(info.value)  # the CLI prints it after "error:", on one line
+
+
+def test_a_bad_environment_value_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PKIFORGE_SERVER__PORT", "70000")
+    with pytest.raises(ValueError, match=r"^PKIFORGE_SERVER__PORT: Input should be less"):
+        load_settings(tmp_path)
 
 
 def test_bad_env_value_is_a_value_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

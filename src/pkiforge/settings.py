@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +28,8 @@ from pydantic_settings import (
 from pkiforge.durations import parse_duration
 
 CONFIG_FILE = "config.yaml"
+MIN_PORT, MAX_PORT = 1, 65535  # a TCP port to listen on (0, "any free port", is refused)
+Port = Annotated[int, Field(ge=MIN_PORT, le=MAX_PORT)]
 
 
 class _Section(BaseModel):
@@ -120,7 +129,7 @@ class ServerSettings(_Section):
     """The HTTPS API."""
 
     host: str = "127.0.0.1"
-    port: int = 8443
+    port: Port = 8443
     workers: int = 1
     # per worker process: 0 runs requests inline in the event loop, N in N threads; unset
     # means inline for SQLite (all local CPU) and 16 threads for PostgreSQL (network waits)
@@ -251,16 +260,33 @@ def load_settings(home: Path, **overrides: Any) -> Settings:
         data.update(loaded)
     data.update({k: v for k, v in overrides.items() if v is not None})
     data["home"] = home
-    return _merge_env(data)
+    return _merge_env(data, str(path) if path.exists() else "settings")
 
 
-def _merge_env(file_values: dict[str, Any]) -> Settings:
-    env_only = Settings.model_validate({})  # defaults + environment
+def _merge_env(file_values: dict[str, Any], source: str) -> Settings:
+    try:
+        env_only = Settings.model_validate({})  # defaults + environment
+    except ValidationError as exc:
+        raise ValueError(_first_error(exc, env=True)) from None
     # exclude_unset, not exclude_defaults: an env value equal to the default still wins
     env_set = env_only.model_dump(exclude_unset=True)
     merged = _deep_merge(file_values, env_set)
     merged["home"] = file_values["home"]  # the caller's --home always wins
-    return Settings.model_validate(merged)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:  # the environment's values passed above: the file's did not
+        raise ValueError(f"{source}: {_first_error(exc, env=False)}") from None
+
+
+def _first_error(exc: ValidationError, *, env: bool) -> str:
+    """One line naming the setting (as written in the file, or its variable) and the reason;
+    never the value, which may be a secret."""
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    if not loc:  # a check across the whole settings: its message names the settings
+        return str(first["msg"])
+    where = "PKIFORGE_" + "__".join(loc).upper() if env else ".".join(loc)
+    return f"{where}: {first['msg']}"
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

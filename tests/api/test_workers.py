@@ -15,8 +15,6 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +32,7 @@ from pkiforge.api.workers import NOT_READY, _HandedServer, least_busy
 from tests.conftest import data_file
 
 from .conftest import HTTPS_WHITELIST
-from .server import Server, env, free_port, make_home, start_server
+from .server import Server, make_home, start_server
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 
@@ -344,32 +342,3 @@ def _running(pid: int) -> bool:
         return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
-
-
-def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
-    home = make_home(tmp_path / "home", HTTPS_WHITELIST)
-    port = free_port()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", port))
-        taken.listen()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pkiforge.cli",
-                "--home",
-                str(home.path),
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-            ],
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert proc.returncode != 0
-    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
-    assert "Traceback" not in proc.stderr

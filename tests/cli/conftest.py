@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,28 @@ def pkiforge(workdir: Path) -> Pkiforge:
     result = run("init", "--root-key-type", "p384", "--intermediate-key-type", "p256")
     assert result.code == 0, result.stderr
     return run
+
+
+def cli_commands() -> list[tuple[str, Any]]:
+    """(name, click command) for every command of the `pkiforge` CLI, found by walking it."""
+    import typer.main
+
+    from pkiforge.cli.main import app
+
+    found: list[tuple[str, Any]] = []
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        subcommands = getattr(command, "commands", None)
+        if isinstance(subcommands, dict):  # a group
+            for name, sub in sorted(subcommands.items()):
+                walk(sub, (*path, name))
+        else:
+            found.append((" ".join(path), command))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def options_of(command: Any) -> set[str]:
+    """Every option name (`--port`, `-H`, ...) a command takes."""
+    return {name for param in getattr(command, "params", []) for name in param.opts}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import random
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -21,12 +22,14 @@ from pkiforge.ca.lifecycle import IssueRequest, parse_names
 from pkiforge.ca.models import SYSTEM, CAStatus
 from pkiforge.client.pairstore import Pair, install_pair, write_atomic
 from pkiforge.client.schedule import Backoff, RenewalPolicy
-from pkiforge.settings import Settings
+from pkiforge.errors import Conflict, InvalidInput
+from pkiforge.settings import MAX_PORT, MIN_PORT, Settings
 from pkiforge.wiring import Pki
 from pkiforge.x509.keys import parse_key_type, private_key_pem
 
 log = logging.getLogger("pkiforge.server")
 SERVER_SERVICE_ID = "pkiforge"
+BACKLOG = 2048
 
 
 def tls_files(home: Path) -> TLSFiles:
@@ -162,13 +165,37 @@ def uvicorn_config(files: TLSFiles, host: str, port: int) -> Any:
     )
 
 
-def serve(settings: Settings, files: TLSFiles, *, workers: int, host: str, port: int) -> None:
-    """Serve in this process, or in `workers` processes with a socket each (blocks)."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to the address and listening: one worker or many serve from it, so
+    both fail the same way, here, before serving starts.
+
+    Raises:
+        InvalidInput: the port is outside 1-65535.
+        Conflict: the address is taken or cannot be bound here.
+    """
+    if not MIN_PORT <= port <= MAX_PORT:  # bind() would refuse 65536+ only with OverflowError
+        raise InvalidInput(f"port {port} is outside {MIN_PORT}-{MAX_PORT}", field="port")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise Conflict(f"cannot listen on {host}:{port}: {reason}", field="port") from None
+    return sock
+
+
+def serve(files: TLSFiles, listener: socket.socket, *, workers: int) -> None:
+    """Serve on `listener` in this process, or in `workers` processes (blocks; closes it)."""
     import uvicorn
 
+    host, port = listener.getsockname()[:2]
     if workers > 1:
         from pkiforge.api.workers import Supervisor
 
-        Supervisor(files, host, port, workers).run()
+        Supervisor(files, host, port, workers).run(listener)
         return
-    uvicorn.Server(uvicorn_config(files, host, port)).run()
+    uvicorn.Server(uvicorn_config(files, host, port)).run(sockets=[listener])

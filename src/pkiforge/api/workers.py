@@ -36,33 +36,13 @@ from typing import Any
 import uvicorn
 
 from pkiforge.api.tls import TLSFiles
-from pkiforge.errors import Conflict
 
 log = logging.getLogger("pkiforge.server")
 RESTART_PAUSE = 1.0  # between restarts of a worker that keeps dying
 STOP_TIMEOUT = 15.0  # uvicorn's graceful shutdown (10 s) plus margin, then SIGKILL
 START_TIMEOUT = 30.0  # the first connections wait at most this long for every worker
-BACKLOG = 2048
 ACCEPTS_PER_WAKE = 64  # the supervisor goes back to watching its workers at least this often
 FDS_PER_MESSAGE = 64
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to the address and listening.
-
-    Raises:
-        Conflict: the address is taken or cannot be bound here.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(BACKLOG)
-    except OSError as exc:
-        sock.close()
-        raise Conflict(f"cannot listen on {host}:{port}: {exc.strerror}", field="port") from None
-    return sock
 
 
 def _worker(
@@ -193,7 +173,8 @@ def least_busy(held: Sequence[int], taken: Sequence[int], sent: Sequence[int]) -
 
 
 class Supervisor:
-    """Run `workers` serving processes and hand them connections until SIGINT/SIGTERM."""
+    """Run `workers` serving processes and hand them the connections of a listening socket
+    (`server.listening_socket`) until SIGINT/SIGTERM."""
 
     def __init__(self, files: TLSFiles, host: str, port: int, workers: int) -> None:
         self.files, self.host, self.port, self.workers = files, host, port, workers
@@ -208,8 +189,8 @@ class Supervisor:
         self._accepting = False
         self._start_deadline = 0.0
 
-    def run(self) -> None:
-        listener = listening_socket(self.host, self.port)  # fails here, once, if taken
+    def run(self, listener: socket.socket) -> None:
+        """Serve until stopped; closes `listener` at the end."""
         listener.setblocking(False)
         previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

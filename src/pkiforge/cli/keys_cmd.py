@@ -17,6 +17,7 @@ from pkiforge.cli import remote
 from pkiforge.cli.files import check_writable, read_input, write_output
 from pkiforge.cli.output import emit_json, err, fields, table, when
 from pkiforge.cli.state import CliState
+from pkiforge.client.core import segment
 from pkiforge.errors import InvalidInput
 from pkiforge.store.key_repos import SqlKeyRepository
 
@@ -128,6 +129,7 @@ def register(
     json_out: JsonOpt = False,
 ) -> None:
     """Register a public key; prints its key id (and fills it into NAME.json next to it)."""
+    remote.require_server(server, cert=cert, key=key, cacert=cacert)
     pem = read_input(public_key, "public key", "public_key")
     if algorithm in ALGORITHMS:
         algorithm = str(ALGORITHMS[algorithm])
@@ -135,8 +137,8 @@ def register(
         body: dict[str, str | None] = {"public_key": pem.decode("utf-8", "replace")}
         body["client_name"] = name
         body |= {"email": email, "organization": organization, "algorithm": algorithm}
-        with remote.client(server, cert, key, cacert) as http:
-            shown = remote.call(http, "POST", "/api/v1/keys", json=body)
+        with remote.client(server, cert, key, cacert) as pki:
+            shown = remote.call(pki, "POST", "/api/v1/keys", json=body)
     else:
         state: CliState = ctx.obj
         registration = KeyRegistration(pem, name, email, organization, algorithm)
@@ -172,11 +174,12 @@ def list_keys(
     json_out: JsonOpt = False,
 ) -> None:
     """Registered keys, newest first."""
+    remote.require_server(server, cert=cert, key=key, cacert=cacert)
     if server:
-        params: dict[str, Any] = {"limit": limit}
+        params: dict[str, str | int] = {"limit": limit}
         params |= {k: v for k, v in [("status", status), ("client_name", client_name)] if v}
-        with remote.client(server, cert, key, cacert) as http:
-            keys = remote.call(http, "GET", "/api/v1/keys", params=params)["items"]
+        with remote.client(server, cert, key, cacert) as pki:
+            keys = remote.call(pki, "GET", "/api/v1/keys", params=params)["items"]
     else:
         state: CliState = ctx.obj
         query = KeyQuery(status=status, client_name=client_name, limit=limit)
@@ -216,10 +219,11 @@ def revoke(
     json_out: JsonOpt = False,
 ) -> None:
     """Revoke a key for good: servers refuse it within 5 s (at once where it was revoked)."""
+    remote.require_server(server, cert=cert, key=key, cacert=cacert)
     if server:
-        with remote.client(server, cert, key, cacert) as http:
-            path = f"/api/v1/keys/{key_id}/revoke"
-            shown = remote.call(http, "POST", path, json={"reason": reason})
+        with remote.client(server, cert, key, cacert) as pki:
+            path = f"/api/v1/keys/{segment(key_id)}/revoke"
+            shown = remote.call(pki, "POST", path, json={"reason": reason})
     else:
         state: CliState = ctx.obj
         shown = _as_dict(_registry(state).revoke(key_id, reason, OPERATOR))

@@ -95,6 +95,9 @@ def run() -> None:
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None
+    except typer.TyperException as exc:  # Typer 0.26+ raises its own click's: usage is exit 2
+        typer.echo(f"Error: {exc.format_message()}", err=True)
+        raise SystemExit(exc.exit_code) from None
     except OSError as exc:
         raise SystemExit(
             _exit(fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip(), 1))

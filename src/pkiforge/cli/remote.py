@@ -1,92 +1,98 @@
-"""Calling a pkiforge server from the CLI: an mTLS httpx client and problem+json as our errors."""
+"""Calling a pkiforge server from the CLI: one TLS context from the mTLS options, and the
+client library (`PkiClient`) for the requests and the problem+json errors."""
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:  # imported when a command calls a server: the others start without it
-    import httpx
+from pkiforge.errors import InvalidInput
 
-from pkiforge.errors import (
-    AuthenticationFailed,
-    Conflict,
-    InvalidInput,
-    NotFound,
-    PermissionDenied,
-    PkiError,
-    RateLimited,
-    StoreUnavailable,
-)
+if TYPE_CHECKING:  # imported when a command calls a server: the others start without it
+    from pkiforge.client.core import Reply
+    from pkiforge.client.sync import PkiClient
 
 ServerOpt = Annotated[
     str | None,
     typer.Option("--server", help="Call this pkiforge API (https://host:8443) instead of the DB."),
 ]
-CertOpt = Annotated[Path | None, typer.Option("--cert", help="Client certificate (mTLS).")]
-KeyOpt = Annotated[Path | None, typer.Option("--key", help="Client certificate's key.")]
+CertOpt = Annotated[
+    Path | None, typer.Option("--cert", help="Client certificate chain (mTLS), leaf first.")
+]
+KeyOpt = Annotated[
+    Path | None, typer.Option("--key", help="Client certificate's key (default: in --cert).")
+]
 CACertOpt = Annotated[
     Path | None, typer.Option("--cacert", help="CA bundle to trust (default: system).")
 ]
-
-_ERRORS: dict[int, type[PkiError]] = {
-    400: InvalidInput,
-    401: AuthenticationFailed,
-    403: PermissionDenied,
-    404: NotFound,
-    409: Conflict,
-    422: InvalidInput,
-    503: StoreUnavailable,
-}
+TIMEOUT = 30.0
 
 
-def client(
-    server: str, cert: Path | None, key: Path | None, cacert: Path | None, **kwargs: Any
-) -> httpx.Client:
-    """An httpx client for `server`, presenting `cert` if given and trusting `cacert`."""
-    import httpx
-
-    verify: Any = str(cacert) if cacert else True
-    return httpx.Client(
-        base_url=server.rstrip("/"),
-        verify=verify,
-        cert=(str(cert), str(key)) if cert and key else (str(cert) if cert else None),
-        timeout=30,
-        **kwargs,
-    )
-
-
-def raise_for_problem(response: httpx.Response) -> None:
-    """Turn an error response into the matching pkiforge error (its `detail` as message).
+def tls_context(cert: Path | None, key: Path | None, cacert: Path | None) -> ssl.SSLContext:
+    """The one TLS context of a remote command: trust `cacert`, present `cert` with `key`.
 
     Raises:
-        PkiError: any status >= 400.
+        typer.BadParameter: `--key` without `--cert` (a usage error).
+        InvalidInput: a file is missing or not what it should be.
     """
-    if response.status_code < 400:
-        return
+    from pkiforge.client.tls import file_client_context
+
+    if key is not None and cert is None:
+        raise typer.BadParameter("needs --cert", param_hint="'--key'")
+    for name, path in (("cacert", cacert), ("cert", cert), ("key", key)):
+        if path is not None and not path.is_file():
+            raise InvalidInput(f"--{name} {path}: no such file", field=name)
     try:
-        detail = str(response.json().get("detail") or response.reason_phrase)
-    except ValueError:
-        detail = response.text.strip()[:200] or response.reason_phrase
-    message = f"server answered {response.status_code}: {detail}"
-    if response.status_code == 429:
-        raise RateLimited(message, retry_after=int(response.headers.get("retry-after", "1")))
-    raise _ERRORS.get(response.status_code, PkiError)(message)
+        return file_client_context(ca=cacert, cert=cert, key=key)
+    except ssl.SSLError as exc:  # not PEM, no certificate, or a key that does not fit
+        raise InvalidInput(
+            f"cannot use the TLS files (--cacert, --cert, --key): {exc.reason or exc}",
+            field="cert",
+        ) from None
 
 
-def call(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+def require_server(server: str | None, **tls_options: Path | None) -> None:
+    """Refuse mTLS options without `--server`: they would be ignored by a local command.
+
+    Raises:
+        typer.BadParameter: `--cert`, `--key` or `--cacert` given without `--server`.
+    """
+    given = [f"--{name}" for name, value in tls_options.items() if value is not None]
+    if server is None and given:
+        hint = " / ".join(f"'{option}'" for option in given)
+        raise typer.BadParameter(
+            "only with --server (a local command would ignore it)", param_hint=hint
+        )
+
+
+def client(server: str, cert: Path | None, key: Path | None, cacert: Path | None) -> PkiClient:
+    """A `PkiClient` for `server`, presenting `cert` if given and trusting `cacert`."""
+    from pkiforge.client.sync import PkiClient
+
+    return PkiClient(server, verify=tls_context(cert, key, cacert), timeout=TIMEOUT)
+
+
+def _json(reply: Reply) -> Any:
+    return reply.json()
+
+
+def call(
+    pki: PkiClient,
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, str | int] | None = None,
+    json: Any = None,
+) -> Any:
     """Send one request and return its JSON body.
 
     Raises:
-        PkiError: an error answer, or the server cannot be reached (StoreUnavailable).
+        PkiError: an error answer (by status and problem type), or Unreachable.
     """
-    import httpx
+    from pkiforge.client.core import Call
 
-    try:
-        response = http.request(method, path, **kwargs)
-    except httpx.TransportError as exc:
-        raise StoreUnavailable(f"cannot reach {http.base_url}: {exc}") from None
-    raise_for_problem(response)
-    return response.json()
+    return pki.send(Call(method, path, _json, params=dict(params or {}), body=json))

@@ -11,6 +11,7 @@ import typer
 from cryptography.hazmat.primitives import serialization
 
 from pkiforge.auth.algorithms import PrivateKey, SignatureAlgorithm
+from pkiforge.cli import remote
 from pkiforge.cli.files import read_input
 from pkiforge.cli.output import emit_json
 from pkiforge.errors import InvalidInput, StoreUnavailable
@@ -38,7 +39,9 @@ def request_cmd(
     header: Annotated[
         list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
     ] = None,
-    cacert: Annotated[Path | None, typer.Option("--cacert", help="CA bundle to trust.")] = None,
+    cacert: remote.CACertOpt = None,
+    cert: remote.CertOpt = None,
+    key: remote.KeyOpt = None,
     algorithm: Annotated[
         str | None, typer.Option("--algorithm", help="RFC 9421 name (default: the key's).")
     ] = None,
@@ -49,7 +52,10 @@ def request_cmd(
         bool, typer.Option("--json", help="Print {status, headers, body} as JSON.")
     ] = False,
 ) -> None:
-    """Sign METHOD URL with the private key and print the response body (exit 0 below 400)."""
+    """Sign METHOD URL with the private key and print the response body (exit 0 below 400).
+
+    With --cert (and --key) it also presents a client certificate, for APIs behind mTLS.
+    """
     import httpx
 
     from pkiforge.client.auth import SigningAuth
@@ -61,9 +67,9 @@ def request_cmd(
     auth = SigningAuth(
         key_id=key_id, private_key=_load_key(private_key), algorithm=_algorithm(algorithm)
     )
-    verify: Any = str(cacert) if cacert else True
+    tls = remote.tls_context(cert, key, cacert)
     try:
-        with httpx.Client(verify=verify, timeout=30) as http:
+        with httpx.Client(verify=tls, timeout=remote.TIMEOUT) as http:
             response = http.request(method.upper(), url, content=body, headers=headers, auth=auth)
     except httpx.TransportError as exc:
         raise StoreUnavailable(f"cannot reach {url}: {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from pkiforge import passphrase
 from pkiforge.cli.output import err
 from pkiforge.cli.state import CliState
 from pkiforge.errors import Conflict
+from pkiforge.settings import MAX_PORT, MIN_PORT
 from pkiforge.whitelist import WHITELIST_FILE, load_whitelist
 
 RENEW_CHECK_SECONDS = 60.0
@@ -23,7 +25,10 @@ def register(app: typer.Typer) -> None:
 def serve_cmd(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Default: server.host (127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Default: server.port (8443).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=MIN_PORT, max=MAX_PORT, help="Default: server.port (8443)."),
+    ] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes.")] = None,
 ) -> None:
     """Serve the HTTPS API (TLS 1.2+, client certificates verified against this CA)."""
@@ -32,12 +37,10 @@ def serve_cmd(
 
 
 def start(state: CliState, host: str | None, port: int | None, workers: int | None) -> None:
-    """Ensure the server certificate, then run uvicorn until interrupted."""
+    """Check the CA, bind the address, then serve until interrupted."""
     # the server's modules (FastAPI, uvicorn) are imported here: every other command starts
     # without them
-    from pkiforge.api.server import ensure_server_certificate, serve, start_renewal_thread
-    from pkiforge.store import checkpoint
-    from pkiforge.store.checkpoint import WalCheckpointer
+    from pkiforge.api.server import listening_socket
 
     settings = state.settings
     if not state.pki.hierarchy.all():
@@ -48,6 +51,22 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
             f"warning: no {WHITELIST_FILE} in {state.home}: "
             "no service may do more than /whoami and public reads"
         )
+    bind_host, bind_port = host or settings.server.host, port or settings.server.port
+    # bound before anything starts: a taken port fails here, the same way for any --workers
+    listener = listening_socket(bind_host, bind_port)
+    try:
+        _serve(state, listener, bind_host, bind_port, workers or settings.server.workers)
+    finally:
+        listener.close()
+
+
+def _serve(state: CliState, listener: socket.socket, host: str, port: int, workers: int) -> None:
+    """Ensure the server certificate, then serve on `listener` until interrupted."""
+    from pkiforge.api.server import ensure_server_certificate, serve, start_renewal_thread
+    from pkiforge.store import checkpoint
+    from pkiforge.store.checkpoint import WalCheckpointer
+
+    settings = state.settings
     files = ensure_server_certificate(state.pki, settings)
     stop = start_renewal_thread(
         lambda: ensure_server_certificate(state.pki, settings), RENEW_CHECK_SECONDS
@@ -62,16 +81,9 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
         os.environ["PKIFORGE_DATABASE_URL"] = state.database_url
     if state.passphrase_file:
         os.environ[passphrase.FILE_ENV] = str(state.passphrase_file.resolve())
-    bind_host, bind_port = host or settings.server.host, port or settings.server.port
-    err.print(f"serving https://{bind_host}:{bind_port} (CA in {state.home})")
+    err.print(f"serving https://{host}:{port} (CA in {state.home})")
     try:
-        serve(
-            settings,
-            files,
-            workers=workers or settings.server.workers,
-            host=bind_host,
-            port=bind_port,
-        )
+        serve(files, listener, workers=workers)
     finally:
         stop.set()
         if checkpointer is not None:

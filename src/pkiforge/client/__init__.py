@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pkiforge.client.agent import AgentConfig, Outcome, RenewalAgent
     from pkiforge.client.aio import AsyncPkiClient
+    from pkiforge.client.auth import SigningAuth
     from pkiforge.client.autorenew import AutoRenewal, RenewalOptions
     from pkiforge.client.enroll import fetch_root
     from pkiforge.client.errors import ServerError, Unreachable
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
         Identity,
         LiveServerContext,
         client_ssl_context,
+        file_client_context,
         server_ssl_context,
         swap_certificate,
     )
@@ -50,6 +52,7 @@ _EXPORTS = {
     "Outcome": "agent",
     "RenewalAgent": "agent",
     "AsyncPkiClient": "aio",
+    "SigningAuth": "auth",
     "AutoRenewal": "autorenew",
     "RenewalOptions": "autorenew",
     "fetch_root": "enroll",
@@ -73,6 +76,7 @@ _EXPORTS = {
     "Identity": "tls",
     "LiveServerContext": "tls",
     "client_ssl_context": "tls",
+    "file_client_context": "tls",
     "server_ssl_context": "tls",
     "swap_certificate": "tls",
 }
@@ -115,10 +119,12 @@ __all__ = [
     "Service",
     "ServiceRegistration",
     "ServiceUpdate",
+    "SigningAuth",
     "Unreachable",
     "WhoAmI",
     "client_ssl_context",
     "fetch_root",
+    "file_client_context",
     "server_ssl_context",
     "swap_certificate",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "Identity",
     "LiveServerContext",
     "client_ssl_context",
+    "file_client_context",
     "server_ssl_context",
     "swap_certificate",
 ]
@@ -61,7 +62,7 @@ class Identity:
         return x509.load_pem_x509_certificates(self.read().cert_pem)[0]
 
 
-def _base(purpose: ssl.Purpose, ca: Path) -> ssl.SSLContext:
+def _base(purpose: ssl.Purpose, ca: Path | None) -> ssl.SSLContext:
     protocol = (
         ssl.PROTOCOL_TLS_SERVER if purpose is ssl.Purpose.CLIENT_AUTH else ssl.PROTOCOL_TLS_CLIENT
     )
@@ -69,7 +70,10 @@ def _base(purpose: ssl.Purpose, ca: Path) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(CIPHERS)
     ctx.options |= ssl.OP_NO_COMPRESSION
-    ctx.load_verify_locations(cafile=str(ca))  # this CA only: no system roots
+    if ca is None:
+        ctx.load_default_certs(purpose)  # the operating system's roots
+    else:
+        ctx.load_verify_locations(cafile=str(ca))  # this CA only: no system roots
     return ctx
 
 
@@ -90,6 +94,29 @@ def client_ssl_context(
     ctx.verify_mode = ssl.CERT_REQUIRED
     if identity is not None:
         swap_certificate(ctx, identity)
+    return ctx
+
+
+def file_client_context(
+    *, ca: Path | None = None, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
+    """A client context from loose files, as `curl --cacert --cert --key` takes them.
+
+    It trusts `ca` (the operating system's roots when None), checks the server's name, and
+    presents `cert` (a chain, leaf first) with `key`, or with the key inside `cert` when `key`
+    is None. Files an agent keeps fresh (`install_pair`) are read from one generation.
+
+    Raises:
+        ValueError: `key` without `cert`.
+        FileNotFoundError / ssl.SSLError: a file is missing or unusable, or the key does not fit.
+    """
+    if key is not None and cert is None:
+        raise ValueError("a private key without its certificate")
+    ctx = _base(ssl.Purpose.SERVER_AUTH, ca)
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if cert is not None:
+        _load_pair(ctx, cert, key or cert)
     return ctx
 
 
@@ -116,8 +143,12 @@ def swap_certificate(ctx: ssl.SSLContext, identity: Identity) -> int:
     Raises:
         FileNotFoundError / ssl.SSLError: a file is missing or the key does not fit.
     """
+    return _load_pair(ctx, identity.cert, identity.key)
+
+
+def _load_pair(ctx: ssl.SSLContext, cert_path: Path, key_path: Path) -> int:
     for attempt in range(LOAD_ATTEMPTS):
-        cert, key = resolve_pair(identity.cert, identity.key)
+        cert, key = resolve_pair(cert_path, key_path)
         try:
             ctx.load_cert_chain(str(cert), str(key))
             return x509.load_pem_x509_certificates(cert.read_bytes())[0].serial_number
