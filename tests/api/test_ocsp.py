@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -17,8 +19,11 @@ from pkiforge.api.app import create_app
 from pkiforge.ca.authority import InitOptions
 from pkiforge.ca.crl import parse_reason
 from pkiforge.ca.lifecycle import IssueRequest
+from pkiforge.ca.ocsp import OCSPResponder
 from pkiforge.settings import load_settings
 from pkiforge.wiring import Pki, build_pki
+
+from .server import Server
 
 
 @dataclass
@@ -189,3 +194,143 @@ async def test_nonce_is_echoed(ocsp_env: Ocsp) -> None:
     (ocsp_env.work / "resp.der").write_bytes(response.content)
     shown = openssl("ocsp", "-respin", "resp.der", "-resp_text", "-noverify", cwd=ocsp_env.work)
     assert shown.stdout.split("OCSP Nonce:")[1].split()[0] == asked
+
+
+def responder_status(env: Ocsp, der: bytes) -> str:
+    """The responseStatus of a DER OCSP response as openssl prints it, in lower case."""
+    (env.work / "resp.der").write_bytes(der)
+    shown = openssl("ocsp", "-respin", "resp.der", "-resp_text", "-noverify", cwd=env.work)
+    text = shown.stdout + shown.stderr
+    found = re.search(r"(?:Responder Error|OCSP Response Status): (\w+)", text)
+    assert found is not None, text
+    return found.group(1).lower()
+
+
+ONE_KEY_TYPE = pytest.mark.parametrize("ocsp_env", ["p256"], indirect=True)
+
+
+@ONE_KEY_TYPE
+@pytest.mark.parametrize("get", [False, True], ids=["post", "get"])
+async def test_two_certificates_in_one_request_is_malformed(ocsp_env: Ocsp, get: bool) -> None:
+    made = openssl(
+        "ocsp", "-issuer", "inter.pem", "-cert", "good.pem", "-cert", "bad.pem",
+        "-reqout", "req.der", cwd=ocsp_env.work,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    der = (ocsp_env.work / "req.der").read_bytes()
+    if get:
+        response = await ocsp_env.client.get("/api/v1/ocsp/" + quote(base64.b64encode(der)))
+    else:
+        response = await ocsp_env.client.post(
+            "/api/v1/ocsp", content=der, headers={"content-type": "application/ocsp-request"}
+        )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/ocsp-response"
+    assert responder_status(ocsp_env, response.content) == "malformedrequest"
+
+
+@ONE_KEY_TYPE
+@pytest.mark.parametrize(
+    "path",
+    [
+        "not*base64",
+        "%25%25%25",
+        "AAAA%3D%3D%3D",
+        base64.b64encode(b"not der").decode(),
+        base64.b64encode(b"\x30\x03\x02\x01\x00").decode(),
+        "",
+        "a/b/c",
+        "%C3%A9t%C3%A9",
+    ],
+    ids=["symbols", "percents", "bad-padding", "not-der", "not-ocsp-der", "empty", "slashes",
+         "non-ascii"],
+)  # fmt: skip
+async def test_get_path_that_is_no_request_is_malformed(ocsp_env: Ocsp, path: str) -> None:
+    response = await ocsp_env.client.get("/api/v1/ocsp/" + path)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/ocsp-response"
+    assert responder_status(ocsp_env, response.content) == "malformedrequest"
+
+
+def der(tag: int, body: bytes) -> bytes:
+    """One DER TLV (definite length)."""
+    size = len(body).to_bytes((len(body).bit_length() + 7) // 8 or 1, "big")
+    return bytes([tag]) + (size if len(body) < 128 else bytes([0x80 | len(size)]) + size) + body
+
+
+def der_body(value: bytes) -> bytes:
+    """The contents of one DER TLV."""
+    first = value[1]
+    if first < 128:
+        return value[2 : 2 + first]
+    width = first & 0x7F
+    return value[2 + width : 2 + width + int.from_bytes(value[2 : 2 + width], "big")]
+
+
+@ONE_KEY_TYPE
+def test_requests_cryptography_reads_only_in_part_get_an_ocsp_answer(ocsp_env: Ocsp) -> None:
+    """A repeated extension is malformed; a CertID hashed with SHA-3 cannot be ours."""
+    made = openssl(
+        "ocsp", "-issuer", "inter.pem", "-sha3-256", "-cert", "good.pem", "-reqout", "sha3.der",
+        cwd=ocsp_env.work,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    responder = OCSPResponder(ocsp_env.pki.ctx)
+    sha3 = responder.respond((ocsp_env.work / "sha3.der").read_bytes())
+    assert responder_status(ocsp_env, sha3) == "unauthorized"
+
+    made = openssl(
+        "ocsp", "-issuer", "inter.pem", "-cert", "good.pem", "-reqout", "req.der", "-no_nonce",
+        cwd=ocsp_env.work,
+    )  # fmt: skip
+    request_list = der_body(der_body((ocsp_env.work / "req.der").read_bytes()))
+    nonce = der(0x30, der(0x06, bytes.fromhex("2b0601050507300102")) + der(0x04, der(0x04, b"n")))
+    twice = der(0x30, der(0x30, request_list + der(0xA2, der(0x30, nonce + nonce))))
+    assert responder_status(ocsp_env, responder.respond(twice)) == "malformedrequest"
+
+
+@pytest.fixture(scope="module")
+def served(https_server: Server) -> Server:
+    """The real server, with the issuer chain and two leaves written to its home."""
+    home = https_server.home
+    (home.path / "chain.pem").write_text(home.cli("ca", "chain", "services").stdout)
+    home.client_cert("billing", "billing.internal")
+    home.client_cert("orders", "orders.internal")
+    return https_server
+
+
+def test_openssl_client_against_the_server(served: Server) -> None:
+    """`openssl ocsp -url` (an independent client) over real HTTPS: one CertID is answered,
+    two are malformedRequest (cryptography builds single responses only)."""
+    home = served.home.path
+    url = ("-url", f"{served.url}/api/v1/ocsp", "-issuer", "chain.pem")
+    trust = ("-CAfile", str(served.home.root), "-VAfile", "chain.pem")
+    one = openssl("ocsp", *url, "-cert", "billing.pem", *trust, cwd=home)
+    assert "billing.pem: good" in one.stdout, one.stdout + one.stderr
+    assert "Response verify OK" in one.stderr
+    two = openssl("ocsp", *url, "-cert", "billing.pem", "-cert", "orders.pem", *trust, cwd=home)
+    assert two.returncode != 0
+    assert "Responder Error: malformedrequest (1)" in two.stdout + two.stderr
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["not*base64", "%25%25", base64.b64encode(b"not der").decode(), "two"],
+    ids=["symbols", "percents", "not-der", "two-certificates"],
+)
+def test_get_with_curl_against_the_server(served: Server, path: str) -> None:
+    """GET /api/v1/ocsp/{base64} answers any path with an OCSP response, never problem+json."""
+    home = served.home.path
+    if path == "two":
+        made = openssl(
+            "ocsp", "-issuer", "chain.pem", "-cert", "billing.pem", "-cert", "orders.pem",
+            "-reqout", "two.der", cwd=home,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        path = quote(base64.b64encode((home / "two.der").read_bytes()), safe="")
+    out, headers = home / "resp.der", home / "headers.txt"
+    status, _ = served.curl(f"/api/v1/ocsp/{path}", "-o", str(out), "-D", str(headers))
+    assert status == 200
+    assert "content-type: application/ocsp-response" in headers.read_text().lower()
+    shown = openssl("ocsp", "-respin", str(out), "-resp_text", "-noverify", cwd=home)
+    assert "Responder Error: malformedrequest (1)" in shown.stdout + shown.stderr

@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import ocsp
@@ -60,13 +61,13 @@ class OCSPResponder:
 
     def respond(self, request_der: bytes) -> bytes:
         """Never raises for a bad request: OCSP has its own error statuses (§2.3)."""
-        if len(request_der) > MAX_REQUEST_BYTES:
+        request = _load(request_der)
+        if request is None:
             return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         try:
-            request = ocsp.load_der_ocsp_request(request_der)
             algorithm = request.hash_algorithm
-        except (ValueError, TypeError):  # also: more than one certificate in the request
-            return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        except UnsupportedAlgorithm:  # e.g. SHA-3: no CertID of ours can match it
+            return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
         issuer = self._issuer(request, algorithm)
         if issuer is None:
             return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
@@ -111,6 +112,22 @@ class OCSPResponder:
         if record is None or record.issuer != issuer or record.certificate is None:
             return None
         return record
+
+
+def _load(der: bytes) -> ocsp.OCSPRequest | None:
+    """The request if it is one we can answer, else None (answered malformedRequest).
+
+    RFC 6960 §4.1.1 allows several CertIDs in one request, but cryptography can neither read
+    nor answer more than one; its extensions are parsed here so a bad one is refused up front.
+    """
+    if len(der) > MAX_REQUEST_BYTES:
+        return None
+    try:
+        request = ocsp.load_der_ocsp_request(der)
+        request.extensions  # noqa: B018  (parsed on first use; may be malformed or repeated)
+    except (ValueError, TypeError, NotImplementedError, x509.DuplicateExtension):
+        return None  # NotImplementedError: no CertID, or more than one
+    return request
 
 
 def _add_status(

@@ -50,9 +50,13 @@ async def ocsp_post(request: Request, state: StateDep) -> Response:
 @router.get("/ocsp/{encoded:path}", responses={200: {"content": {OCSP_RESPONSE: {}}}})
 @blocking
 def ocsp_get(encoded: Annotated[str, Path(max_length=4096)], state: StateDep) -> Response:
-    """The base64 (URL-encoded) DER OCSPRequest in the path."""
+    """The base64 (URL-encoded) DER OCSPRequest in the path.
+
+    A path that is not base64 is answered like any unreadable request: an OCSP
+    malformedRequest response (RFC 6960 §2.3), which OCSP clients understand.
+    """
     try:
         der = base64.b64decode(unquote(encoded), validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInput("OCSP request in the path is not base64", field="path") from None
+        der = b""  # not an OCSPRequest: the responder answers malformedRequest
     return _answer(state, der)
