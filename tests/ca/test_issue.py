@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from pkiforge.ca.lifecycle import IssueRequest
@@ -254,13 +256,45 @@ def test_validity_defaults_and_backdate(shared_pki: Pki) -> None:
     assert cert.not_valid_after_utc == NOW + 90 * DAY
 
 
-def test_explicit_validity_within_profile_maximum(shared_pki: Pki) -> None:
+def test_explicit_validity_below_profile_maximum(shared_pki: Pki) -> None:
+    """Below the maximum the validity runs from now, with the backdate before it."""
     request = shared_pki.certificates.request_from_csr(
-        csr_bytes("p256"), profile="client", service_id="web", validity=365 * DAY
+        csr_bytes("p256"), profile="client", service_id="web", validity=364 * DAY
     )
     cert = shared_pki.certificates.issue(request).certificate
     assert cert is not None
-    assert cert.not_valid_after_utc == NOW + 365 * DAY
+    assert cert.not_valid_after_utc == NOW + 364 * DAY
+    assert cert.not_valid_before_utc == NOW - dt.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["validity-at-maximum", "default"])
+@pytest.mark.parametrize("profile", ["server", "client", "service"])
+def test_whole_validity_is_within_the_profile_maximum(
+    shared_pki: Pki, tmp_path: Path, profile: str, explicit: bool
+) -> None:
+    """notAfter - notBefore, backdate included, is at most the profile's maximum."""
+    limits = shared_pki.ctx.config.profiles[profile]
+    request = shared_pki.certificates.request_from_csr(
+        csr_bytes("p256"),
+        profile=profile,
+        service_id="web",
+        validity=limits.max_validity if explicit else None,
+    )
+    cert = shared_pki.certificates.issue(request).certificate
+    assert cert is not None
+    (tmp_path / "leaf.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+    dates = subprocess.run(
+        ["openssl", "x509", "-in", str(tmp_path / "leaf.pem"), "-noout", "-dates"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    shown = dict(line.split("=", 1) for line in dates.splitlines())
+    not_before, not_after = (
+        dt.datetime.strptime(shown[k], "%b %d %H:%M:%S %Y GMT").replace(tzinfo=dt.UTC)
+        for k in ("notBefore", "notAfter")
+    )
+    assert not_before == NOW - dt.timedelta(minutes=1)  # still backdated for clock skew
+    wanted = limits.max_validity if explicit else limits.default_validity
+    assert not_after - not_before == min(wanted + dt.timedelta(minutes=1), limits.max_validity)
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,12 @@ def limit_names(draft: Draft) -> None:
 
 
 def validity_window(draft: Draft) -> None:
-    """Default/maximum validity by profile, notBefore backdated, notAfter within the issuer's."""
+    """Default/maximum validity by profile, notBefore backdated, notAfter within the issuer's.
+
+    The validity runs from now; the backdate is added before it for clock skew, except that
+    the whole window (notAfter - notBefore) never exceeds the profile maximum: a certificate
+    asked for at the maximum ends one backdate earlier.
+    """
     validity = draft.profile.default_validity if draft.validity is None else draft.validity
     if validity > draft.profile.max_validity:
         raise PolicyViolation(
@@ -110,7 +115,11 @@ def validity_window(draft: Draft) -> None:
     now = utc(draft.now).replace(microsecond=0)
     draft.not_before = now - draft.backdate
     # RFC 5280 §6.1.3: a certificate valid beyond its issuer is truncated, not refused
-    draft.not_after = min(now + validity, utc(draft.issuer_not_after))
+    draft.not_after = min(
+        now + validity,
+        draft.not_before + draft.profile.max_validity,
+        utc(draft.issuer_not_after),
+    )
     if draft.not_after <= now:
         raise PolicyViolation("the issuing CA has expired", field="issuer")
 
