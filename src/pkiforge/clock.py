@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
+from pkiforge.errors import InvalidInput
+
 
 class Clock(Protocol):
     """Source of the current time, always timezone-aware UTC."""
@@ -39,3 +41,21 @@ def utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC)
+
+
+def utc_input(value: dt.datetime, field: str) -> dt.datetime:
+    """`utc(value)` for a time someone sent, which may name an instant datetime cannot hold.
+
+    An offset can carry a time at either end of the years 1-9999 past that end in UTC
+    (`0001-01-01T03:34:38+19:25`, `9999-12-31T23:59:59-01:00`); naive times are taken as UTC.
+
+    Raises:
+        InvalidInput: naming `field`, when the time in UTC falls outside years 1-9999.
+    """
+    try:
+        return utc(value)
+    except OverflowError:
+        raise InvalidInput(
+            f"{field} {value.isoformat()} falls outside the years 1-9999 once converted to UTC",
+            field=field,
+        ) from None

@@ -13,7 +13,8 @@ def parse_duration(text: str) -> dt.timedelta:
     """Parse `30d`, `12h`, `1d12h`, `90s` into a timedelta.
 
     Raises:
-        ValueError: the text is empty, has an unknown unit or is zero.
+        ValueError: the text is empty, has an unknown unit, is zero or is too long for a
+            timedelta.
     """
     value = text.strip().lower()
     if not value or _PART.sub("", value) != "":
@@ -23,7 +24,12 @@ def parse_duration(text: str) -> dt.timedelta:
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(value))
     if seconds <= 0:
         raise ValueError(f"invalid duration {text!r}: must be greater than zero")
-    return dt.timedelta(seconds=seconds)
+    try:
+        return dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(
+            f"invalid duration {text!r}: at most {dt.timedelta.max.days} days"
+        ) from None
 
 
 def format_duration(delta: dt.timedelta) -> str:

@@ -67,9 +67,16 @@ class CAValidity:
     ) -> CAValidity:
         """From now (backdated) for `length`, never beyond `cap` (the issuer's notAfter)."""
         start = utc(now).replace(microsecond=0)
-        end = start + length
-        if cap is not None:
-            end = min(end, utc(cap))
+        if cap is not None and length >= utc(cap) - start:
+            end = utc(cap)
+        else:
+            try:
+                end = start + length
+            except OverflowError:
+                raise PolicyViolation(
+                    f"a validity of {length.days} days ends after the year 9999",
+                    field="validity",
+                ) from None
         if end <= start:
             raise PolicyViolation("the issuing CA has expired", field="issuer")
         return cls(start - backdate, end)

@@ -22,6 +22,7 @@ from pkiforge.ca.profiles import get_profile
 from pkiforge.cli.files import check_writable, read_input, write_output
 from pkiforge.cli.output import emit_json, fields, out, table, when
 from pkiforge.cli.state import CliState
+from pkiforge.clock import utc_input
 from pkiforge.durations import parse_duration
 from pkiforge.errors import InvalidInput
 from pkiforge.x509.keys import describe_key, parse_key_type, private_key_pem
@@ -212,6 +213,11 @@ def list_certs(
             window = now + parse_duration(expiring_within)
         except ValueError as exc:
             raise InvalidInput(str(exc), field="expiring_within") from None
+        except OverflowError:
+            raise InvalidInput(
+                f"--expiring-within {expiring_within} reaches past the year 9999",
+                field="expiring_within",
+            ) from None
     query = CertificateQuery(
         issuer=issuer,
         status=status,
@@ -294,7 +300,7 @@ def parse_invalidity_date(text: str | None) -> dt.datetime | None:
     """An ISO 8601 time (UTC when it has no offset), or None.
 
     Raises:
-        InvalidInput: not ISO 8601.
+        InvalidInput: not ISO 8601, or outside the years 1-9999 once converted to UTC.
     """
     if not text:
         return None
@@ -304,7 +310,7 @@ def parse_invalidity_date(text: str | None) -> dt.datetime | None:
         raise InvalidInput(
             f"invalidity date {text!r} is not ISO 8601", field="invalidity_date"
         ) from None
-    return when_invalid if when_invalid.tzinfo is not None else when_invalid.replace(tzinfo=dt.UTC)
+    return utc_input(when_invalid, "invalidity_date")
 
 
 @app.command("revoke")

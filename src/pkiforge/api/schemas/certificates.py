@@ -8,11 +8,20 @@ from typing import Annotated, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from pkiforge.ca.crl import reason_name
 from pkiforge.ca.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from pkiforge.ca.models import CertificateRecord
+from pkiforge.clock import utc_input
 from pkiforge.errors import InvalidInput
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
@@ -23,6 +32,15 @@ METADATA_DESCRIPTION = (
     f"nested at most {MAX_METADATA_DEPTH} levels deep (this object is level 1), string keys; "
     "anything else is refused naming `metadata` and nothing is stored."
 )
+
+
+def _in_utc(value: dt.datetime, info: ValidationInfo) -> dt.datetime:
+    # InvalidInput is a ValueError: pydantic turns it into a 422 naming the parameter
+    return utc_input(value, info.field_name or "datetime")
+
+
+# a time a client sends, as aware UTC; an instant outside the years 1-9999 in UTC is a 422
+UtcDateTime = Annotated[dt.datetime, AfterValidator(_in_utc)]
 
 
 class _Strict(BaseModel):
@@ -61,7 +79,7 @@ class CertificateFilters(_Strict):
     service_id: str | None = Field(default=None, max_length=128)
     issuer: str | None = Field(default=None, max_length=63)
     status: Literal["active", "expired", "revoked", "pending", "failed"] | None = None
-    expiring_before: dt.datetime | None = None
+    expiring_before: UtcDateTime | None = None
     limit: int = Field(default=100, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=10_000_000)
 
@@ -73,7 +91,7 @@ class RenewRequest(_Strict):
 
 class RevokeRequest(_Strict):
     reason: str = Field(default="unspecified", max_length=64)
-    invalidity_date: dt.datetime | None = None
+    invalidity_date: UtcDateTime | None = None
 
 
 class RevocationOut(BaseModel):
