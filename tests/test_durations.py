@@ -44,9 +44,11 @@ def test_parse(text: str, expected: dt.timedelta) -> None:
         ("thirty days", "use a number and a unit"),
         ("0d", "must be greater than zero"),
         ("0s0m", "must be greater than zero"),
+        ("1000000000d", "at most 999999999 days"),
+        ("9" * 40 + "s", "at most 999999999 days"),
     ],
     ids=["empty", "blank", "no-unit", "no-number", "years", "fraction", "negative", "space",
-         "words", "zero", "zero-combined"],
+         "words", "zero", "zero-combined", "past-timedelta", "huge"],
 )  # fmt: skip
 def test_parse_refuses(text: str, reason: str) -> None:
     with pytest.raises(ValueError) as info:
