@@ -15,6 +15,7 @@ from pkiforge.ca.authorization import (
     check_issuance,
     check_names,
     name_matches,
+    renewal_supersedes,
     require,
 )
 from pkiforge.errors import PermissionDenied
@@ -141,6 +142,26 @@ def test_check_issuance(kwargs: dict[str, object], reason: str | None) -> None:
     with pytest.raises(PermissionDenied) as info:
         check_issuance(LIMITED, **args)  # type: ignore[arg-type]
     assert info.value.data["reason"] == reason
+
+
+@pytest.mark.parametrize(
+    ("policy", "active", "counts", "supersedes"),
+    [
+        (LIMITED, 1, True, False),
+        (LIMITED, 2, True, True),
+        (LIMITED, 3, True, True),
+        (LIMITED, 2, False, False),
+        (ServicePolicy(ALL), 50, True, False),
+        (ServicePolicy(frozenset({Operation.ADMIN}), max_certificates=1), 5, True, False),
+    ],
+    ids=["below", "at-quota", "over-quota", "renewed-expired", "no-quota", "admin"],
+)
+def test_renewal_supersedes_at_the_quota(
+    policy: ServicePolicy, active: int, counts: bool, supersedes: bool
+) -> None:
+    assert (
+        renewal_supersedes(policy, active_certificates=active, renewed_counts=counts) is supersedes
+    )
 
 
 def test_max_validity_caps_the_default_but_not_an_explicit_request() -> None:

@@ -221,6 +221,25 @@ def capped_validity(
     return min(default, policy.max_validity)
 
 
+def renewal_supersedes(
+    policy: ServicePolicy, *, active_certificates: int, renewed_counts: bool
+) -> bool:
+    """Must a renewal revoke the certificate it renews (reason superseded) to keep a
+    non-admin service within `max_certificates`?
+
+    Yes when the service is at (or over) its quota and the renewed certificate is among the
+    active ones counted: the successor then takes its place instead of adding to the count.
+    Below the quota the old certificate stays valid until it expires, as with step-ca and
+    Vault, so a service can deploy its successor at leisure.
+    """
+    return (
+        not policy.is_admin
+        and policy.max_certificates is not None
+        and renewed_counts
+        and active_certificates >= policy.max_certificates
+    )
+
+
 def check_issuance(
     policy: ServicePolicy,
     *,

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from pkiforge.ca.context import CAContext
+from pkiforge.ca.crl import reason_name
 from pkiforge.ca.hierarchy import ROOT_NAME
 from pkiforge.ca.issue import sign_leaf
 from pkiforge.ca.metadata import check_metadata
@@ -25,8 +26,10 @@ from pkiforge.ca.models import (
     CertificateQuery,
     CertificateRecord,
     CertStatus,
+    Revocation,
 )
 from pkiforge.ca.policy import Draft, apply_rules
+from pkiforge.ca.ports import Transaction
 from pkiforge.ca.profiles import get_profile
 from pkiforge.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from pkiforge.x509.csr import check_csr, load_csr
@@ -104,8 +107,12 @@ class CertificateService:
         *,
         server_generated_key: bool = False,
         renewed_from: int | None = None,
+        supersede: bool = False,
     ) -> CertificateRecord:
         """Apply policy, record the serial, sign, record the certificate, audit.
+
+        With `supersede`, the certificate `renewed_from` is revoked (superseded) in the
+        transaction that records this one, so the two are never active together.
 
         Raises:
             PolicyViolation, InvalidName, WeakKey, InvalidInput: refused request.
@@ -153,7 +160,30 @@ class CertificateService:
             if metadata:
                 details["metadata"] = metadata
             self.ctx.audit(tx, actor, action, record.serial_hex, details)
+            if supersede and renewed_from is not None:
+                self._supersede(tx, renewed_from, record, actor)
         return record
+
+    def _supersede(
+        self, tx: Transaction, serial: int, successor: CertificateRecord, actor: Actor
+    ) -> None:
+        """Revoke `serial` with reason superseded, unless it is no longer active."""
+        old = tx.certificates.get(serial)
+        if old is None or old.status is not CertStatus.ACTIVE:
+            return  # revoked meanwhile: it has left the count already
+        reason = x509.ReasonFlags.superseded
+        try:
+            tx.certificates.revoke(
+                serial, Revocation(reason, self.ctx.clock.now(), None, str(actor))
+            )
+        except Conflict:
+            return  # revoked by a transaction that committed after our read
+        details = {
+            "reason": reason_name(reason),
+            "issuer": old.issuer,
+            "superseded_by": successor.serial_hex,
+        }
+        self.ctx.audit(tx, actor, "cert.revoke", old.serial_hex, details)
 
     def issue_with_new_key(
         self, request_without_key: IssueRequest, key_type: KeyType, actor: Actor = OPERATOR
@@ -170,29 +200,22 @@ class CertificateService:
         csr_data: bytes | None = None,
         validity: dt.timedelta | None = None,
         actor: Actor = OPERATOR,
+        supersede: bool = False,
     ) -> CertificateRecord:
         """Issue a successor with the same names, profile, service and issuer.
 
         The same public key is reused unless a CSR brings a new one; a CSR may not ask for
-        names the old certificate did not have.
+        names the old certificate did not have. With `supersede` the old certificate is
+        revoked (superseded) as the successor is recorded; otherwise it stays valid until it
+        expires, so a service can switch over at leisure.
 
         Raises:
             NotFound: unknown serial. Conflict: revoked, never issued, or a CA certificate.
             PolicyViolation: the CSR asks for new names.
         """
         old = self.get(serial)
-        if old.is_ca:
-            raise Conflict(
-                f"certificate {old.serial_hex} belongs to CA {old.common_name!r}: the leaf "
-                "path does not renew CA certificates (see `pkiforge ca --help`)",
-                field="serial",
-            )
-        if old.status is not CertStatus.ACTIVE or old.certificate is None:
-            raise Conflict(
-                f"certificate {old.serial_hex} is {old.status.value}; "
-                "only an active certificate can be renewed",
-                field="serial",
-            )
+        check_renewable(old)
+        assert old.certificate is not None
         public_key = old.certificate.public_key()
         if csr_data is not None:
             wild = get_profile(self.ctx.config.profiles, old.profile).allow_wildcards
@@ -220,7 +243,7 @@ class CertificateService:
             public_key,
             old.metadata,  # the successor carries what the requester attached to the original
         )
-        return self.issue(request, actor, renewed_from=old.serial)
+        return self.issue(request, actor, renewed_from=old.serial, supersede=supersede)
 
     def get(self, serial: int) -> CertificateRecord:
         """Raises NotFound."""
@@ -280,6 +303,22 @@ class CertificateService:
                 backdate=self.ctx.config.backdate,
                 validity=request.validity,
             )
+        )
+
+
+def check_renewable(record: CertificateRecord) -> None:
+    """Raises Conflict unless `record` is an issued leaf certificate that is not revoked."""
+    if record.is_ca:
+        raise Conflict(
+            f"certificate {record.serial_hex} belongs to CA {record.common_name!r}: the leaf "
+            "path does not renew CA certificates (see `pkiforge ca --help`)",
+            field="serial",
+        )
+    if record.status is not CertStatus.ACTIVE or record.certificate is None:
+        raise Conflict(
+            f"certificate {record.serial_hex} is {record.status.value}; "
+            "only an active certificate can be renewed",
+            field="serial",
         )
 
 

@@ -20,10 +20,16 @@ from pkiforge.ca.authorization import (
     check_issuance,
     check_names,
     expand,
+    renewal_supersedes,
     require,
 )
 from pkiforge.ca.enrollment import EnrollmentService, TokenSecret
-from pkiforge.ca.lifecycle import CertificateService, IssueRequest, parse_names
+from pkiforge.ca.lifecycle import (
+    CertificateService,
+    IssueRequest,
+    check_renewable,
+    parse_names,
+)
 from pkiforge.ca.metadata import check_metadata
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus
 from pkiforge.ca.ports import IssuanceEvents, RateLimiter
@@ -134,6 +140,11 @@ class ServiceCertificates:
     ) -> CertificateRecord:
         """Issue a successor of the caller's own certificate.
 
+        Renewal replaces: at the service's `max_certificates` the renewed certificate is
+        revoked (superseded) as its successor is recorded, so the count of active
+        certificates never exceeds the quota; below it, the old one stays valid until it
+        expires.
+
         Raises:
             NotFound, PermissionDenied, RateLimited, Conflict, InvalidInput.
         """
@@ -143,11 +154,19 @@ class ServiceCertificates:
         if not caller.is_admin:
             names = [parse_san(n, allow_wildcard=True) for n in old.names]
             self._check_names(target, names, policy.allowed_names)
+        check_renewable(old)  # a revoked certificate is refused as such, not by the quota
+        active = self._active(target) if policy.max_certificates is not None else 0
+        supersede = renewal_supersedes(
+            policy,
+            active_certificates=active,
+            renewed_counts=old.state(self.certificates.ctx.clock.now()) is CertStatus.ACTIVE,
+        )
         check_issuance(
             policy,
             profile=old.profile,
             validity=validity,
-            active_certificates=self._active(target) - (old.status is CertStatus.ACTIVE),
+            # the successor takes the place of a superseded certificate in the count
+            active_certificates=active - 1 if supersede else active,
             server_key=False,
         )
         if validity is None and old.not_before is not None and old.not_after is not None:
@@ -155,12 +174,16 @@ class ServiceCertificates:
         self.limiter.hit(target)
         try:
             record = self.certificates.renew(
-                serial, csr_data=csr, validity=validity, actor=caller.actor
+                serial, csr_data=csr, validity=validity, actor=caller.actor, supersede=supersede
             )
         except PkiError:
             self.events.failed(old.issuer, old.profile)
             raise
         self.events.issued(record, renewed=True)
+        if supersede:
+            superseded = self.certificates.get(serial)
+            if superseded.status is CertStatus.REVOKED:
+                self.events.revoked(superseded)
         return record
 
     def revoke(
