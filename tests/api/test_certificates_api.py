@@ -359,3 +359,22 @@ async def test_metadata_limits_are_in_the_openapi_description(api: Api) -> None:
     described = spec["components"]["schemas"]["CertificateRequest"]["properties"]["metadata"]
     assert "4096 bytes" in described["description"]
     assert "4 levels" in described["description"]
+
+
+async def test_renewals_keep_the_lifetime_under_a_service_max_validity(api: Api) -> None:
+    """billing has max_validity 200d: each renewal keeps the first certificate's lifetime,
+    not that lifetime plus another backdate."""
+    r = await request(api, "billing", csr=make_csr("billing.internal"), validity_days=30)
+    assert r.status_code == 201, r.text
+    certs = [r.json()]
+    for _ in range(2):
+        r = await api.client.post(
+            f"/api/v1/certificates/{certs[-1]['serial']}/renew", headers=api.as_("billing")
+        )
+        assert r.status_code == 201, r.text
+        certs.append(r.json())
+    lifetimes = {
+        dt.datetime.fromisoformat(c["not_after"]) - dt.datetime.fromisoformat(c["not_before"])
+        for c in certs
+    }
+    assert lifetimes == {dt.timedelta(days=30, minutes=1)}

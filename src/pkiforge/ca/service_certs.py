@@ -170,7 +170,10 @@ class ServiceCertificates:
             server_key=False,
         )
         if validity is None and old.not_before is not None and old.not_after is not None:
-            validity = capped_validity(policy, None, old.not_after - old.not_before)
+            # the validity asked for runs from now; the backdate before it is not part of it
+            backdate = self.certificates.ctx.config.backdate
+            lifetime = old.not_after - old.not_before - backdate
+            validity = capped_validity(policy, None, lifetime)
         self.limiter.hit(target)
         try:
             record = self.certificates.renew(
