@@ -146,6 +146,11 @@ class CertificateService:
         )
         with self.ctx.store.transaction() as tx:
             record = self.ctx.complete(tx, reserved, cert)
+            # revoke before auditing: every revocation takes its issuer's row before the
+            # audit chain's head, and taking them in another order could deadlock
+            superseded = None
+            if supersede and renewed_from is not None:
+                superseded = self._supersede(tx, renewed_from, actor)
             action = "cert.renew" if renewed_from is not None else "cert.issue"
             details: dict[str, Any] = {
                 "issuer": ca.name,
@@ -160,30 +165,26 @@ class CertificateService:
             if metadata:
                 details["metadata"] = metadata
             self.ctx.audit(tx, actor, action, record.serial_hex, details)
-            if supersede and renewed_from is not None:
-                self._supersede(tx, renewed_from, record, actor)
+            if superseded is not None:
+                revoked = {
+                    "reason": reason_name(x509.ReasonFlags.superseded),
+                    "issuer": superseded.issuer,
+                    "superseded_by": record.serial_hex,
+                }
+                self.ctx.audit(tx, actor, "cert.revoke", superseded.serial_hex, revoked)
         return record
 
-    def _supersede(
-        self, tx: Transaction, serial: int, successor: CertificateRecord, actor: Actor
-    ) -> None:
-        """Revoke `serial` with reason superseded, unless it is no longer active."""
+    def _supersede(self, tx: Transaction, serial: int, actor: Actor) -> CertificateRecord | None:
+        """Revoke `serial` with reason superseded; None if it is no longer active."""
         old = tx.certificates.get(serial)
         if old is None or old.status is not CertStatus.ACTIVE:
-            return  # revoked meanwhile: it has left the count already
-        reason = x509.ReasonFlags.superseded
+            return None  # revoked meanwhile: it has left the count already
+        revocation = Revocation(x509.ReasonFlags.superseded, self.ctx.clock.now(), None, str(actor))
         try:
-            tx.certificates.revoke(
-                serial, Revocation(reason, self.ctx.clock.now(), None, str(actor))
-            )
+            tx.certificates.revoke(serial, revocation)
         except Conflict:
-            return  # revoked by a transaction that committed after our read
-        details = {
-            "reason": reason_name(reason),
-            "issuer": old.issuer,
-            "superseded_by": successor.serial_hex,
-        }
-        self.ctx.audit(tx, actor, "cert.revoke", old.serial_hex, details)
+            return None  # revoked by a transaction that committed after our read
+        return old
 
     def issue_with_new_key(
         self, request_without_key: IssueRequest, key_type: KeyType, actor: Actor = OPERATOR
