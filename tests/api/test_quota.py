@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cryptography import x509
+
 from .helpers import Api, make_csr
 
 BILLING_QUOTA = 3  # tests/api/helpers.py WHITELIST
@@ -64,6 +66,12 @@ async def test_renewal_at_the_quota_supersedes(api: Api) -> None:
     renewed = await renew(api, "billing", serials[0])
     assert sorted(await active(api, "billing")) == sorted([renewed["serial"], *serials[1:]])
     assert await revocation(api, serials[0]) == "superseded"
+    crl = x509.load_der_x509_crl(api.pki.revocation.generate_crl("services").der)
+    entry = crl.get_revoked_certificate_by_serial_number(int(serials[0], 16))
+    assert entry is not None
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.name == (
+        "superseded"
+    )
     # the superseded certificate cannot be renewed again; the count has no room for a request
     again = await api.client.post(
         f"/api/v1/certificates/{serials[0]}/renew", headers=api.as_("billing")
