@@ -260,33 +260,54 @@ def load_settings(home: Path, **overrides: Any) -> Settings:
         data.update(loaded)
     data.update({k: v for k, v in overrides.items() if v is not None})
     data["home"] = home
-    return _merge_env(data, str(path) if path.exists() else "settings")
+    return _merge_env(data, path)
 
 
-def _merge_env(file_values: dict[str, Any], source: str) -> Settings:
+def _merge_env(file_values: dict[str, Any], path: Path) -> Settings:
     try:
         env_only = Settings.model_validate({})  # defaults + environment
     except ValidationError as exc:
-        raise ValueError(_first_error(exc, env=True)) from None
+        raise ValueError(_report("invalid configuration in the environment", exc, None)) from None
     # exclude_unset, not exclude_defaults: an env value equal to the default still wins
     env_set = env_only.model_dump(exclude_unset=True)
     merged = _deep_merge(file_values, env_set)
     merged["home"] = file_values["home"]  # the caller's --home always wins
     try:
         return Settings.model_validate(merged)
-    except ValidationError as exc:  # the environment's values passed above: the file's did not
-        raise ValueError(f"{source}: {_first_error(exc, env=False)}") from None
+    except ValidationError as exc:
+        where = f"invalid configuration in {path}" if path.exists() else "invalid configuration"
+        raise ValueError(_report(where, exc, env_set)) from None
 
 
-def _first_error(exc: ValidationError, *, env: bool) -> str:
-    """One line naming the setting (as written in the file, or its variable) and the reason;
-    never the value, which may be a secret."""
-    first = exc.errors()[0]
-    loc = [str(part) for part in first["loc"]]
-    if not loc:  # a check across the whole settings: its message names the settings
-        return str(first["msg"])
-    where = "PKIFORGE_" + "__".join(loc).upper() if env else ".".join(loc)
-    return f"{where}: {first['msg']}"
+def _report(title: str, exc: ValidationError, env_set: dict[str, Any] | None) -> str:
+    """One line per problem, named by its dotted key (`ca.root_validity: ...`); a value that
+    came from the environment is named by its variable. `env_set` None: all of them did."""
+    lines = [f"{title}:"]
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = tuple(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not loc:  # a check across the whole settings: its message names the settings
+            lines.append(f"  {message}")
+            continue
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        env = "PKIFORGE_" + "__".join(loc).upper()
+        if env_set is None:
+            lines.append(f"  {env}: {message}")
+        elif _is_set(env_set, loc):
+            lines.append(f"  {'.'.join(loc)}: {message} (from {env})")
+        else:
+            lines.append(f"  {'.'.join(loc)}: {message}")
+    return "\n".join(lines)
+
+
+def _is_set(values: dict[str, Any], loc: tuple[str, ...]) -> bool:
+    node: Any = values
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,13 @@ from typing import Any
 import pytest
 
 PASSPHRASE = "cli-test-passphrase-0123456789"
+
+
+def console_script() -> str:
+    """The installed `pkiforge` entry point of this environment (what users run)."""
+    found = shutil.which("pkiforge", path=str(Path(sys.executable).parent))
+    assert found, f"no pkiforge console script next to {sys.executable}: pip install -e ."
+    return found
 
 
 @dataclass
@@ -31,7 +39,7 @@ def make_runner(home: Path, cwd: Path, env_extra: dict[str, str] | None = None) 
         full_env.update(env_extra or {})
         full_env.update(env or {})
         proc = subprocess.run(
-            [sys.executable, "-m", "pkiforge.cli", "--home", str(home), *args],
+            [console_script(), "--home", str(home), *args],
             cwd=cwd,
             env=full_env,
             capture_output=True,

@@ -112,7 +112,6 @@ CASES = [
         3,
         "root CA only signs intermediates",
     ),
-    (["cert", "issue", "--cn", "a.internal"], 3, "give either --csr FILE"),
     (["cert", "revoke", "zz-not-hex", "--reason", "keyCompromise"], 3, "invalid serial"),
     (["cert", "revoke", "abcdef", "--reason", "keyCompromise"], 4, "no certificate with serial"),
     (

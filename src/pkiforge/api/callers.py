@@ -18,7 +18,7 @@ from pkiforge.api.deps import (
 )
 from pkiforge.api.state import AppState
 from pkiforge.ca.authorization import Caller, Operation
-from pkiforge.ca.enrollment import PREFIX, parse_token
+from pkiforge.ca.enrollment import parse_token
 
 
 async def service_caller(identity: ServiceDep, state: StateDep, address: AddressDep) -> Caller:
@@ -28,7 +28,9 @@ async def service_caller(identity: ServiceDep, state: StateDep, address: Address
 
 def _enrolling_caller(request: Request, state: AppState) -> Caller:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip().startswith(PREFIX):
+    # every Bearer credential is taken for a token: a malformed one is refused as such, not
+    # as a missing client certificate
+    if scheme.lower() != "bearer":
         # resolved here, not as a parameter, so a token needs no certificate; tests that
         # override `service_identity` are honoured the same way FastAPI would
         identity = identity_verifier(request)(request, state)

@@ -359,7 +359,7 @@ class HierarchyService:
         if key is None:
             if existing is None or existing.key_ref is None:
                 raise InvalidInput(f"no pending CSR for {name!r}: give the CA key too", field="key")
-            key = self.ctx.keys.load(existing.key_ref)
+            key = self.ctx.load_key(name, existing.key_ref)
         if not keys_match(cert, key):
             raise InvalidInput("the certificate does not match the CA key", field="certificate")
         key_ref = (

@@ -16,6 +16,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from pkiforge.ca.audit import next_entry
 from pkiforge.ca.config import CAConfig
@@ -24,7 +25,7 @@ from pkiforge.ca.models import Actor, CARecord, CAStatus, CertificateRecord, Cer
 from pkiforge.ca.ports import KeyStore, Store, Transaction
 from pkiforge.ca.signing import SigningCA
 from pkiforge.clock import Clock, SystemClock
-from pkiforge.errors import Conflict, IntegrityError, NotFound
+from pkiforge.errors import BadPassphrase, Conflict, IntegrityError, NotFound
 
 SERIAL_ATTEMPTS = 5
 
@@ -134,10 +135,22 @@ class CAContext:
                 f"the key of CA {ca.name!r} is kept offline; give its location to use it",
                 field="key",
             )
-        key = self.keys.load(ref)
+        key = self.load_key(ca.name, ref)
         if not keys_match(ca.certificate, key):
             raise IntegrityError(f"the key given for CA {ca.name!r} does not match its certificate")
         return SigningCA(ca.certificate, key)
+
+    def load_key(self, name: str, key_ref: str) -> CertificateIssuerPrivateKeyTypes:
+        """The private key of CA `name` from the key store.
+
+        Raises:
+            BadPassphrase: naming the CA (the key store knows only the file).
+            NotFound: no key at `key_ref`.
+        """
+        try:
+            return self.keys.load(key_ref)
+        except BadPassphrase as exc:
+            raise BadPassphrase(f"CA {name!r}: {exc}", ca=name) from None
 
     def reserve(self, draft: CertificateRecord) -> CertificateRecord:
         """Store a pending row under a fresh serial and commit; return that row."""

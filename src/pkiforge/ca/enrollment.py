@@ -46,7 +46,11 @@ def parse_token(text: str) -> TokenSecret:
     """
     match = _FORMAT.match(text.strip())
     if match is None:
-        raise AuthenticationFailed("malformed enrollment token", reason="bad-token")
+        raise AuthenticationFailed(
+            f"malformed enrollment token: expected {PREFIX}<16 hex digits>.<secret>, "
+            "as `pkiforge token create` prints it",
+            reason="bad-token",
+        )
     return TokenSecret(match.group(1), hash_secret(match.group(2)))
 
 

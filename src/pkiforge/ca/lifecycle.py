@@ -27,6 +27,8 @@ from pkiforge.ca.models import (
     CertificateRecord,
     CertStatus,
     Revocation,
+    format_serial,
+    parse_serial,
 )
 from pkiforge.ca.policy import Draft, apply_rules
 from pkiforge.ca.ports import Transaction
@@ -35,6 +37,10 @@ from pkiforge.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from pkiforge.x509.csr import check_csr, load_csr
 from pkiforge.x509.keys import KeyType, generate_key
 from pkiforge.x509.names import SubjectName, parse_san, service_from_spiffe
+
+# shortest serial prefix taken for a whole serial: 32 bits, so that a typo rarely lands on
+# another certificate of the inventory
+MIN_SERIAL_PREFIX = 8
 
 
 @dataclass(frozen=True)
@@ -253,6 +259,42 @@ class CertificateService:
         if record is None:
             raise NotFound(f"no certificate with serial {serial:x}", field="serial")
         return record
+
+    def resolve_serial(self, text: str) -> int:
+        """The serial of `text`: a whole serial, or a prefix of at least MIN_SERIAL_PREFIX hex
+        digits that starts exactly one stored serial (as `cert list` shows them).
+
+        Raises:
+            InvalidInput: not hex, or a prefix that more than one serial starts with.
+            NotFound: no certificate has it.
+        """
+        try:
+            serial = parse_serial(text)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="serial") from None
+        with self.ctx.store.transaction(readonly=True) as tx:
+            if tx.certificates.get(serial) is not None:
+                return serial
+            digits = format_serial(serial)  # normalised: lower case, no leading zeros
+            if len(digits) < MIN_SERIAL_PREFIX:
+                raise NotFound(
+                    f"no certificate with serial {digits} (a prefix needs at least "
+                    f"{MIN_SERIAL_PREFIX} hex digits)",
+                    field="serial",
+                )
+            query = CertificateQuery(serial_prefix=digits, limit=2)
+            found = tx.certificates.search(query)
+            if len(found) > 1:
+                count = tx.certificates.count(query)
+                raise InvalidInput(
+                    f"serial prefix {digits} matches {count} certificates; give more digits",
+                    field="serial",
+                )
+        if not found:
+            raise NotFound(
+                f"no certificate with serial {digits} or starting with it", field="serial"
+            )
+        return found[0].serial
 
     def search(self, query: CertificateQuery) -> list[CertificateRecord]:
         with self.ctx.store.transaction(readonly=True) as tx:

@@ -135,6 +135,7 @@ class CertificateQuery:
     service_id: str | None = None
     expiring_before: dt.datetime | None = None
     now: dt.datetime | None = None  # needed for status=expired/active and expiring filters
+    serial_prefix: str | None = None  # leading digits of `format_serial`
     limit: int = 100
     offset: int = 0
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pkiforge.cli.output import err
+from pkiforge.cli.usage import exclusive, usage_error
 from pkiforge.durations import parse_duration
-from pkiforge.errors import InvalidInput
+from pkiforge.errors import AuthenticationFailed, InvalidInput
 
 if TYPE_CHECKING:  # the client (httpx) is imported by these two commands only, when they run
     from pkiforge.client.agent import Hook, Renewer
@@ -46,16 +47,18 @@ def _seconds(text: str, option: str) -> float:
         raise InvalidInput(str(exc), field=option) from None
 
 
-def _hook(command: str | None, sig: str | None, pid_file: Path | None) -> Hook | None:
+def _hook(
+    ctx: typer.Context, command: str | None, sig: str | None, pid_file: Path | None
+) -> Hook | None:
     from pkiforge.client.hooks import exec_hook, parse_signal, signal_hook
 
-    if command and (sig or pid_file):
-        raise InvalidInput("use either --exec or --signal with --pid-file", field="--exec")
+    exclusive(ctx, exec=command, signal=sig)
+    exclusive(ctx, exec=command, pid_file=pid_file)
     if command:
         return exec_hook(command)
     if sig or pid_file:
         if not (sig and pid_file):
-            raise InvalidInput("--signal and --pid-file go together", field="--signal")
+            raise usage_error("--signal and --pid-file go together", ctx)
         try:
             return signal_hook(parse_signal(sig), pid_file)
         except ValueError as exc:
@@ -64,6 +67,7 @@ def _hook(command: str | None, sig: str | None, pid_file: Path | None) -> Hook |
 
 
 def agent(
+    ctx: typer.Context,
     cert: CertOpt,
     key: KeyOpt,
     server: ServerOpt,
@@ -111,7 +115,7 @@ def agent(
     def connect(identity: Identity) -> AbstractContextManager[Renewer]:
         return PkiClient(server, identity=identity)
 
-    worker = RenewalAgent(config, connect, on_renew=_hook(exec_cmd, sig, pid_file))
+    worker = RenewalAgent(config, connect, on_renew=_hook(ctx, exec_cmd, sig, pid_file))
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
@@ -143,12 +147,19 @@ def enroll(
     key_type: Annotated[str, typer.Option(help="p256, p384, ed25519, rsa2048 ...")] = "p256",
 ) -> None:
     """Get a service's first certificate with a one-time token; the key is made on this host."""
+    from pkiforge.ca.enrollment import parse_token
+    from pkiforge.cli.files import check_folders
     from pkiforge.client.enroll import fetch_root
     from pkiforge.client.pairstore import write_atomic
     from pkiforge.client.sync import PkiClient
     from pkiforge.x509.keys import parse_key_type
 
+    try:
+        parse_token(token)
+    except AuthenticationFailed as exc:  # refused here, before a key is made or a server asked
+        raise InvalidInput(f"--token: {exc}", field="token") from None
     identity = _identity(cert, key, ca)
+    check_folders({"--cert": identity.cert, "--key": identity.key, "--ca": identity.ca})
     if not identity.ca.exists():
         if not root_fingerprint:
             raise InvalidInput(f"{identity.ca} does not exist: pass --root-fingerprint", field="ca")

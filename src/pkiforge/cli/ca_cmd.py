@@ -19,6 +19,7 @@ from pkiforge.cli.files import check_writable, load_certificate, read_input, wri
 from pkiforge.cli.init_cmd import ca_summary, show_ca, show_cas
 from pkiforge.cli.output import emit_json, err, out, progress
 from pkiforge.cli.state import CliState
+from pkiforge.cli.usage import exclusive
 from pkiforge.durations import parse_duration
 from pkiforge.errors import InvalidInput
 from pkiforge.signers.file import decrypt_key
@@ -88,6 +89,9 @@ def create_intermediate(
 ) -> None:
     """Add an issuing intermediate (e.g. infrastructure, agents, external)."""
     state: CliState = ctx.obj
+    # with --csr-out the root signs elsewhere (`sign-intermediate`), with its own options
+    exclusive(ctx, csr_out=csr_out, root_key=root_key)
+    exclusive(ctx, csr_out=csr_out, validity=validity)
     kt = parse_key_type(key_type) if key_type else None
     if csr_out is not None:
         check_writable([csr_out], force)
@@ -153,7 +157,7 @@ def import_intermediate(
 ) -> None:
     """Install a signed intermediate (completing create-intermediate --csr-out, or adopting one)."""
     state: CliState = ctx.obj
-    certificate, private = _read_ca(state, cert, key, key_passphrase_file)
+    certificate, private = _read_ca(state, name, cert, key, key_passphrase_file)
     _show(state.pki.hierarchy.import_intermediate(name, certificate, private), json_out)
 
 
@@ -171,7 +175,7 @@ def import_ca(
 ) -> None:
     """Adopt an existing CA: NAME `root` for a self-signed root, else an intermediate."""
     state: CliState = ctx.obj
-    certificate, private = _read_ca(state, cert, key, key_passphrase_file)
+    certificate, private = _read_ca(state, name, cert, key, key_passphrase_file)
     if name == ROOT_NAME:
         ca = state.pki.hierarchy.import_root(certificate, private)
     elif private is None:
@@ -247,10 +251,10 @@ def _revoked_json(done: CARevoked) -> dict[str, object]:
 
 
 def _read_ca(
-    state: CliState, cert: Path, key: Path | None, passphrase_file: Path | None
+    state: CliState, name: str, cert: Path, key: Path | None, passphrase_file: Path | None
 ) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes | None]:
     certificate = load_certificate(read_input(cert, "certificate", "cert"))
-    return certificate, _load_key(state, key, passphrase_file) if key else None
+    return certificate, _load_key(state, name, key, passphrase_file) if key else None
 
 
 def _show(ca: CARecord, json_out: bool) -> None:
@@ -261,11 +265,11 @@ def _show(ca: CARecord, json_out: bool) -> None:
 
 
 def _load_key(
-    state: CliState, path: Path, passphrase_file: Path | None
+    state: CliState, name: str, path: Path, passphrase_file: Path | None
 ) -> CertificateIssuerPrivateKeyTypes:
     data = read_input(path, "key", "key")
     if passphrase_file is not None:
         passphrase = read_input(passphrase_file, "passphrase file", "key_passphrase_file").strip()
     else:
         passphrase = state.passphrase()
-    return decrypt_key(data, passphrase, f"key {path.name}")
+    return decrypt_key(data, passphrase, f"the key {path} of CA {name!r}")

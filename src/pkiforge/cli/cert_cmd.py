@@ -16,12 +16,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 from rich.markup import escape
 
 from pkiforge.ca.crl import parse_reason, reason_name
-from pkiforge.ca.lifecycle import IssueRequest, parse_names
-from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus, parse_serial
+from pkiforge.ca.lifecycle import MIN_SERIAL_PREFIX, IssueRequest, parse_names
+from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus
 from pkiforge.ca.profiles import get_profile
 from pkiforge.cli.files import check_writable, read_input, write_output
 from pkiforge.cli.output import emit_json, fields, out, table, when
 from pkiforge.cli.state import CliState
+from pkiforge.cli.usage import exclusive, usage_error
 from pkiforge.clock import utc_input
 from pkiforge.durations import parse_duration
 from pkiforge.errors import InvalidInput
@@ -32,6 +33,13 @@ app = typer.Typer(help="Leaf certificates.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output files.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Write the certificate PEM here.")]
+SerialArg = Annotated[
+    str,
+    typer.Argument(
+        help=f"Serial in hex, or a unique prefix of it ({MIN_SERIAL_PREFIX}+ digits).",
+        show_default=False,
+    ),
+]
 P12_ENV = "PKIFORGE_P12_PASSPHRASE"
 
 
@@ -42,11 +50,9 @@ class ExportFormat(StrEnum):
     pkcs12 = "pkcs12"
 
 
-def _serial(text: str) -> int:
-    try:
-        return parse_serial(text)
-    except ValueError as exc:
-        raise InvalidInput(str(exc), field="serial") from None
+def _serial(state: CliState, text: str) -> int:
+    """A whole serial or a unique prefix of one (`CertificateService.resolve_serial`)."""
+    return state.pki.certificates.resolve_serial(text)
 
 
 def _validity(text: str | None) -> dt.timedelta | None:
@@ -124,8 +130,12 @@ def issue(
     issuer: Annotated[str | None, typer.Option(help="Issuing intermediate.")] = None,
     validity: Annotated[str | None, typer.Option(help="e.g. 90d (default: profile's).")] = None,
     key_type: Annotated[
-        str, typer.Option(help="Server-made key: p256, p384, ed25519, rsa2048, rsa3072, rsa4096.")
-    ] = "p256",
+        str | None,
+        typer.Option(
+            help="With --cn: p256 (default), p384, ed25519, rsa2048, rsa3072, rsa4096.",
+            show_default=False,
+        ),
+    ] = None,
     key_out: Annotated[
         Path | None,
         typer.Option(help="With --cn: make the key here and write it to this file (0600)."),
@@ -137,14 +147,20 @@ def issue(
 ) -> None:
     """Issue a certificate from a CSR, or with a key made here (--cn ... --key-out)."""
     state: CliState = ctx.obj
+    # a CSR brings its own key and names; these three describe a key made here
+    exclusive(ctx, csr=csr, cn=cn)
+    exclusive(ctx, csr=csr, key_out=key_out)
+    exclusive(ctx, csr=csr, key_type=key_type)
+    if csr is None and cn is None:
+        raise usage_error("give either --csr FILE, or --cn NAME with --key-out FILE", ctx)
+    if csr is None and key_out is None:
+        raise usage_error("--cn needs --key-out FILE, where the key made here is written", ctx)
     pki = state.pki
-    if (csr is None) == (key_out is None):
-        raise InvalidInput("give either --csr FILE, or --cn NAME with --key-out FILE", field="csr")
     check_writable([key_out, out_file], force)
     if csr is not None:
         request = pki.certificates.request_from_csr(
             read_input(csr, "CSR", "csr"),
-            common_name=cn,
+            common_name=None,
             extra_names=san or [],
             service_id=service,
             profile=profile,
@@ -153,8 +169,7 @@ def issue(
         )
         record, key = pki.certificates.issue(request), None
     else:
-        if cn is None:
-            raise InvalidInput("--key-out needs --cn", field="cn")
+        assert cn is not None
         wild = get_profile(pki.ctx.config.profiles, profile).allow_wildcards
         template = IssueRequest(
             common_name=cn,
@@ -164,7 +179,9 @@ def issue(
             issuer=issuer,
             validity=_validity(validity),
         )
-        record, key = pki.certificates.issue_with_new_key(template, parse_key_type(key_type))
+        record, key = pki.certificates.issue_with_new_key(
+            template, parse_key_type(key_type or "p256")
+        )
     if key is not None and key_out is not None:
         write_output(key_out, private_key_pem(key), private=True)
     pem = _pem_out(state, record, chain)
@@ -233,7 +250,7 @@ def list_certs(
         return
     rows = [
         [
-            r.serial_hex[:16] + ("…" if len(r.serial_hex) > 16 else ""),
+            r.serial_hex,  # whole, so that it can be pasted into show, revoke, renew ...
             r.common_name,
             r.service_id,
             r.issuer,
@@ -254,12 +271,13 @@ def list_certs(
 @app.command("show")
 def show(
     ctx: typer.Context,
-    serial: str,
+    serial: SerialArg,
     json_out: JsonOpt = False,
     pem: Annotated[bool, typer.Option("--pem", help="Print the PEM only.")] = False,
 ) -> None:
-    """Show one certificate by serial (hex)."""
-    record = ctx.obj.pki.certificates.get(_serial(serial))
+    """Show one certificate by serial (hex, or a unique prefix)."""
+    exclusive(ctx, json=json_out, pem=pem)
+    record = ctx.obj.pki.certificates.get(_serial(ctx.obj, serial))
     if pem and record.certificate is not None:
         write_output(Path("-"), record.certificate.public_bytes(Encoding.PEM))
         return
@@ -269,7 +287,7 @@ def show(
 @app.command("renew")
 def renew(
     ctx: typer.Context,
-    serial: str,
+    serial: SerialArg,
     csr: Annotated[Path | None, typer.Option(help="New key's CSR (default: same key).")] = None,
     validity: Annotated[str | None, typer.Option(help="Default: same lifetime.")] = None,
     out_file: OutOpt = None,
@@ -281,7 +299,7 @@ def renew(
     state: CliState = ctx.obj
     check_writable([out_file], force)
     record = state.pki.certificates.renew(
-        _serial(serial),
+        _serial(state, serial),
         csr_data=read_input(csr, "CSR", "csr") if csr else None,
         validity=_validity(validity),
     )
@@ -316,7 +334,7 @@ def parse_invalidity_date(text: str | None) -> dt.datetime | None:
 @app.command("revoke")
 def revoke(
     ctx: typer.Context,
-    serial: str,
+    serial: SerialArg,
     reason: Annotated[
         str,
         typer.Option(
@@ -331,16 +349,17 @@ def revoke(
 ) -> None:
     """Revoke a leaf certificate; it appears on the issuer's next CRL (a CA: `ca revoke`)."""
     state: CliState = ctx.obj
+    reason_flag = parse_reason(reason)
     record = state.pki.revocation.revoke(
-        _serial(serial),
-        parse_reason(reason),
+        _serial(state, serial),
+        reason_flag,
         invalidity_date=parse_invalidity_date(invalidity_date),
     )
     if json_out:
         emit_json(record_json(state, record))
     else:
         out.print(
-            f"Revoked {record.serial_hex} ({reason_name(parse_reason(reason))}). "
+            f"Revoked {record.serial_hex} ({reason_name(reason_flag)}). "
             f"Run `pkiforge crl generate --issuer {record.issuer}` to publish it."
         )
 
@@ -348,7 +367,7 @@ def revoke(
 @app.command("export")
 def export(
     ctx: typer.Context,
-    serial: str,
+    serial: SerialArg,
     out_file: Annotated[Path, typer.Option("--out", help="File, or - for stdout.")],
     fmt: Annotated[
         ExportFormat, typer.Option("--format", help="pem, der, chain or pkcs12.")
@@ -363,8 +382,12 @@ def export(
 ) -> None:
     """Write a certificate as PEM, DER, PEM chain (leaf first) or PKCS#12 (with its key)."""
     state: CliState = ctx.obj
+    if fmt is not ExportFormat.pkcs12:
+        for option, value in (("--key", key), ("--password-file", password_file)):
+            if value is not None:
+                raise usage_error(f"{option} goes with --format pkcs12 only", ctx)
     check_writable([out_file], force)
-    record = state.pki.certificates.get(_serial(serial))
+    record = state.pki.certificates.get(_serial(state, serial))
     if record.certificate is None:
         raise InvalidInput(f"certificate {record.serial_hex} was never issued", field="serial")
     cert = record.certificate

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -38,8 +38,24 @@ def check_writable(paths: Sequence[Path | None], force: bool) -> None:
             continue
         if path.exists() and not force:
             raise Conflict(f"{path} already exists; use --force to replace it", field=str(path))
-        if not path.parent.exists():
-            raise InvalidInput(f"folder {path.parent} does not exist", field=str(path))
+    check_folders({str(path): path for path in paths if path is not None and str(path) != "-"})
+
+
+def check_folders(outputs: Mapping[str, Path]) -> None:
+    """Refuse an output whose folder is missing rather than create it: an unmounted removable
+    medium would otherwise receive an offline key on the local disk. Keys are `--option` names.
+
+    Raises:
+        InvalidInput: the folder does not exist (or is not a folder).
+    """
+    for option, path in outputs.items():
+        folder = path.absolute().parent
+        if not folder.is_dir():
+            raise InvalidInput(
+                f"{option}: folder {folder} does not exist; create it (or mount its medium) "
+                "first: nothing was written",
+                field=option,
+            )
 
 
 def write_output(path: Path, data: bytes, *, private: bool = False) -> None:

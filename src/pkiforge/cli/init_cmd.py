@@ -9,7 +9,10 @@ import typer
 import yaml
 
 from pkiforge.ca.authority import InitOptions, InitState
+from pkiforge.ca.context import fingerprint
+from pkiforge.ca.hierarchy import validate_ca_name
 from pkiforge.ca.models import CARecord
+from pkiforge.cli.files import check_folders
 from pkiforge.cli.output import emit_json, err, fields, out, progress, table, when
 from pkiforge.cli.state import CliState
 from pkiforge.errors import Conflict
@@ -46,19 +49,23 @@ def init(
 ) -> None:
     """Create the root CA and the first issuing intermediate in the data directory."""
     state: CliState = ctx.obj
-    _prepare_home(state, trust_domain, organization)
-    init_state = state.pki.hierarchy.init_state()
-    if init_state is InitState.DONE:
-        raise Conflict(f"a CA already exists in {state.home}; refusing to overwrite it")
-    generated = _ensure_passphrase(state, init_state)
+    # every option is checked before the data directory is made, so a refusal leaves nothing
+    # behind and a retry starts clean
     options = InitOptions(
         root_key_type=parse_key_type(root_key_type) if root_key_type else None,
         intermediate_key_type=(
             parse_key_type(intermediate_key_type) if intermediate_key_type else None
         ),
-        intermediate_name=intermediate_name,
+        intermediate_name=validate_ca_name(intermediate_name),
         root_key_location=str(root_key_out.resolve()) if root_key_out else None,
     )
+    if root_key_out is not None:
+        check_folders({"--root-key-out": root_key_out})
+    _prepare_home(state, trust_domain, organization)
+    init_state = state.pki.hierarchy.init_state()
+    if init_state is InitState.DONE:
+        raise Conflict(f"a CA already exists in {state.home}; refusing to overwrite it")
+    generated = _ensure_passphrase(state, init_state)
     with progress(not json_out) as step:
         cas = state.pki.hierarchy.initialize(options, progress=step)
     if json_out:
@@ -108,17 +115,17 @@ def run(
 
 
 def _prepare_home(state: CliState, trust_domain: str | None, organization: str | None) -> None:
-    state.home.mkdir(parents=True, exist_ok=True)
     config = state.home / CONFIG_FILE
-    if config.exists() or not (trust_domain or organization):
-        if trust_domain or organization:
-            raise Conflict(f"{config} exists; edit it to change the trust domain or organization")
-        return
+    if config.exists() and (trust_domain or organization):
+        raise Conflict(f"{config} exists; edit it to change the trust domain or organization")
     ca: dict[str, str] = {}
     if trust_domain:
         ca["trust_domain"] = validate_trust_domain(trust_domain)
     if organization:
         ca["organization"] = organization
+    state.home.mkdir(parents=True, exist_ok=True)
+    if not ca:
+        return
     config.write_text(yaml.safe_dump({"ca": ca}, sort_keys=False), encoding="utf-8")
 
 
@@ -142,6 +149,9 @@ def ca_summary(ca: CARecord) -> dict[str, object]:
         "parent": ca.parent,
         "subject": cert.subject.rfc4514_string() if cert else None,
         "serial": format(cert.serial_number, "x") if cert else None,
+        # SHA-256 of the DER certificate in hex, as `enroll --root-fingerprint` and
+        # `step ca bootstrap --fingerprint` take it
+        "fingerprint_sha256": fingerprint(cert) if cert else None,
         "key": describe_key(cert.public_key()) if cert else None,
         "not_before": cert.not_valid_before_utc if cert else None,
         "not_after": cert.not_valid_after_utc if cert else None,

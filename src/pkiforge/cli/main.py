@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from pkiforge import __version__
@@ -21,8 +20,9 @@ from pkiforge.cli import (
     serve_cmd,
     system_cmd,
     token_cmd,
+    usage,
 )
-from pkiforge.cli.output import exit_code, fail
+from pkiforge.cli.output import INTERRUPTED, INVALID_INPUT, err, exit_code, fail
 from pkiforge.cli.state import CliState
 from pkiforge.errors import PkiError
 
@@ -83,27 +83,34 @@ app.add_typer(keys_cmd.app, name="keys")
 
 
 def run() -> None:
-    """Console entry point: map our errors to one line and an exit code."""
+    """Console entry point: map every failure to one line and a documented exit code."""
     try:
         result = app(standalone_mode=False)
     except PkiError as exc:
         raise SystemExit(_exit(fail(str(exc), exit_code(exc)))) from None
     except ValueError as exc:  # configuration errors from settings
-        raise SystemExit(_exit(fail(str(exc), 3))) from None
-    except typer.Abort:
-        raise SystemExit(_exit(fail("aborted", 1))) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except typer.TyperException as exc:  # Typer 0.26+ raises its own click's: usage is exit 2
-        typer.echo(f"Error: {exc.format_message()}", err=True)
-        raise SystemExit(exc.exit_code) from None
-    except OSError as exc:
-        raise SystemExit(
-            _exit(fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip(), 1))
-        ) from None
+        raise SystemExit(_exit(fail(str(exc), INVALID_INPUT))) from None
+    except typer.Abort:  # Ctrl-C or end of input at a prompt (older click)
+        raise SystemExit(_exit(fail("aborted", INTERRUPTED))) from None
+    except usage.CLICK_EXCEPTION as exc:
+        raise SystemExit(_click_failure(exc)) from None
+    except OSError as exc:  # a file given on the command line cannot be written or read
+        message = f"{exc.strerror or exc}: {exc.filename or ''}".strip().rstrip(":")
+        raise SystemExit(_exit(fail(message, INVALID_INPUT))) from None
     # with standalone_mode=False click returns the code of a typer.Exit instead of raising
     raise SystemExit(result if isinstance(result, int) else 0)
+
+
+def _click_failure(exc: Exception) -> int:
+    if usage.is_help_request(exc):
+        exc.show()  # type: ignore[attr-defined]  # click prints the group's help
+        return usage.USAGE_EXIT
+    message, hint = usage.describe(exc)
+    if not isinstance(exc, usage.USAGE_ERROR):  # click's FileError: a file it could not open
+        return _exit(fail(message, INVALID_INPUT))
+    fail(message)
+    err.print(hint, markup=False)
+    return usage.USAGE_EXIT
 
 
 def _exit(exc: typer.Exit) -> int:

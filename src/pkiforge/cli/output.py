@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pkiforge.errors import (
@@ -23,6 +24,7 @@ from pkiforge.errors import (
     PermissionDenied,
     PkiError,
     RateLimited,
+    ServerError,
     StoreUnavailable,
     Unreachable,
 )
@@ -30,18 +32,34 @@ from pkiforge.errors import (
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-# exit codes: 0 ok, 1 unexpected, 2 usage (Typer), then one per kind of refusal
+# The documented exit codes (README, CLI section); every failure ends with one of them.
+OK, UNEXPECTED, USAGE, INVALID_INPUT, NOT_FOUND = range(5)
+CONFLICT, REFUSED, UNAVAILABLE, INTEGRITY = range(5, 9)
+INTERRUPTED = 130  # the shells' convention for Ctrl-C
+EXIT_TABLE: dict[int, str] = {
+    OK: "ok",
+    UNEXPECTED: "unexpected error (a bug: report it with the message or traceback)",
+    USAGE: "usage (unknown command or option, missing or malformed argument)",
+    INVALID_INPUT: "invalid input (a bad value, file or configuration)",
+    NOT_FOUND: "not found",
+    CONFLICT: "conflict (exists, wrong state, offline key)",
+    REFUSED: "wrong passphrase or not allowed",
+    UNAVAILABLE: "database or server unavailable",
+    INTEGRITY: "integrity failure",
+    INTERRUPTED: "interrupted",
+}
 EXIT_CODES: tuple[tuple[type[PkiError], int], ...] = (
-    (InvalidInput, 3),
-    (NotFound, 4),
-    (Conflict, 5),
-    (BadPassphrase, 6),
-    (AuthenticationFailed, 6),
-    (PermissionDenied, 6),
-    (RateLimited, 6),
-    (StoreUnavailable, 7),
-    (Unreachable, 7),
-    (IntegrityError, 8),
+    (InvalidInput, INVALID_INPUT),
+    (NotFound, NOT_FOUND),
+    (Conflict, CONFLICT),
+    (BadPassphrase, REFUSED),
+    (AuthenticationFailed, REFUSED),
+    (PermissionDenied, REFUSED),
+    (RateLimited, REFUSED),
+    (StoreUnavailable, UNAVAILABLE),
+    (Unreachable, UNAVAILABLE),
+    (ServerError, UNAVAILABLE),
+    (IntegrityError, INTEGRITY),
 )
 
 
@@ -49,12 +67,12 @@ def exit_code(exc: PkiError) -> int:
     for kind, code in EXIT_CODES:
         if isinstance(exc, kind):
             return code
-    return 1
+    return UNEXPECTED  # a bare PkiError: every kind of refusal has its own class above
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
+def fail(message: str, code: int = UNEXPECTED) -> typer.Exit:
     """Print `error: message` on stderr and return the Exit to raise."""
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code)
 
 

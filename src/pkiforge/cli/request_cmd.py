@@ -14,14 +14,20 @@ from pkiforge.auth.algorithms import PrivateKey, SignatureAlgorithm
 from pkiforge.cli import remote
 from pkiforge.cli.files import read_input
 from pkiforge.cli.output import emit_json
+from pkiforge.cli.usage import exclusive
 from pkiforge.errors import InvalidInput, StoreUnavailable
 
 if TYPE_CHECKING:  # imported when the command runs: the other commands start without it
     import httpx
 
 # the CLI's exit codes by HTTP status: 3 invalid input, 4 not found, 5 conflict,
-# 6 not allowed, 7 unavailable, 1 anything else at or above 400
+# 6 not allowed, 7 unavailable; any other 4xx is 3 and any other 5xx is 7 (`exit_for`)
 EXIT_BY_STATUS = {400: 3, 422: 3, 401: 6, 403: 6, 429: 6, 404: 4, 409: 5, 503: 7}
+
+
+def exit_for(status: int) -> int:
+    """The exit code for an HTTP error status (>= 400)."""
+    return EXIT_BY_STATUS.get(status, 7 if status >= 500 else 3)
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +35,7 @@ def register(app: typer.Typer) -> None:
 
 
 def request_cmd(
+    ctx: typer.Context,
     method: Annotated[str, typer.Argument(help="GET, POST, PUT, DELETE, ...")],
     url: Annotated[str, typer.Argument(help="Full URL, e.g. https://api.internal/v1/items")],
     key_id: Annotated[str, typer.Option("--key-id", help="Registered key id.")],
@@ -56,6 +63,7 @@ def request_cmd(
 
     With --cert (and --key) it also presents a client certificate, for APIs behind mTLS.
     """
+    exclusive(ctx, include=include, json=json_out)
     import httpx
 
     from pkiforge.client.auth import SigningAuth
@@ -75,7 +83,7 @@ def request_cmd(
         raise StoreUnavailable(f"cannot reach {url}: {exc}") from None
     _print(response, include, json_out)
     if response.status_code >= 400:
-        raise typer.Exit(EXIT_BY_STATUS.get(response.status_code, 1))
+        raise typer.Exit(exit_for(response.status_code))
 
 
 def _body(data: str | None) -> bytes:

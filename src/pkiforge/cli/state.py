@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pkiforge import passphrase as secrets_
+from pkiforge.errors import NotFound
 from pkiforge.settings import Settings, load_settings
 from pkiforge.wiring import Pki, build_pki
 
@@ -28,8 +29,21 @@ class CliState:
 
     @property
     def pki(self) -> Pki:
+        """The services over the store (opened on first use).
+
+        Raises:
+            NotFound: the data directory of the default SQLite database does not exist.
+        """
         if self._pki is None:
-            self._pki = build_pki(self.settings, self.passphrase)
+            settings = self.settings
+            if settings.database_url is None and not self.home.is_dir():
+                # SQLite would only say "unable to open database file"
+                raise NotFound(
+                    f"no pkiforge data directory at {self.home.resolve()}: `pkiforge init` "
+                    "creates it (or give the existing one with --home or PKIFORGE_HOME)",
+                    field="home",
+                )
+            self._pki = build_pki(settings, self.passphrase)
         return self._pki
 
     def close(self) -> None:

@@ -232,6 +232,8 @@ class SqlCertificateRepository(Repo):
             out.append(c.issuer == q.issuer)
         if q.service_id:
             out.append(c.service_id == q.service_id)
+        if q.serial_prefix:
+            out.append(c.serial_number.startswith(q.serial_prefix, autoescape=True))
         now = utc(q.now or dt.datetime.now(dt.UTC))
         if q.status is CertStatus.EXPIRED:
             out.append(and_(c.status == CertStatus.ACTIVE.value, c.not_after <= now))
