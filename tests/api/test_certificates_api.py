@@ -251,6 +251,18 @@ async def test_enrollment_token_works_once_and_only_for_its_service(api: Api) ->
     assert bad.status_code == 401
 
 
+async def test_a_malformed_bearer_token_is_refused_as_such(api: Api) -> None:
+    """Not as a missing client certificate: the caller meant to present a token."""
+    csr = make_csr("billing.internal", ["billing.internal"])
+    for value in ("Bearer garbage", "bearer pkf_short", "Bearer "):
+        r = await api.client.post(REQ, headers={"Authorization": value}, json={"csr": csr})
+        assert r.status_code == 401, (value, r.text)
+        problem = r.json()
+        assert problem["reason"] == "bad-token", (value, problem)
+        assert "malformed enrollment token" in problem["detail"]
+        assert "client certificate" not in problem["detail"]
+
+
 async def test_metrics_count_lifecycle_and_expiry(api: Api) -> None:
     await register(api, "billing", ["billing.internal"])
     serial = (await issue(api))["serial"]

@@ -13,7 +13,6 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
-from rich.markup import escape
 
 from pkiforge.ca.crl import parse_reason, reason_name
 from pkiforge.ca.lifecycle import MIN_SERIAL_PREFIX, IssueRequest, parse_names
@@ -100,11 +99,9 @@ def _show(state: CliState, record: CertificateRecord, json_out: bool) -> None:
         return
     rev = data.pop("revocation")
     data["names"] = ", ".join(record.names)
-    # one line of JSON; escaped, as brackets in it would otherwise be read as Rich markup
+    # one line of JSON (`fields` prints it as is, brackets included)
     data["metadata"] = (
-        escape(json.dumps(record.metadata, ensure_ascii=False, sort_keys=True))
-        if record.metadata
-        else None
+        json.dumps(record.metadata, ensure_ascii=False, sort_keys=True) if record.metadata else None
     )
     pairs = list(data.items())
     if isinstance(rev, dict):
@@ -265,6 +262,7 @@ def list_certs(
         f"{len(records)} of {total} certificates",
         ["serial", "common name", "service", "issuer", "profile", "status", "expires"],
         rows,
+        whole={"serial"},
     )
 
 

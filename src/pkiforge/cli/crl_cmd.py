@@ -114,4 +114,5 @@ def show(
         None,
         ["serial", "revoked at", "reason"],
         [[e["serial"], when(e["revoked_at"]), e["reason"]] for e in entries],
+        whole={"serial"},
     )

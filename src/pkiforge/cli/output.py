@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pkiforge.errors import (
     AuthenticationFailed,
@@ -92,22 +93,29 @@ def when(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    whole: Collection[str] = (),
+) -> None:
+    """Rows under a header; the `whole` columns (serials) are never folded, so that a value
+    can be copied from any terminal width and pasted back into a command."""
     t = Table(title=title, show_lines=False, header_style="bold")
     for col in columns:
-        t.add_column(col, overflow="fold")
+        t.add_column(col, overflow="fold", no_wrap=col in whole)
     for row in rows:
         t.add_row(*[str(v) if v is not None else "-" for v in row])
     out.print(t)
 
 
 def fields(pairs: Sequence[tuple[str, Any]]) -> None:
-    t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold")
-    t.add_column(overflow="fold")
+    """`name  value` lines, printed as they are: no markup, and never folded (fingerprints and
+    serials stay whole at any terminal width)."""
+    width = max((len(key) for key, _ in pairs), default=0)
     for key, value in pairs:
-        t.add_row(key, str(value) if value is not None else "-")
-    out.print(t)
+        shown = str(value) if value is not None else "-"
+        out.print(Text.assemble((key.ljust(width), "bold"), "  ", shown))
 
 
 @contextmanager

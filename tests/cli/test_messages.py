@@ -1,0 +1,99 @@
+"""Messages that say what is wrong and what to do: home, passphrase, token, config, fingerprint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.cli.conftest import PASSPHRASE, Pkiforge, make_runner
+
+
+def test_missing_home_names_the_path_and_init(workdir: Path) -> None:
+    run = make_runner(workdir / "no-such-home", workdir)
+    for args in (["cert", "list"], ["ca", "list"], ["audit", "verify"]):
+        r = run(*args)
+        assert r.code == 4, (args, r.stderr)
+        assert str((workdir / "no-such-home").resolve()) in r.stderr
+        assert "`pkiforge init` creates it" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert not (workdir / "no-such-home").exists()
+
+
+def test_wrong_passphrase_names_the_ca_and_never_the_passphrase(pkiforge: Pkiforge) -> None:
+    wrong = "not-the-right-passphrase-either"
+    r = pkiforge(
+        "cert",
+        "issue",
+        "--cn",
+        "wrong.internal",
+        "--key-out",
+        "wrong.key",
+        env={"PKIFORGE_CA_PASSPHRASE": wrong},
+    )
+    assert r.code == 6, r.stderr
+    assert "CA 'services'" in r.stderr and "wrong passphrase" in r.stderr
+    assert "ca/services/key.pem" in r.stderr
+    assert wrong not in r.stderr + r.stdout and PASSPHRASE not in r.stderr + r.stdout
+
+
+def test_enroll_refuses_a_malformed_token_before_anything_else(workdir: Path) -> None:
+    run = make_runner(workdir / "unused", workdir)
+    out = workdir / "enroll-garbage"
+    out.mkdir()
+    r = run(
+        "enroll",
+        "--server",
+        "https://127.0.0.1:1",
+        "--token",
+        "garbage",
+        "--name",
+        "svc.internal",
+        "--cert",
+        str(out / "svc.pem"),
+        "--key",
+        str(out / "svc.key"),
+        "--root-fingerprint",
+        "00" * 32,
+    )
+    assert r.code == 3, r.stderr
+    assert "malformed enrollment token" in r.stderr and "client certificate" not in r.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_config_errors_name_the_file_and_each_key(workdir: Path) -> None:
+    home = workdir / "badconfig"
+    home.mkdir()
+    config = home / "config.yaml"
+    config.write_text("ca:\n  root_validity: forever\n  kdf_log2_n: 3\nserver:\n  bogus: 1\n")
+    r = make_runner(home, workdir)("config", "show")
+    assert r.code == 3, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == f"error: invalid configuration in {config}:"
+    problems = sorted(line.strip() for line in lines[1:])
+    assert [p.split(":")[0] for p in problems] == [
+        "ca.kdf_log2_n",
+        "ca.root_validity",
+        "server.bogus",
+    ]
+    assert "invalid duration 'forever'" in problems[1]
+    assert problems[2] == "server.bogus: unknown setting"
+    assert "http" not in r.stderr and "pydantic" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ca_show_prints_the_root_fingerprint(pkiforge: Pkiforge, workdir: Path) -> None:
+    root = workdir / "root-for-fingerprint.pem"
+    assert pkiforge("ca", "chain", "root", "--out", str(root)).code == 0
+    checked = subprocess.run(
+        ["openssl", "x509", "-in", str(root), "-noout", "-fingerprint", "-sha256"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    expected = checked.strip().split("=", 1)[1].replace(":", "").lower()
+
+    r = pkiforge("ca", "show", "root")
+    assert r.code == 0, r.stderr
+    assert ["fingerprint_sha256", expected] in [line.split() for line in r.stdout.splitlines()]
+    r = pkiforge("ca", "show", "root", "--json")
+    assert json.loads(r.stdout)["fingerprint_sha256"] == expected
