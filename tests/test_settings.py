@@ -150,3 +150,35 @@ def test_bad_env_value_is_a_value_error(tmp_path: Path, monkeypatch: pytest.Monk
 def test_empty_file_means_defaults(tmp_path: Path) -> None:
     write_config(tmp_path, "")
     assert load_settings(tmp_path).ca.trust_domain == "pkiforge.internal"
+
+
+def test_schema_errors_name_the_file_and_one_key_per_line(tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        "ca:\n  root_validity: forever\nprofiles:\n  web:\n    ekus: [serverAuth]\n"
+        "server:\n  port: many\n",
+    )
+    with pytest.raises(ValueError) as info:
+        load_settings(tmp_path)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"invalid configuration in {tmp_path / CONFIG_FILE}:"
+    assert sorted(line.strip().split(":")[0] for line in lines[1:]) == [
+        "ca.root_validity",
+        "profiles.web.default_validity",
+        "profiles.web.max_validity",
+        "server.port",
+    ]
+    assert "  profiles.web.max_validity: Field required" in lines
+    assert "https://" not in str(info.value) and "Value error" not in str(info.value)
+
+
+def test_schema_errors_from_the_environment_name_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PKIFORGE_SERVER__PORT", "many")
+    with pytest.raises(ValueError) as info:
+        load_settings(tmp_path)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "invalid configuration in the environment:"
+    assert lines[1].startswith("  PKIFORGE_SERVER__PORT: ")
+    assert "many" not in str(info.value)  # values are not echoed: a URL may hold a password

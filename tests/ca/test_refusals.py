@@ -366,6 +366,8 @@ def test_wrong_passphrase_refuses_and_never_echoes_it(pki: Pki) -> None:
             None,
             "wrong passphrase or corrupted file",
         )
+        assert str(error).startswith("CA 'services': could not decrypt ")  # which key it was
+        assert error.data["ca"] == "services"
         for secret in (WRONG, PASSPHRASE):
             for text in (str(error), repr(error), repr(error.args), repr(error.data)):
                 assert secret.decode() not in text

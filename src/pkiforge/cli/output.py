@@ -47,7 +47,7 @@ EXIT_TABLE: dict[int, str] = {
     REFUSED: "wrong passphrase or not allowed",
     UNAVAILABLE: "database or server unavailable",
     INTEGRITY: "integrity failure",
-    INTERRUPTED: "interrupted",
+    INTERRUPTED: "interrupted (Ctrl-C, or end of input at the passphrase prompt)",
 }
 EXIT_CODES: tuple[tuple[type[PkiError], int], ...] = (
     (InvalidInput, INVALID_INPUT),
