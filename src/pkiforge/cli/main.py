@@ -22,7 +22,7 @@ from pkiforge.cli import (
     token_cmd,
     usage,
 )
-from pkiforge.cli.output import INTERRUPTED, INVALID_INPUT, err, exit_code, fail
+from pkiforge.cli.output import INTERRUPTED, INVALID_INPUT, USAGE, err, exit_code, fail
 from pkiforge.cli.state import CliState
 from pkiforge.errors import PkiError
 
@@ -104,13 +104,13 @@ def run() -> None:
 def _click_failure(exc: Exception) -> int:
     if usage.is_help_request(exc):
         exc.show()  # type: ignore[attr-defined]  # click prints the group's help
-        return usage.USAGE_EXIT
+        return USAGE
     message, hint = usage.describe(exc)
     if not isinstance(exc, usage.USAGE_ERROR):  # click's FileError: a file it could not open
         return _exit(fail(message, INVALID_INPUT))
     fail(message)
     err.print(hint, markup=False)
-    return usage.USAGE_EXIT
+    return USAGE
 
 
 def _exit(exc: typer.Exit) -> int:

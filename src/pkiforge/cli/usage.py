@@ -22,11 +22,9 @@ def _base(name: str) -> type[Exception]:
 CLICK_EXCEPTION = _base("ClickException")
 USAGE_ERROR = _base("UsageError")
 
-USAGE_EXIT = 2
-
 
 def usage_error(message: str, ctx: typer.Context | None = None) -> Exception:
-    """A usage error for `ctx`'s command; `run()` prints it with a `--help` hint, exit 2."""
+    """A usage error for `ctx`'s command; `run()` prints it with a `--help` hint (exit 2)."""
     return USAGE_ERROR(message, ctx)
 
 

@@ -195,7 +195,7 @@ class FileKeyStore:
                 data = path.read_bytes()
             except FileNotFoundError:
                 raise NotFound(f"CA key file {path} not found", field="key") from None
-            key = decrypt_key(data, self._passphrase, str(path))
+            key = decrypt_key(data, self._passphrase, f"CA key {path.name}")
             self._keys[path] = (version, key)
             return key
 
