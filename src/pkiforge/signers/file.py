@@ -153,17 +153,8 @@ class FileKeyStore:
     def save(
         self, name: str, key: CertificateIssuerPrivateKeyTypes, location: str | None = None
     ) -> str:
-        """Encrypt and write the key; return its `file:` reference.
-
-        Raises:
-            InvalidInput: the folder of an explicit `location` does not exist.
-        """
+        """Encrypt and write the key; return its `file:` reference."""
         path = Path(location) if location else self._home / "ca" / name / "key.pem"
-        if location and not path.parent.is_dir():
-            # never created: a missing mount point would put an offline key on the local disk
-            raise InvalidInput(
-                f"folder {path.parent} for the {name} key does not exist", field="key"
-            )
         write_private(path, encrypt_key(key, self._passphrase, self._log2_n))
         ref = path if location else path.relative_to(self._home)
         return f"file:{ref}"
