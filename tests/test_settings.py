@@ -178,7 +178,5 @@ def test_schema_errors_from_the_environment_name_the_variable(
     monkeypatch.setenv("PKIFORGE_SERVER__PORT", "many")
     with pytest.raises(ValueError) as info:
         load_settings(tmp_path)
-    lines = str(info.value).splitlines()
-    assert lines[0] == "invalid configuration in the environment:"
-    assert lines[1].startswith("  PKIFORGE_SERVER__PORT: ")
+    assert str(info.value).startswith("PKIFORGE_SERVER__PORT: ")  # one problem: one line
     assert "many" not in str(info.value)  # values are not echoed: a URL may hold a password

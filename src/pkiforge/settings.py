@@ -267,7 +267,7 @@ def _merge_env(file_values: dict[str, Any], path: Path) -> Settings:
     try:
         env_only = Settings.model_validate({})  # defaults + environment
     except ValidationError as exc:
-        raise ValueError(_report("invalid configuration in the environment", exc, None)) from None
+        raise ValueError(_report("the environment", exc, None)) from None
     # exclude_unset, not exclude_defaults: an env value equal to the default still wins
     env_set = env_only.model_dump(exclude_unset=True)
     merged = _deep_merge(file_values, env_set)
@@ -275,30 +275,34 @@ def _merge_env(file_values: dict[str, Any], path: Path) -> Settings:
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        where = f"invalid configuration in {path}" if path.exists() else "invalid configuration"
-        raise ValueError(_report(where, exc, env_set)) from None
+        raise ValueError(_report(str(path) if path.exists() else "", exc, env_set)) from None
 
 
-def _report(title: str, exc: ValidationError, env_set: dict[str, Any] | None) -> str:
-    """One line per problem, named by its dotted key (`ca.root_validity: ...`); a value that
-    came from the environment is named by its variable. `env_set` None: all of them did."""
-    lines = [f"{title}:"]
+def _report(source: str, exc: ValidationError, env_set: dict[str, Any] | None) -> str:
+    """One line per problem, named by its dotted key (`ca.root_validity: ...`) or, for a value
+    from the environment, its variable (`env_set` None: all of them came from there); a lone
+    problem is one line after the file's path. Values are never shown: one may be a secret."""
+    lines: list[str] = []
     for error in exc.errors(include_url=False, include_input=False):
         loc = tuple(str(part) for part in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
         if not loc:  # a check across the whole settings: its message names the settings
-            lines.append(f"  {message}")
+            lines.append(message)
             continue
         if error["type"] == "extra_forbidden":
             message = "unknown setting"
         env = "PKIFORGE_" + "__".join(loc).upper()
         if env_set is None:
-            lines.append(f"  {env}: {message}")
+            lines.append(f"{env}: {message}")
         elif _is_set(env_set, loc):
-            lines.append(f"  {'.'.join(loc)}: {message} (from {env})")
+            lines.append(f"{'.'.join(loc)}: {message} (from {env})")
         else:
-            lines.append(f"  {'.'.join(loc)}: {message}")
-    return "\n".join(lines)
+            lines.append(f"{'.'.join(loc)}: {message}")
+    prefix = f"{source}: " if source and env_set is not None else ""
+    if len(lines) == 1:
+        return prefix + lines[0]
+    title = f"invalid configuration in {source}:" if source else "invalid configuration:"
+    return "\n  ".join([title, *lines])
 
 
 def _is_set(values: dict[str, Any], loc: tuple[str, ...]) -> bool:
