@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from pkiforge import __version__
-from pkiforge.api import problems, tls
+from pkiforge.api import openapi, problems, tls
 from pkiforge.api.metrics import durable_wait
 from pkiforge.api.middleware import AnswerWhenDurable, BodyLimit, Latency
 from pkiforge.api.routers import (
@@ -80,6 +80,7 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
     app.include_router(services.router)
     app.include_router(discovery.router)
     app.include_router(metrics.router)
+    openapi.document(app, settings)
     app.add_middleware(TakeTurns, turns=state.turns)
     database = held_answers_database(settings)
     if database is not None:

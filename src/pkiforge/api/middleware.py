@@ -28,7 +28,7 @@ class BodyLimit:
             return
         length = _content_length(scope)
         if length is not None and length > self.max_bytes:
-            response = problem(413, "too-large", self._detail(), field="body")
+            response = problem(413, "too-large", self._detail(), scope=scope, field="body")
             await response(scope, receive, send)
             return
         seen = 0
@@ -119,7 +119,7 @@ class AnswerWhenDurable:
                     await self.sync.barrier()
                 except StoreUnavailable as exc:
                     replaced = True
-                    await from_error(exc)(scope, receive, send)
+                    await from_error(exc, scope)(scope, receive, send)
                     return
                 finally:
                     self.held.observe(time.perf_counter() - start)

@@ -1,7 +1,8 @@
 """The only place pkiforge errors become HTTP: RFC 9457 `application/problem+json`.
 
 No response ever carries a stack trace; unexpected errors are logged and answered 500 with a
-correlation id.
+correlation id. `Problem` is the body's schema and `responses()` documents error answers with it
+(api/openapi.py gives every route the ones it can answer).
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from pkiforge.errors import (
     AuthenticationFailed,
@@ -58,21 +63,80 @@ _TITLES = {
 }
 
 
+_DESCRIPTIONS = {
+    400: "The request is well formed but its content is refused (the problem names the field)",
+    401: "No valid client certificate or signed request: send one",
+    403: "The caller is known but may not do this (whitelist, policy or profile)",
+    404: "No such resource",
+    405: "The path does not take this method (`Allow` lists the ones it takes)",
+    409: "The resource's state forbids this (already revoked, not issued, a CA not active)",
+    413: "The request body is larger than the server accepts",
+    422: "The request does not match this schema (`errors` lists every field at fault)",
+    429: "Too many requests: try again after `Retry-After` seconds",
+    500: "An unexpected error; the detail carries an incident id to find it in the logs",
+    503: "The store, the CA key or the disk sync is unavailable; nothing was changed for good",
+}
+
+
+class FieldError(BaseModel):
+    """One request field at fault and why."""
+
+    field: str | None
+    reason: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: the body of every error answer (`application/problem+json`)."""
+
+    model_config = ConfigDict(extra="allow")  # RFC 9457 §3.2: problem types may add members
+
+    type: str = Field(description="`urn:pkiforge:problem:<slug>`, stable for programs to match")
+    title: str = Field(description="the HTTP status phrase")
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(description="what went wrong, for people; never a secret or a trace")
+    instance: str | None = Field(default=None, description="the request path that failed")
+    field: str | None = Field(default=None, description="the request field at fault")
+    reason: str | None = Field(default=None, description="a machine-readable reason")
+    errors: list[FieldError] | None = Field(default=None, description="every field at fault")
+
+
+PROBLEM_REF = "#/components/schemas/Problem"
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for these error statuses, each a problem+json body."""
+    return {
+        status: {
+            "description": _DESCRIPTIONS[status],
+            "content": {PROBLEM: {"schema": {"$ref": PROBLEM_REF}}},
+        }
+        for status in statuses
+    }
+
+
 def problem(
-    status: int, slug: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    slug: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    scope: Scope | None = None,
+    **extra: Any,
 ) -> JSONResponse:
-    """Build one problem+json response."""
-    body = {
+    """Build one problem+json response (`scope` gives its `instance`: the request path)."""
+    body: dict[str, Any] = {
         "type": f"urn:pkiforge:problem:{slug}",
         "title": _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
     }
+    if scope is not None:
+        body["instance"] = scope.get("root_path", "") + scope.get("path", "")
     body.update({k: v for k, v in extra.items() if v is not None})
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def from_error(exc: PkiError) -> JSONResponse:
+def from_error(exc: PkiError, scope: Scope | None = None) -> JSONResponse:
     """Map our exception tree to a response; the message is safe by construction."""
     status, slug = next(
         ((st, sl) for kind, st, sl in STATUS if isinstance(exc, kind)), (500, "error")
@@ -86,18 +150,18 @@ def from_error(exc: PkiError) -> JSONResponse:
     reason = exc.data.get("reason")
     if status >= 500 and not isinstance(exc, StoreUnavailable | BadPassphrase):
         log.error("integrity failure: %s", exc)
-    return problem(status, slug, str(exc), headers=headers, field=field, reason=reason)
+    return problem(status, slug, str(exc), headers=headers, scope=scope, field=field, reason=reason)
 
 
 def install(app: FastAPI) -> None:
     """Register the handlers."""
 
     @app.exception_handler(PkiError)
-    async def _pki(_: Request, exc: PkiError) -> JSONResponse:
-        return from_error(exc)
+    async def _pki(request: Request, exc: PkiError) -> JSONResponse:
+        return from_error(exc, request.scope)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
                 "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
@@ -107,19 +171,32 @@ def install(app: FastAPI) -> None:
         ]
         first = errors[0] if errors else {"field": None, "reason": "invalid request"}
         detail = f"{first['field']}: {first['reason']}" if first["field"] else str(first["reason"])
-        return problem(422, "validation", detail, errors=errors)
+        return problem(422, "validation", detail, scope=request.scope, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            # the router stops at the first route whose path matches, so its Allow names only
+            # that route's methods; RFC 9110 §15.5.6 wants every method the path takes
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
         return problem(
-            exc.status_code,
-            "http",
-            str(exc.detail),
-            headers=dict(exc.headers) if exc.headers else None,
+            exc.status_code, "http", str(exc.detail), headers=headers or None, scope=request.scope
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         incident = uuid.uuid4().hex[:12]
         log.exception("unexpected error %s", incident)
-        return problem(500, "internal", f"internal error (incident {incident})")
+        return problem(
+            500, "internal", f"internal error (incident {incident})", scope=request.scope
+        )
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route takes at this request's path, sorted."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.routes):
+        if route.methods and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)

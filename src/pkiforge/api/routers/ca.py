@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep
 from pkiforge.api.deps import StateDep
+from pkiforge.api.problems import responses
+from pkiforge.api.schemas.certificates import CA_NAME_PATTERN, Serial
 from pkiforge.api.state import AppState
 from pkiforge.ca.authorization import require_admin
 from pkiforge.ca.crl import parse_reason, reason_name
@@ -20,14 +22,14 @@ from pkiforge.ca.models import CARecord, parse_serial
 from pkiforge.errors import Conflict, InvalidInput
 from pkiforge.x509.keys import describe_key
 
-router = APIRouter(prefix="/api/v1", tags=["ca"])
+router = APIRouter(prefix="/api/v1", tags=["ca"], responses=responses(404, 409))
 
 PEM_CERT = "application/x-pem-file"
 PEM_CHAIN = "application/pem-certificate-chain"  # RFC 8555 §9.1
 DER_CERT = "application/pkix-cert"  # RFC 2585 §4.1
 DER_CRL = "application/pkix-crl"  # RFC 2585 §4.2
 
-CAName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="CA name")]
+CAName = Annotated[str, Path(pattern=CA_NAME_PATTERN, description="CA name")]
 Format = Annotated[Literal["pem", "der"], Query(description="pem or der")]
 
 
@@ -216,7 +218,7 @@ class RevocationStatus(BaseModel):
 
 @router.get("/crl/check/{serial}", response_model=RevocationStatus)
 @blocking
-def check(serial: Annotated[str, Path(max_length=64)], state: StateDep) -> RevocationStatus:
+def check(serial: Serial, state: StateDep) -> RevocationStatus:
     """Is this certificate revoked? (404 if the serial is unknown.)"""
     try:
         number = parse_serial(serial)

@@ -6,11 +6,12 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep, EnrollingCallerDep
 from pkiforge.api.deps import StateDep, app_state
+from pkiforge.api.problems import responses
 from pkiforge.api.schemas.certificates import (
     CertificateFilters,
     CertificateList,
@@ -18,6 +19,7 @@ from pkiforge.api.schemas.certificates import (
     CertificateRequest,
     RenewRequest,
     RevokeRequest,
+    Serial,
     certificate_out,
     pem,
 )
@@ -29,13 +31,13 @@ from pkiforge.errors import InvalidInput
 from pkiforge.x509.keys import parse_key_type, private_key_pem
 from pkiforge.x509.names import validate_dns_name, validate_ip, validate_uri
 
-router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"])
+router = APIRouter(
+    prefix="/api/v1/certificates", tags=["certificates"], responses=responses(400, 404, 409)
+)
 
 PEM_CERT = "application/x-pem-file"
 PEM_CHAIN = "application/pem-certificate-chain"  # RFC 8555 §9.1
 DER_CERT = "application/pkix-cert"  # RFC 2585 §4.1
-
-Serial = Annotated[str, Path(max_length=64, description="hex serial number")]
 
 
 def _serial(text: str) -> int:

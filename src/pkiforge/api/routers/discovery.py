@@ -9,13 +9,14 @@ from fastapi import APIRouter, Path, Query
 from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep
 from pkiforge.api.deps import StateDep
+from pkiforge.api.problems import responses
 from pkiforge.api.schemas.certificates import chain_pem, pem
 from pkiforge.api.schemas.services import DiscoveredService, ServiceCertificate, discovered
 from pkiforge.ca.authorization import Operation, require
 from pkiforge.errors import NotFound
 from pkiforge.x509.names import spiffe_id
 
-router = APIRouter(prefix="/api/v1/discovery", tags=["discovery"])
+router = APIRouter(prefix="/api/v1/discovery", tags=["discovery"], responses=responses(404))
 ServiceId = Annotated[str, Path(min_length=1, max_length=128)]
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pkiforge.api.blocking import blocking
 from pkiforge.api.deps import StateDep
 from pkiforge.api.keyauth import KeyAuth
+from pkiforge.api.problems import responses
 from pkiforge.api.schemas.keys import (
     EventOut,
     KeyOut,
@@ -34,7 +35,7 @@ from pkiforge.auth.verify import VerifiedIdentity
 from pkiforge.ca.models import Actor
 from pkiforge.errors import PermissionDenied
 
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"], responses=responses(400, 404, 409))
 KeyId = Annotated[str, Path(min_length=1, max_length=64)]
 KEYS_OPERATION = "keys"  # a whitelist operation that grants key management without admin
 

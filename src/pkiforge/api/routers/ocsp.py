@@ -12,10 +12,11 @@ from fastapi import APIRouter, Path, Request, Response
 
 from pkiforge.api.blocking import blocking
 from pkiforge.api.deps import StateDep
+from pkiforge.api.problems import responses
 from pkiforge.ca.ocsp import MAX_REQUEST_BYTES, OCSPResponder
 from pkiforge.errors import InvalidInput
 
-router = APIRouter(prefix="/api/v1", tags=["ocsp"])
+router = APIRouter(prefix="/api/v1", tags=["ocsp"], responses=responses(400))
 
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Response
 from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep
 from pkiforge.api.deps import StateDep
+from pkiforge.api.problems import responses
 from pkiforge.api.schemas.services import (
     ServiceOut,
     ServiceRegistration,
@@ -19,7 +20,7 @@ from pkiforge.api.state import AppState
 from pkiforge.ca.authorization import Operation, require, require_listed
 from pkiforge.ca.registry_models import ServiceRecord
 
-router = APIRouter(prefix="/api/v1/services", tags=["services"])
+router = APIRouter(prefix="/api/v1/services", tags=["services"], responses=responses(400, 404, 409))
 ServiceId = Annotated[str, Path(min_length=1, max_length=128)]
 
 

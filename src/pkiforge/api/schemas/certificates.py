@@ -17,6 +17,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from fastapi import Path
 
 from pkiforge.ca.crl import reason_name
 from pkiforge.ca.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
@@ -24,6 +25,13 @@ from pkiforge.ca.models import CertificateRecord
 from pkiforge.clock import utc_input
 from pkiforge.errors import InvalidInput
 
+# what `parse_serial` reads: up to 40 hex digits (20 octets, RFC 5280 §4.1.2.2), maybe after
+# `0x`, maybe in colon-separated octets
+SERIAL_PATTERN = r"^(?:0[xX])?(?:[0-9A-Fa-f]{1,40}|[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){1,19})$"
+CA_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# PEM framing (RFC 7468 §2); whether the content is a CSR or a key is checked after parsing
+PEM_PATTERN = r"^\s*-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----\s*$"
+Serial = Annotated[str, Path(pattern=SERIAL_PATTERN, description="hex serial number")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 METADATA_DESCRIPTION = (
@@ -50,14 +58,18 @@ class _Strict(BaseModel):
 class CertificateRequest(_Strict):
     """A CSR (PEM), or names and a key type for a key made by the server."""
 
-    csr: str | None = Field(default=None, max_length=65536, description="PEM PKCS#10")
+    csr: str | None = Field(
+        default=None, max_length=65536, pattern=PEM_PATTERN, description="PEM PKCS#10"
+    )
     service_id: str | None = Field(default=None, max_length=128, description="default: caller's")
     common_name: str | None = Field(default=None, max_length=253)
     san_dns: list[Name] = Field(default_factory=list, max_length=100)
     san_ip: list[Name] = Field(default_factory=list, max_length=100)
     san_uri: list[Uri] = Field(default_factory=list, max_length=20)
-    profile: str = Field(default="service", min_length=1, max_length=64)
-    issuer: str | None = Field(default=None, max_length=63)
+    profile: str = Field(
+        default="service", min_length=1, max_length=64, description="one of the server's profiles"
+    )
+    issuer: str | None = Field(default=None, max_length=63, pattern=CA_NAME_PATTERN)
     validity_days: int | None = Field(default=None, ge=1, le=3650)
     key_type: str | None = Field(
         default=None, max_length=16, description="server-made key, only without a CSR"
@@ -77,7 +89,7 @@ class CertificateFilters(_Strict):
     """Query parameters of the certificate list."""
 
     service_id: str | None = Field(default=None, max_length=128)
-    issuer: str | None = Field(default=None, max_length=63)
+    issuer: str | None = Field(default=None, max_length=63, pattern=CA_NAME_PATTERN)
     status: Literal["active", "expired", "revoked", "pending", "failed"] | None = None
     expiring_before: UtcDateTime | None = None
     limit: int = Field(default=100, ge=1, le=500)
@@ -85,7 +97,9 @@ class CertificateFilters(_Strict):
 
 
 class RenewRequest(_Strict):
-    csr: str | None = Field(default=None, max_length=65536, description="PEM; default: same key")
+    csr: str | None = Field(
+        default=None, max_length=65536, pattern=PEM_PATTERN, description="PEM; default: same key"
+    )
     validity_days: int | None = Field(default=None, ge=1, le=3650)
 
 
