@@ -18,7 +18,7 @@ CASES: list[tuple[str, str, str, Any, int, str]] = [
     ("json-not-object", "POST", CSR, b"[1, 2]", 422, ""),
     ("unknown-field", "POST", CSR, {"csr": GOOD_CSR, "bogus": 1}, 422, "bogus"),
     ("wrong-type", "POST", CSR, {"csr": GOOD_CSR, "san_dns": "x"}, 422, "san_dns"),
-    ("not-pem", "POST", CSR, {"csr": "hello"}, 400, "csr"),
+    ("not-pem", "POST", CSR, {"csr": "hello"}, 422, "csr"),
     (
         "bad-base64",
         "POST",
@@ -60,7 +60,7 @@ CASES: list[tuple[str, str, str, Any, int, str]] = [
     ("issuer", "POST", CSR, {"csr": GOOD_CSR, "issuer": "nope"}, 404, "issuer"),
     ("root-issuer", "POST", CSR, {"csr": GOOD_CSR, "issuer": "root"}, 400, "issuer"),
     ("unknown-serial", "GET", "/api/v1/certificates/abc123", None, 404, "serial"),
-    ("non-hex-serial", "GET", "/api/v1/certificates/xyz", None, 400, "serial"),
+    ("non-hex-serial", "GET", "/api/v1/certificates/xyz", None, 422, "serial"),
     ("renew-unknown", "POST", "/api/v1/certificates/abc/renew", {}, 404, "serial"),
     (
         "revoke-reason",
@@ -94,7 +94,7 @@ CASES: list[tuple[str, str, str, Any, int, str]] = [
         "POST",
         "/api/v1/services/register",
         {"service_id": "billing", "service_name": "x", "endpoints": ["not a url"]},
-        400,
+        422,
         "endpoints",
     ),
     (

@@ -87,7 +87,7 @@ async def test_register_returns_id_fingerprint_and_algorithm(api: KeysApi) -> No
 
 
 REFUSED = [
-    ("not-pem", {"public_key": "hello"}, 400, "public_key"),
+    ("not-pem", {"public_key": "hello"}, 422, "public_key"),
     ("bad-email", {"email": "nope"}, 400, "email"),
     ("unknown-field", {"colour": "red"}, 422, None),
     ("no-name", {"client_name": ""}, 422, None),

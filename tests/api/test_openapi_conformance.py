@@ -57,6 +57,11 @@ OPERATIONS_WITH_CONTENT_RULES = {
     ),
     "DELETE /api/v1/certificates/{serial}/revoke": "as the POST spelling",
     "POST /api/v1/keys": "the PEM must hold an RSA >= 2048, P-256, P-384 or Ed25519 public key",
+    "POST /api/v1/services/register": (
+        "names must be DNS names, IPs or wildcard patterns; http, https and spiffe endpoints "
+        "need an authority"
+    ),
+    "PUT /api/v1/services/{service_id}": "as registering",
 }
 
 CONFIG = """

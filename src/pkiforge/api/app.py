@@ -80,7 +80,7 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
     app.include_router(services.router)
     app.include_router(discovery.router)
     app.include_router(metrics.router)
-    openapi.document(app, settings)
+    openapi.document(app, pki.ctx.config.profiles)
     app.add_middleware(TakeTurns, turns=state.turns)
     database = held_answers_database(settings)
     if database is not None:

@@ -4,12 +4,12 @@ Every route gets the error answers it can give, as `Problem` bodies: the ones an
 meet (413, 500, 503), 422 where FastAPI validates parameters or a body, and 401/403/429 where a
 dependency authenticates the caller. Routers add the ones their resources give (`responses=`
 on the `APIRouter`, built with `problems.responses`). The document is built from the app's
-settings: the profiles a request may name are the ones this server has.
+configuration: the profiles a request may name are the ones this server has.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,7 +21,6 @@ from pkiforge.api import problems
 from pkiforge.api.callers import enrolling_caller
 from pkiforge.api.deps import service_identity
 from pkiforge.api.signed import authenticated_actor
-from pkiforge.settings import Settings
 
 ANY_REQUEST = (413, 500, 503)  # BodyLimit, an unexpected error, the store or the sync down
 VALIDATED = (422,)  # RequestValidationError, for routes with parameters or a body
@@ -33,19 +32,20 @@ AUTHENTICATING: tuple[Callable[..., Any], ...] = (
 )
 
 
-def document(app: FastAPI, settings: Settings) -> None:
-    """Make `app.openapi()` the server's truth: error answers, `Problem`, the settings' enums."""
+def document(app: FastAPI, profiles: Iterable[str]) -> None:
+    """Make `app.openapi()` the server's truth: error answers, `Problem`, the profiles."""
     build = app.openapi
+    names = sorted(profiles)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            finish(build(), app, settings)
+            finish(build(), app, names)
         return build()
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def finish(document: dict[str, Any], app: FastAPI, settings: Settings) -> None:
+def finish(document: dict[str, Any], app: FastAPI, profiles: list[str]) -> None:
     """Complete a document FastAPI built from `app`'s routes."""
     for route in iter_route_contexts(app.routes):
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
@@ -64,7 +64,7 @@ def finish(document: dict[str, Any], app: FastAPI, settings: Settings) -> None:
     schemas.update(problem.pop("$defs", {}))
     schemas["Problem"] = problem
     profile = schemas["CertificateRequest"]["properties"]["profile"]
-    profile["enum"] = sorted(settings.profiles)
+    profile["enum"] = profiles
 
 
 def statuses(route: RouteContext) -> list[int]:

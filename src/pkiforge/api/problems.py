@@ -194,9 +194,16 @@ def install(app: FastAPI) -> None:
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
-    """Every method some route takes at this request's path, sorted."""
-    methods: set[str] = set()
-    for route in iter_route_contexts(app.routes):
-        if route.methods and route.matches(scope)[0] != Match.NONE:
-            methods |= route.methods
-    return sorted(methods)
+    """Every method of the path this request reached, sorted.
+
+    The path is the first route template that matches, as the router tries them: a path
+    that a later template would also match (`/certificates/request` and `/{serial}`) takes
+    only its own methods.
+    """
+    routes = [(r, r.methods) for r in iter_route_contexts(app.routes) if r.methods]
+    first = next((r for r, _ in routes if r.matches(scope)[0] != Match.NONE), None)
+    if first is None:
+        return []
+    return sorted(
+        {m for r, methods in routes if r.path_format == first.path_format for m in methods}
+    )

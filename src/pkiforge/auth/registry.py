@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from pkiforge.auth.algorithms import (
@@ -170,11 +170,18 @@ class KeyRegistry:
         Raises:
             InvalidInput: a page outside 1..500 or a negative offset.
         """
-        if not 1 <= query.limit <= MAX_PAGE:
-            raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", field="limit")
-        if not 0 <= query.offset <= MAX_OFFSET:
-            raise InvalidInput(f"offset must be 0 to {MAX_OFFSET}", field="offset")
+        _check_page(query)
         return self.repo.search(query)
+
+    def page(self, query: KeyQuery) -> tuple[list[RegisteredKey], bool]:
+        """`search`, and whether another page follows (one more key is read to tell).
+
+        Raises:
+            InvalidInput: as `search`.
+        """
+        _check_page(query)
+        keys = self.repo.search(replace(query, limit=query.limit + 1))
+        return keys[: query.limit], len(keys) > query.limit
 
     def revoke(self, key_id: str, reason: str | None, actor: Actor) -> RegisteredKey:
         """Revoke a key for good and drop it from caches.
@@ -212,3 +219,10 @@ class KeyRegistry:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", field="limit")
         return self.repo.events(key_id, limit)
+
+
+def _check_page(query: KeyQuery) -> None:
+    if not 1 <= query.limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", field="limit")
+    if not 0 <= query.offset <= MAX_OFFSET:
+        raise InvalidInput(f"offset must be 0 to {MAX_OFFSET}", field="offset")

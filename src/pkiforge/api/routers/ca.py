@@ -14,7 +14,7 @@ from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep
 from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
-from pkiforge.api.schemas.certificates import CA_NAME_PATTERN, Serial
+from pkiforge.api.schemas.common import CA_NAME_PATTERN, Serial
 from pkiforge.api.state import AppState
 from pkiforge.ca.authorization import require_admin
 from pkiforge.ca.crl import parse_reason, reason_name

@@ -19,10 +19,10 @@ from pkiforge.api.schemas.certificates import (
     CertificateRequest,
     RenewRequest,
     RevokeRequest,
-    Serial,
     certificate_out,
     pem,
 )
+from pkiforge.api.schemas.common import Serial
 from pkiforge.api.state import AppState
 from pkiforge.ca.crl import parse_reason
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus, parse_serial

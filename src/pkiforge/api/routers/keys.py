@@ -107,11 +107,10 @@ def list_keys(
 ) -> KeyPage:
     """Registered keys, newest first, filtered by status and client name."""
     require_key_admin(state, actor)
-    query = KeyQuery(status=status, client_name=client_name, limit=limit + 1, offset=offset)
-    keys = _signing(state).registry.search(query)
-    more = len(keys) > limit
+    query = KeyQuery(status=status, client_name=client_name, limit=limit, offset=offset)
+    keys, more = _signing(state).registry.page(query)
     return KeyPage(
-        items=[key_out(k) for k in keys[:limit]],
+        items=[key_out(k) for k in keys],
         limit=limit,
         offset=offset,
         next_offset=offset + limit if more else None,

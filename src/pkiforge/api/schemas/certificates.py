@@ -17,21 +17,14 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from fastapi import Path
 
+from pkiforge.api.schemas.common import CA_NAME_PATTERN, DateTime, Pem
 from pkiforge.ca.crl import reason_name
 from pkiforge.ca.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from pkiforge.ca.models import CertificateRecord
 from pkiforge.clock import utc_input
 from pkiforge.errors import InvalidInput
 
-# what `parse_serial` reads: up to 40 hex digits (20 octets, RFC 5280 §4.1.2.2), maybe after
-# `0x`, maybe in colon-separated octets
-SERIAL_PATTERN = r"^(?:0[xX])?(?:[0-9A-Fa-f]{1,40}|[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){1,19})$"
-CA_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-# PEM framing (RFC 7468 §2); whether the content is a CSR or a key is checked after parsing
-PEM_PATTERN = r"^\s*-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----\s*$"
-Serial = Annotated[str, Path(pattern=SERIAL_PATTERN, description="hex serial number")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 METADATA_DESCRIPTION = (
@@ -48,7 +41,7 @@ def _in_utc(value: dt.datetime, info: ValidationInfo) -> dt.datetime:
 
 
 # a time a client sends, as aware UTC; an instant outside the years 1-9999 in UTC is a 422
-UtcDateTime = Annotated[dt.datetime, AfterValidator(_in_utc)]
+UtcDateTime = Annotated[DateTime, AfterValidator(_in_utc)]
 
 
 class _Strict(BaseModel):
@@ -58,9 +51,7 @@ class _Strict(BaseModel):
 class CertificateRequest(_Strict):
     """A CSR (PEM), or names and a key type for a key made by the server."""
 
-    csr: str | None = Field(
-        default=None, max_length=65536, pattern=PEM_PATTERN, description="PEM PKCS#10"
-    )
+    csr: Pem | None = Field(default=None, max_length=65536, description="PEM PKCS#10")
     service_id: str | None = Field(default=None, max_length=128, description="default: caller's")
     common_name: str | None = Field(default=None, max_length=253)
     san_dns: list[Name] = Field(default_factory=list, max_length=100)
@@ -97,9 +88,7 @@ class CertificateFilters(_Strict):
 
 
 class RenewRequest(_Strict):
-    csr: str | None = Field(
-        default=None, max_length=65536, pattern=PEM_PATTERN, description="PEM; default: same key"
-    )
+    csr: Pem | None = Field(default=None, max_length=65536, description="PEM; default: same key")
     validity_days: int | None = Field(default=None, ge=1, le=3650)
 
 

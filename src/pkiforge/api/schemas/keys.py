@@ -6,7 +6,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pkiforge.api.schemas.certificates import PEM_PATTERN
+from pkiforge.api.schemas.common import Pem
 from pkiforge.auth.keys import RegisteredKey
 from pkiforge.auth.registry import KeyRegistration
 from pkiforge.auth.usage import AuthEvent, DailyUsage
@@ -17,9 +17,7 @@ class KeyRegistrationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    public_key: str = Field(
-        min_length=1, max_length=20_000, pattern=PEM_PATTERN, description="PEM public key"
-    )
+    public_key: Pem = Field(min_length=1, max_length=20_000, description="PEM public key")
     client_name: str = Field(min_length=1, max_length=255)
     email: str | None = Field(default=None, max_length=255)
     organization: str | None = Field(default=None, max_length=255)

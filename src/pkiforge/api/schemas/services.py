@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from pkiforge.api.schemas.common import Uri
 from pkiforge.ca.models import CertificateRecord
 from pkiforge.ca.registry_models import ServiceChanges, ServiceRecord
 
-Endpoint = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+Endpoint = Annotated[Uri, StringConstraints(min_length=1, max_length=2048)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=260)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Kind = Annotated[str, StringConstraints(min_length=1, max_length=64)]

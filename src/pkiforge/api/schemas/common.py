@@ -1,0 +1,67 @@
+"""Wire types more than one resource shares: their constraints are part of the OpenAPI document."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator, BeforeValidator, Field
+
+# what `parse_serial` reads: up to 40 hex digits (20 octets, RFC 5280 §4.1.2.2), maybe after
+# `0x`, maybe in colon-separated octets
+SERIAL_PATTERN = r"^(?:0[xX])?(?:[0-9A-Fa-f]{1,40}|[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){1,19})$"
+CA_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# PEM framing (RFC 7468 §2); whether the content is a CSR or a key is checked after parsing
+PEM_PATTERN = r"^\s*-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----\s*$"
+# an absolute ASCII URI: a scheme (RFC 3986 §3.1), then printable characters without spaces
+URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*:[!-~]+$"
+# RFC 3339 §5.6 date-time: what the document's `format: date-time` promises, and no more
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$")
+
+
+def matching(pattern: str, expected: str) -> AfterValidator:
+    """Check `pattern` with a message people can read (pydantic's would quote the regex)."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.match(value):
+            raise ValueError(f"expected {expected}")
+        return value
+
+    return AfterValidator(check)
+
+
+def documented(pattern: str) -> dict[str, object]:
+    """The `pattern` a `matching` check enforces, for the JSON schema."""
+    return {"pattern": pattern}
+
+
+Serial = Annotated[
+    str,
+    Path(description="hex serial number", json_schema_extra=documented(SERIAL_PATTERN)),
+    matching(SERIAL_PATTERN, "a serial number of up to 40 hex digits"),
+]
+Pem = Annotated[
+    str,
+    Field(json_schema_extra=documented(PEM_PATTERN)),
+    matching(PEM_PATTERN, "a PEM block: -----BEGIN ...----- base64 -----END ...-----"),
+]
+Uri = Annotated[
+    str,
+    Field(json_schema_extra=documented(URI_PATTERN)),
+    matching(URI_PATTERN, "an absolute URI (scheme:...) of printable ASCII without spaces"),
+]
+
+
+def _rfc3339(value: object) -> object:
+    """Refuse what pydantic would also read as a date-time: Unix times, dates, no offset."""
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 date-time such as 2027-01-31T12:00:00Z")
+    return value
+
+
+DateTime = Annotated[dt.datetime, BeforeValidator(_rfc3339)]
