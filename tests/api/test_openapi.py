@@ -105,13 +105,17 @@ async def _documented(api: Api, method: str, template: str, response: httpx.Resp
     ],
     ids=["not-hex", "too-long", "bad-octets"],
 )
-async def test_a_serial_outside_the_pattern_is_a_documented_422(
+async def test_a_serial_outside_the_pattern_names_no_resource(
     api: Api, template: str, path: str
 ) -> None:
     r = await api.client.get(path, headers=api.as_("billing"))
-    assert r.status_code == 422
-    assert r.json()["errors"][0]["field"] == "path.serial"
+    assert r.status_code == 404
     await _documented(api, "get", template, r)
+
+
+async def test_a_literal_path_beside_a_serial_is_not_read_as_one(api: Api) -> None:
+    r = await api.client.get("/api/v1/certificates/request", headers=api.as_("billing"))
+    assert (r.status_code, r.headers["allow"]) == (405, "POST")
 
 
 @pytest.mark.parametrize("serial", ["0a", "0X0A", "0a:1b", "a" * 40])

@@ -216,7 +216,7 @@ class RevocationStatus(BaseModel):
     invalidity_date: dt.datetime | None = None
 
 
-@router.get("/crl/check/{serial}", response_model=RevocationStatus)
+@router.get("/crl/check/{serial:serial}", response_model=RevocationStatus)
 @blocking
 def check(serial: Serial, state: StateDep) -> RevocationStatus:
     """Is this certificate revoked? (404 if the serial is unknown.)"""

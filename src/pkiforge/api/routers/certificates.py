@@ -118,7 +118,7 @@ def list_certificates(
     return CertificateList(items=items, total=total, limit=filters.limit, offset=filters.offset)
 
 
-@router.get("/{serial}", response_model=CertificateOut)
+@router.get("/{serial:serial}", response_model=CertificateOut)
 @blocking
 def get_certificate(serial: Serial, caller: CallerDep, state: StateDep) -> CertificateOut:
     """One certificate by its hex serial."""
@@ -126,7 +126,7 @@ def get_certificate(serial: Serial, caller: CallerDep, state: StateDep) -> Certi
 
 
 @router.get(
-    "/{serial}/download",
+    "/{serial:serial}/download",
     responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}, PEM_CHAIN: {}}}},
 )
 @blocking
@@ -152,7 +152,7 @@ def download_certificate(
     return Response(pem([record.certificate]), media_type=PEM_CERT, headers=headers)
 
 
-@router.post("/{serial}/renew", status_code=201, response_model=CertificateOut)
+@router.post("/{serial:serial}/renew", status_code=201, response_model=CertificateOut)
 @blocking
 def renew_certificate(
     serial: Serial,
@@ -183,7 +183,7 @@ def _revoke(
     return _render(state, record)
 
 
-@router.post("/{serial}/revoke", response_model=CertificateOut)
+@router.post("/{serial:serial}/revoke", response_model=CertificateOut)
 @blocking
 def revoke_certificate(
     serial: Serial,
@@ -195,7 +195,7 @@ def revoke_certificate(
     return _revoke(serial, caller, state, body)
 
 
-@router.delete("/{serial}/revoke", response_model=CertificateOut)
+@router.delete("/{serial:serial}/revoke", response_model=CertificateOut)
 @blocking
 def revoke_certificate_delete(
     serial: Serial,

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -61,7 +62,7 @@ class CertificateRequest(_Strict):
         default="service", min_length=1, max_length=64, description="one of the server's profiles"
     )
     issuer: str | None = Field(default=None, max_length=63, pattern=CA_NAME_PATTERN)
-    validity_days: int | None = Field(default=None, ge=1, le=3650)
+    validity_days: StrictInt | None = Field(default=None, ge=1, le=3650)
     key_type: str | None = Field(
         default=None, max_length=16, description="server-made key, only without a CSR"
     )
@@ -89,7 +90,7 @@ class CertificateFilters(_Strict):
 
 class RenewRequest(_Strict):
     csr: Pem | None = Field(default=None, max_length=65536, description="PEM; default: same key")
-    validity_days: int | None = Field(default=None, ge=1, le=3650)
+    validity_days: StrictInt | None = Field(default=None, ge=1, le=3650)
 
 
 class RevokeRequest(_Strict):

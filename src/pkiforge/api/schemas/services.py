@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from pkiforge.api.schemas.common import Uri
 from pkiforge.ca.models import CertificateRecord
@@ -31,7 +31,7 @@ class ServiceRegistration(BaseModel):
     )
     health_check_url: Endpoint | None = None
     owner: dict[str, Any] = Field(default_factory=dict)
-    auto_renew: bool = True
+    auto_renew: StrictBool = True  # not 0 or "yes": the document says boolean
 
     def record(self) -> ServiceRecord:
         epoch = dt.datetime.fromtimestamp(0, dt.UTC)  # the use-case sets the real times
@@ -58,7 +58,7 @@ class ServiceUpdate(BaseModel):
     names: list[Name] | None = Field(default=None, max_length=100)
     health_check_url: Endpoint | None = None
     owner: dict[str, Any] | None = None
-    auto_renew: bool | None = None
+    auto_renew: StrictBool | None = None
 
     def changes(self) -> ServiceChanges:
         return ServiceChanges(
