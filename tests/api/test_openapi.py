@@ -17,7 +17,7 @@ from pkiforge.settings import ProfileSettings
 from pkiforge.wiring import build_pki
 from tests.ca.helpers import NOW, PASSPHRASE, make_settings
 
-from .helpers import Api
+from .helpers import Api, make_csr
 
 # a value for each path parameter that its pattern accepts
 PATH_VALUES = {"serial": "0a", "name": "root", "issuer": "root", "encoded": "MAA="}
@@ -190,3 +190,27 @@ async def test_profiles_in_the_document_are_the_servers(api: Api, tmp_path: Path
         assert _profiles(create_app(pki.settings, pki).openapi()) == ["robot"]
     finally:
         pki.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"service_id": "billing", "service_name": "b", "auto_renew": 0}, 422),
+        ({"service_id": "billing", "service_name": "b", "auto_renew": False}, 201),
+    ],
+    ids=["number-for-boolean", "boolean"],
+)
+async def test_booleans_are_json_booleans(api: Api, body: dict[str, Any], status: int) -> None:
+    r = await api.client.post("/api/v1/services/register", json=body, headers=api.as_("billing"))
+    assert r.status_code == status, r.text
+
+
+@pytest.mark.parametrize(
+    ("days", "status"),
+    [(30, 201), (30.0, 201), ("30", 422), (True, 422)],
+    ids=["integer", "integral-number", "string", "boolean"],
+)
+async def test_validity_days_is_a_json_integer(api: Api, days: object, status: int) -> None:
+    body = {"csr": make_csr("billing.internal", ["billing.internal"]), "validity_days": days}
+    r = await api.client.post("/api/v1/certificates/request", json=body, headers=api.as_("billing"))
+    assert r.status_code == status, r.text

@@ -13,13 +13,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictInt,
     StringConstraints,
     ValidationInfo,
     field_validator,
 )
 
-from pkiforge.api.schemas.common import CA_NAME_PATTERN, DateTime, Pem
+from pkiforge.api.schemas.common import CA_NAME_PATTERN, DateTime, Integer, Pem
 from pkiforge.ca.crl import reason_name
 from pkiforge.ca.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from pkiforge.ca.models import CertificateRecord
@@ -62,7 +61,7 @@ class CertificateRequest(_Strict):
         default="service", min_length=1, max_length=64, description="one of the server's profiles"
     )
     issuer: str | None = Field(default=None, max_length=63, pattern=CA_NAME_PATTERN)
-    validity_days: StrictInt | None = Field(default=None, ge=1, le=3650)
+    validity_days: Integer | None = Field(default=None, ge=1, le=3650)
     key_type: str | None = Field(
         default=None, max_length=16, description="server-made key, only without a CSR"
     )
@@ -90,7 +89,7 @@ class CertificateFilters(_Strict):
 
 class RenewRequest(_Strict):
     csr: Pem | None = Field(default=None, max_length=65536, description="PEM; default: same key")
-    validity_days: StrictInt | None = Field(default=None, ge=1, le=3650)
+    validity_days: Integer | None = Field(default=None, ge=1, le=3650)
 
 
 class RevokeRequest(_Strict):
