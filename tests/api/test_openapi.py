@@ -214,3 +214,19 @@ async def test_validity_days_is_a_json_integer(api: Api, days: object, status: i
     body = {"csr": make_csr("billing.internal", ["billing.internal"]), "validity_days": days}
     r = await api.client.post("/api/v1/certificates/request", json=body, headers=api.as_("billing"))
     assert r.status_code == status, r.text
+
+
+def _keys(node: object) -> set[str]:
+    if isinstance(node, dict):
+        return set(node) | {k for v in node.values() for k in _keys(v)}
+    if isinstance(node, list):
+        return {k for v in node for k in _keys(v)}
+    return set()
+
+
+async def test_bounds_are_json_schema_keywords(api: Api) -> None:
+    # pydantic writes `ge`/`le` (which clients ignore) when a bound follows a validator
+    schemas = api.app.openapi()["components"]["schemas"]
+    assert not {"ge", "le", "gt", "lt"} & _keys(schemas)
+    days = schemas["CertificateRequest"]["properties"]["validity_days"]["anyOf"][0]
+    assert (days["minimum"], days["maximum"]) == (1, 3650)

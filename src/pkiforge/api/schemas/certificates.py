@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from pkiforge.api.schemas.common import CA_NAME_PATTERN, DateTime, Integer, Pem
+from pkiforge.api.schemas.common import CA_NAME_PATTERN, JSON_INTEGER, DateTime, Pem
 from pkiforge.ca.crl import reason_name
 from pkiforge.ca.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from pkiforge.ca.models import CertificateRecord
@@ -26,6 +26,7 @@ from pkiforge.clock import utc_input
 from pkiforge.errors import InvalidInput
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+ValidityDays = Annotated[int, Field(ge=1, le=3650), JSON_INTEGER]
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 METADATA_DESCRIPTION = (
     "Your own JSON object, stored with the certificate and returned with it (renewals keep "
@@ -61,7 +62,7 @@ class CertificateRequest(_Strict):
         default="service", min_length=1, max_length=64, description="one of the server's profiles"
     )
     issuer: str | None = Field(default=None, max_length=63, pattern=CA_NAME_PATTERN)
-    validity_days: Integer | None = Field(default=None, ge=1, le=3650)
+    validity_days: ValidityDays | None = None
     key_type: str | None = Field(
         default=None, max_length=16, description="server-made key, only without a CSR"
     )
@@ -89,7 +90,7 @@ class CertificateFilters(_Strict):
 
 class RenewRequest(_Strict):
     csr: Pem | None = Field(default=None, max_length=65536, description="PEM; default: same key")
-    validity_days: Integer | None = Field(default=None, ge=1, le=3650)
+    validity_days: ValidityDays | None = None
 
 
 class RevokeRequest(_Strict):

@@ -76,11 +76,11 @@ DateTime = Annotated[dt.datetime, BeforeValidator(_rfc3339)]
 
 
 def _json_integer(value: object) -> object:
-    """Refuse what pydantic would also read as an integer: strings and booleans (JSON Schema
-    `integer` does take 5.0)."""
     if isinstance(value, str | bool):
         raise ValueError("expected an integer")
     return value
 
 
-Integer = Annotated[int, BeforeValidator(_json_integer)]
+# refuses what pydantic would also read as an integer: strings and booleans (JSON Schema
+# `integer` does take 5.0); bounds go before it in `Annotated`, or they leave the JSON schema
+JSON_INTEGER = BeforeValidator(_json_integer)
