@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy.engine import make_url
 
 from pkiforge import __version__
@@ -35,6 +36,19 @@ from pkiforge.store.writer_lock import sqlite_path
 from pkiforge.wiring import Pki
 
 log = logging.getLogger("pkiforge.api")
+# routes are matched in this order and no two routers' paths overlap: the ones every service
+# calls most (health checks, issuance and renewal) are tried first
+ROUTERS = (
+    health.router,
+    certificates.router,
+    ca.router,
+    identity.router,
+    keys.router,
+    ocsp.router,
+    services.router,
+    discovery.router,
+    metrics.router,
+)
 TLS_RELOAD_SECONDS = 5.0
 
 
@@ -68,19 +82,11 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.pkiforge = state
-    problems.install(app)
-    # routes are matched in this order and no two routers' paths overlap: the ones every
-    # service calls most (health checks, issuance and renewal) are tried first
-    app.include_router(health.router)
-    app.include_router(certificates.router)
-    app.include_router(ca.router)
-    app.include_router(identity.router)
-    app.include_router(keys.router)
-    app.include_router(ocsp.router)
-    app.include_router(services.router)
-    app.include_router(discovery.router)
-    app.include_router(metrics.router)
-    openapi.document(app, pki.ctx.config.profiles)
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    problems.install(app, routes)
+    for router in ROUTERS:
+        app.include_router(router)
+    openapi.document(app, routes, pki.ctx.config.profiles)
     app.add_middleware(TakeTurns, turns=state.turns)
     database = held_answers_database(settings)
     if database is not None:

@@ -9,13 +9,13 @@ configuration: the profiles a request may name are the ones this server has.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_flat_params
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.routing import APIRoute
 
 from pkiforge.api import problems
 from pkiforge.api.callers import enrolling_caller
@@ -32,23 +32,26 @@ AUTHENTICATING: tuple[Callable[..., Any], ...] = (
 )
 
 
-def document(app: FastAPI, profiles: Iterable[str]) -> None:
-    """Make `app.openapi()` the server's truth: error answers, `Problem`, the profiles."""
+def document(app: FastAPI, routes: Sequence[APIRoute], profiles: Iterable[str]) -> None:
+    """Make `app.openapi()` the server's truth: error answers, `Problem`, the profiles.
+
+    `routes` are the app's API routes as their routers hold them (the path has the prefix).
+    """
     build = app.openapi
     names = sorted(profiles)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            finish(build(), app, names)
+            finish(build(), routes, names)
         return build()
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def finish(document: dict[str, Any], app: FastAPI, profiles: list[str]) -> None:
-    """Complete a document FastAPI built from `app`'s routes."""
-    for route in iter_route_contexts(app.routes):
-        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+def finish(document: dict[str, Any], routes: Sequence[APIRoute], profiles: list[str]) -> None:
+    """Complete a document FastAPI built from these routes."""
+    for route in routes:
+        if not route.include_in_schema:
             continue
         operations = document["paths"][route.path_format]
         for method in route.methods or ():
@@ -67,17 +70,16 @@ def finish(document: dict[str, Any], app: FastAPI, profiles: list[str]) -> None:
     profile["enum"] = profiles
 
 
-def statuses(route: RouteContext) -> list[int]:
+def statuses(route: APIRoute) -> list[int]:
     """The error statuses a route can answer whatever its router adds.
 
     422 goes exactly where FastAPI documents its validation error (its test: parameters or a
     body), and replaces FastAPI's body with ours.
     """
     found = list(ANY_REQUEST)
-    dependant: Dependant = route.dependant
-    if get_flat_params(dependant) or route.body_field is not None:
+    if get_flat_params(route.dependant) or route.body_field is not None:
         found += VALIDATED
-    if any(d.call in AUTHENTICATING for d in _dependencies(dependant)):
+    if any(d.call in AUTHENTICATING for d in _dependencies(route.dependant)):
         found += AUTHENTICATED
     return found
 

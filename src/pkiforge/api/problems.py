@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -153,8 +154,8 @@ def from_error(exc: PkiError, scope: Scope | None = None) -> JSONResponse:
     return problem(status, slug, str(exc), headers=headers, scope=scope, field=field, reason=reason)
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers."""
+def install(app: FastAPI, routes: Sequence[APIRoute]) -> None:
+    """Register the handlers; `routes` are the app's, in the order the router tries them."""
 
     @app.exception_handler(PkiError)
     async def _pki(request: Request, exc: PkiError) -> JSONResponse:
@@ -176,10 +177,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers) if exc.headers else {}
-        if exc.status_code == 405:
+        allowed = allowed_methods(routes, request.scope) if exc.status_code == 405 else []
+        if allowed:
             # the router stops at the first route whose path matches, so its Allow names only
             # that route's methods; RFC 9110 §15.5.6 wants every method the path takes
-            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+            headers["Allow"] = ", ".join(allowed)
         return problem(
             exc.status_code, "http", str(exc.detail), headers=headers or None, scope=request.scope
         )
@@ -193,17 +195,15 @@ def install(app: FastAPI) -> None:
         )
 
 
-def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+def allowed_methods(routes: Sequence[APIRoute], scope: Scope) -> list[str]:
     """Every method of the path this request reached, sorted.
 
     The path is the first route template that matches, as the router tries them: a path
     that a later template would also match (`/certificates/request` and `/{serial}`) takes
     only its own methods.
     """
-    routes = [(r, r.methods) for r in iter_route_contexts(app.routes) if r.methods]
-    first = next((r for r, _ in routes if r.matches(scope)[0] != Match.NONE), None)
+    first = next((r for r in routes if r.matches(scope)[0] != Match.NONE), None)
     if first is None:
         return []
-    return sorted(
-        {m for r, methods in routes if r.path_format == first.path_format for m in methods}
-    )
+    path = first.path_format
+    return sorted({m for r in routes if r.path_format == path for m in r.methods or ()})
