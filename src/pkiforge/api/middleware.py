@@ -87,7 +87,7 @@ class Latency:
 
 def _route(scope: Scope) -> str:
     route: Any = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None)  # the template without convertors
     return path if isinstance(path, str) else "unmatched"
 
 
