@@ -63,6 +63,7 @@ OPERATIONS_WITH_CONTENT_RULES = {
         "need an authority"
     ),
     "PUT /api/v1/services/{service_id}": "as registering",
+    "POST /api/v1/ca/{name}/revoke": "reason names are read in several spellings, as above",
 }
 
 CONFIG = """

@@ -22,7 +22,7 @@ from pkiforge.ca.models import CARecord, parse_serial
 from pkiforge.errors import Conflict, InvalidInput
 from pkiforge.x509.keys import describe_key
 
-router = APIRouter(prefix="/api/v1", tags=["ca"], responses=responses(404, 409))
+router = APIRouter(prefix="/api/v1", tags=["ca"], responses=responses(400, 404, 409))
 
 PEM_CERT = "application/x-pem-file"
 PEM_CHAIN = "application/pem-certificate-chain"  # RFC 8555 §9.1
