@@ -54,7 +54,7 @@ def garbage(workdir: Path) -> Path:
 CASES = [
     (["cert", "issue", "--csr", "weak.csr", "--out", "x.pem"], 3, "RSA key of 1024 bits"),
     (["cert", "issue", "--csr", "garbage.csr", "--out", "x.pem"], 3, "CSR could not be parsed"),
-    (["cert", "issue", "--csr", "missing.csr", "--out", "x.pem"], 3, "cannot read CSR"),
+    (["cert", "issue", "--csr", "missing.csr", "--out", "x.pem"], 4, "missing.csr does not exist"),
     (
         ["cert", "issue", "--cn", "bad_name!.internal", "--key-out", "k.pem", "--out", "x.pem"],
         3,

@@ -96,3 +96,28 @@ def test_ca_show_prints_the_root_fingerprint(pkiforge: Pkiforge, workdir: Path) 
     assert ["fingerprint_sha256", expected] in [line.split() for line in r.stdout.splitlines()]
     r = pkiforge("ca", "show", "root", "--json")
     assert json.loads(r.stdout)["fingerprint_sha256"] == expected
+
+
+def test_agent_refuses_missing_files_at_start_not_when_a_renewal_is_due(workdir: Path) -> None:
+    run = make_runner(workdir / "unused", workdir)
+    folder = workdir / "agent-files"
+    folder.mkdir()
+    cert, key = folder / "tls.pem", folder / "tls.key"
+    common = ["agent", "--server", "https://127.0.0.1:1", "--once", "--renew-before", "1s"]
+    r = run(*common, "--cert", str(cert), "--key", str(key))
+    assert r.code == 4 and f"--cert {cert} does not exist" in r.stderr, r.stderr
+    cert.write_text("x")
+    key.write_text("x")
+    r = run(*common, "--cert", str(cert), "--key", str(key))
+    assert r.code == 4, r.stderr
+    assert f"--ca {folder / 'ca.pem'} does not exist (the default: ca.pem beside --cert)" in (
+        r.stderr
+    )
+    r = run(*common, "--cert", str(cert), "--key", str(key), "--ca", str(folder / "root.pem"))
+    assert r.code == 4 and "the default" not in r.stderr, r.stderr
+
+
+def test_a_missing_anchor_file_is_not_found(pkiforge: Pkiforge) -> None:
+    r = pkiforge("audit", "verify", "--anchor", "anchor-that-was-never-written.json")
+    assert r.code == 4, r.stderr
+    assert "anchor anchor-that-was-never-written.json does not exist" in r.stderr

@@ -15,7 +15,7 @@ import typer
 from pkiforge.cli.output import err
 from pkiforge.cli.usage import exclusive, usage_error
 from pkiforge.durations import parse_duration
-from pkiforge.errors import AuthenticationFailed, InvalidInput
+from pkiforge.errors import AuthenticationFailed, InvalidInput, NotFound
 
 if TYPE_CHECKING:  # the client (httpx) is imported by these two commands only, when they run
     from pkiforge.client.agent import Hook, Renewer
@@ -38,6 +38,18 @@ def _identity(cert: Path, key: Path, ca: Path | None) -> Identity:
     from pkiforge.client.tls import Identity
 
     return Identity(cert, key, ca or cert.parent / "ca.pem")
+
+
+def _require_files(identity: Identity, *, ca_given: bool) -> None:
+    """Fail at start, not on the day a renewal is due, when a file the agent needs is missing.
+
+    Raises:
+        NotFound: naming the option and the path.
+    """
+    for option, path in (("--cert", identity.cert), ("--key", identity.key), ("--ca", identity.ca)):
+        if not path.is_file():
+            hint = "" if ca_given or option != "--ca" else " (the default: ca.pem beside --cert)"
+            raise NotFound(f"{option} {path} does not exist{hint}", field=option)
 
 
 def _seconds(text: str, option: str) -> float:
@@ -104,8 +116,10 @@ def agent(
         )
     except ValueError as exc:
         raise InvalidInput(str(exc), field="--renew-before") from None
+    identity = _identity(cert, key, ca)
+    _require_files(identity, ca_given=ca is not None)
     config = AgentConfig(
-        _identity(cert, key, ca),
+        identity,
         policy,
         Backoff(cap=_seconds(max_backoff, "--max-backoff")),
         _seconds(check_interval, "--check-interval"),

@@ -73,8 +73,9 @@ def anchor(
 def _anchors(paths: list[Path]) -> list[Anchor]:
     anchors = []
     for path in paths:
+        text = read_input(path, "anchor", "anchor")
         try:
-            data = json.loads(read_input(path, "anchor", "anchor"))
+            data = json.loads(text)
             anchors.append(Anchor(int(data["seq"]), str(data["hash"])))
         except (ValueError, KeyError, TypeError):
             raise InvalidInput(

@@ -8,14 +8,14 @@ from pathlib import Path
 from cryptography import x509
 
 from pkiforge.client.pairstore import write_atomic
-from pkiforge.errors import Conflict, InvalidInput
+from pkiforge.errors import Conflict, InvalidInput, NotFound
 
 
 def read_input(path: Path, what: str, field: str) -> bytes:
     """Read a file given on the command line, or `-` for standard input.
 
     Raises:
-        InvalidInput: missing or unreadable.
+        NotFound: no such file. InvalidInput: unreadable.
     """
     if str(path) == "-":
         import sys
@@ -23,6 +23,8 @@ def read_input(path: Path, what: str, field: str) -> bytes:
         return sys.stdin.buffer.read()
     try:
         return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"{what} {path} does not exist", field=field) from None
     except OSError as exc:
         raise InvalidInput(f"cannot read {what} {path}: {exc.strerror}", field=field) from None
 
