@@ -210,6 +210,8 @@ def test_run_initialises_once_and_never_overwrites(tmp_path: Path) -> None:
     first = run("run", "--no-serve")
     assert first.code == 0, first.stderr
     assert (tmp_path / "D" / "secrets" / "ca-passphrase").stat().st_mode & 0o777 == 0o600
+    # the inventory and audit trail in the home are not world-readable
+    assert (tmp_path / "D").stat().st_mode & 0o777 == 0o700
     root_before = run("ca", "chain", "root").stdout
     second = run("run", "--no-serve")
     assert second.code == 0, second.stderr

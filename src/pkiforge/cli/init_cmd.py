@@ -123,7 +123,8 @@ def _prepare_home(state: CliState, trust_domain: str | None, organization: str |
         ca["trust_domain"] = validate_trust_domain(trust_domain)
     if organization:
         ca["organization"] = organization
-    state.home.mkdir(parents=True, exist_ok=True)
+    # the inventory and the audit trail are nobody else's business: a new home is 0700
+    state.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not ca:
         return
     config.write_text(yaml.safe_dump({"ca": ca}, sort_keys=False), encoding="utf-8")

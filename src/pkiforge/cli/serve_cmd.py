@@ -82,6 +82,11 @@ def _serve(state: CliState, listener: socket.socket, host: str, port: int, worke
     if state.passphrase_file:
         os.environ[passphrase.FILE_ENV] = str(state.passphrase_file.resolve())
     err.print(f"serving https://{host}:{port} (CA in {state.home})")
+    err.print(
+        f"  trust its root: pkiforge --home {state.home} ca chain root > root.pem\n"
+        f"  try it:         curl --cacert root.pem https://{host}:{port}/readyz\n"
+        f"  who may call:   {state.home / WHITELIST_FILE} (read at start); stop: Ctrl-C"
+    )
     try:
         serve(files, listener, workers=workers)
     finally:

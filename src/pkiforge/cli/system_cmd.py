@@ -35,7 +35,7 @@ def show(ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")] =
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending schema migrations (also done automatically on first use)."""
     state: CliState = ctx.obj
-    state.home.mkdir(parents=True, exist_ok=True)
+    state.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings = state.settings
     engine = make_engine(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
     try:
