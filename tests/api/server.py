@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,3 +159,19 @@ def start_server(
             time.sleep(0.2)
     server.stop()
     raise AssertionError(f"server did not become healthy: {log.read_text()}")
+
+
+@contextlib.contextmanager
+def two_replicas(home: Home) -> Iterator[tuple[Server, Server]]:
+    """Two `pkiforge serve` processes on `home`'s database; both stopped afterwards."""
+    a = start_server(home, "a")
+    try:
+        b = start_server(home, "b")
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        b.stop()
+        a.stop()

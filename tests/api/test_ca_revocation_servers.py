@@ -16,7 +16,7 @@ from tests.conftest import _empty_postgres
 
 from .conftest import HTTPS_WHITELIST
 from .helpers import make_csr
-from .server import Home, Server, make_home, start_server
+from .server import Home, Server, make_home, start_server, two_replicas
 
 pytestmark = pytest.mark.slow
 NOTICE_SECONDS = 5.0  # the bound the replicas must meet; polled, not asserted as a time
@@ -125,13 +125,7 @@ def test_a_ca_revoked_on_one_replica_is_refused_by_the_other(
 ) -> None:
     _empty_postgres(postgres_url)  # the session database may hold another module's tables
     home, certs = prepare(tmp_path / "home", postgres_url)
-    a = start_server(home, "a")
-    try:
-        b = start_server(home, "b")
-    except BaseException:
-        a.stop()
-        raise
-    try:
+    with two_replicas(home) as (a, b):
         # B has read the CAs (and cached them) before A revokes one
         assert whoami(b, certs["fleet"]) == 200
         assert issue_from_agents(b, certs["ops"])[0] == 201
@@ -153,6 +147,3 @@ def test_a_ca_revoked_on_one_replica_is_refused_by_the_other(
         assert whoami(a, certs["fleet"]) == 401
         assert whoami(b, certs["billing"]) == 200
         assert ca_serial(home, "agents") in root_crl_serials(b)
-    finally:
-        b.stop()
-        a.stop()

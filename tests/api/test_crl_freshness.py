@@ -25,7 +25,7 @@ from tests.ca.helpers import csr_bytes
 from tests.conftest import _empty_postgres
 
 from .helpers import Api, make_csr
-from .server import Home, Server, make_home, start_server
+from .server import Home, Server, make_home, start_server, two_replicas
 
 WITHIN = 5.0  # seconds from a revocation's answer until every server lists it
 BURST = 20
@@ -236,15 +236,8 @@ def replicas(
     home = make_home(
         tmp_path_factory.mktemp("crl-replicas") / "home", WHITELIST, None, postgres_url
     )
-    a = start_server(home, "a")
-    try:
-        b = start_server(home, "b")
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    b.stop()
-    a.stop()
+    with two_replicas(home) as pair:
+        yield pair
 
 
 def postgres_numbers(url: str) -> list[int]:

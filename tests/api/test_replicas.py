@@ -15,7 +15,7 @@ from tests.conftest import _empty_postgres
 
 from .conftest import HTTPS_WHITELIST
 from .helpers import make_csr
-from .server import Server, make_home, start_server
+from .server import Server, make_home, two_replicas
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -43,15 +43,8 @@ def replicas(
     home = make_home(
         tmp_path_factory.mktemp("replicas") / "home", HTTPS_WHITELIST, config, postgres_url
     )
-    a = start_server(home, "a")
-    try:
-        b = start_server(home, "b")
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    b.stop()
-    a.stop()
+    with two_replicas(home) as pair:
+        yield pair
 
 
 def _token(server: Server) -> str:
