@@ -50,7 +50,7 @@ FAILING = [
     (["cert", "list", "--status", "shiny"], 2),
     (["cert", "issue", "--csr", "x.csr", "--cn", "x.internal"], 2),
     (["cert", "show", "zz"], 3),
-    (["cert", "issue", "--csr", "missing.csr"], 3),
+    (["cert", "issue", "--csr", "missing.csr"], 4),
     (["cert", "list", "--expiring-within", "soon"], 3),
     (["cert", "show", "abcdef0123"], 4),
     (["ca", "show", "ghost"], 4),
