@@ -67,7 +67,12 @@ def test_register_list_revoke_locally(pkiforge: Pkiforge, tmp_path: Path) -> Non
 REFUSALS = [
     ("unknown-algorithm", ["keys", "generate", "--name", "x", "--algorithm", "dsa"], 3, "dsa"),
     ("unknown-key", ["keys", "revoke", "--reason", "r", "--", "nope"], 4, "no key"),
-    ("missing-file", ["keys", "register", "--public-key", "/nonexistent", "--name", "x"], 3, ""),
+    (
+        "missing-file",
+        ["keys", "register", "--public-key", "/nonexistent", "--name", "x"],
+        4,
+        "/nonexistent does not exist",
+    ),
 ]
 
 
