@@ -116,6 +116,7 @@ def agent(
         )
     except ValueError as exc:
         raise InvalidInput(str(exc), field="--renew-before") from None
+    hook = _hook(ctx, exec_cmd, sig, pid_file)  # usage errors first, then missing files
     identity = _identity(cert, key, ca)
     _require_files(identity, ca_given=ca is not None)
     config = AgentConfig(
@@ -129,7 +130,7 @@ def agent(
     def connect(identity: Identity) -> AbstractContextManager[Renewer]:
         return PkiClient(server, identity=identity)
 
-    worker = RenewalAgent(config, connect, on_renew=_hook(ctx, exec_cmd, sig, pid_file))
+    worker = RenewalAgent(config, connect, on_renew=hook)
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
