@@ -50,17 +50,17 @@ test-fast: $(TSTAMP)
 
 # The whole suite against the newest releases pyproject.toml admits, in a virtualenv of its
 # own: an incompatible release shows here before users install it. Packages held back by an
-# upper bound are listed at the end (pip list --outdated).
+# upper bound are listed before the tests run (pip list --outdated).
 test-latest:
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
 	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[postgres,redis,test]'
 	$(LATEST)/bin/pip freeze --exclude-editable > $(LATEST)/versions.txt
-	bash scripts/ensure-services.sh
-	$(LATEST)/bin/pytest -q -p no:cacheprovider
 	@echo "--- held back by pyproject.toml's upper bounds:"
 	@$(LATEST)/bin/pip list --outdated --not-required 2>/dev/null || true
+	bash scripts/ensure-services.sh
+	$(LATEST)/bin/pytest -q -p no:cacheprovider
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
