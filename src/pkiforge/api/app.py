@@ -124,9 +124,9 @@ async def _reload_tls() -> None:
 def _freeze_startup_objects() -> None:
     """Leave what the worker built at startup out of the collector's full passes.
 
-    Modules, the app, the wiring and their caches live as long as the worker. Each full
-    (generation 2) collection walked all of them again and stopped the worker for 100 to 133
-    ms, about once per worker per 15 s under load; frozen, they are no longer walked (4-6 ms).
+    Modules, the app, the wiring and their caches live as long as the worker. A full
+    (generation 2) collection would walk all of them again each time and pause the worker for
+    as long; frozen, they are no longer walked.
     """
     gc.collect()
     gc.freeze()

@@ -3,10 +3,9 @@
 Revision ID: 0006
 Revises: 0005
 
-Every certificate request checks that no other service registered a name it asks for. It read
-every service's names to do so, and its cost grew with the registry: 4.1 ms of CPU per request
-with no other service registered, 5.6 ms with 50, 7.8 ms with 200 and 18.4 ms with 1000
-(in-process, RSA issuer). `service_names` holds one row per registered name under its index key
+Every certificate request checks that no other service registered a name it asks for.
+Reading every service's names for that costs each request in proportion to the size of the
+registry; with an index only the names that could clash are read. `service_names` holds one row per registered name under its index key
 (`pkiforge.ca.name_index.pattern_key`), filled here from `services.names` and kept with it by
 the repository from now on.
 """
