@@ -6,14 +6,17 @@ from dataclasses import dataclass
 
 from pkiforge.ca.authority import HierarchyService
 from pkiforge.ca.ca_revocation import CARevocationService
-from pkiforge.ca.config import CAConfig
+from pkiforge.ca.config import CAConfig, URLTemplates
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.lifecycle import CertificateService
+from pkiforge.ca.profiles import Profile
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.settings import Settings
 from pkiforge.signers.file import FileKeyStore, PassphraseSource
 from pkiforge.store.db import SqlStore
+from pkiforge.x509.keys import parse_key_type
+from pkiforge.x509.names import validate_trust_domain
 
 
 @dataclass
@@ -43,7 +46,7 @@ def build_pki(
     Raises:
         StoreUnavailable, InvalidInput.
     """
-    config = CAConfig.from_settings(settings)
+    config = ca_config(settings)
     store = store or SqlStore.open(
         settings.effective_database_url, synchronous=settings.sqlite_synchronous
     )
@@ -58,4 +61,33 @@ def build_pki(
         CertificateService(ctx),
         revocation,
         CARevocationService(ctx, revocation),
+    )
+
+
+def ca_config(settings: Settings) -> CAConfig:
+    """The plain values the core needs, taken from validated settings.
+
+    Raises:
+        InvalidInput / InvalidName: a value in the configuration is not acceptable.
+    """
+    ca, urls = settings.ca, settings.urls
+    return CAConfig(
+        trust_domain=validate_trust_domain(ca.trust_domain),
+        organization=ca.organization,
+        root_key_type=parse_key_type(ca.root_key_type),
+        intermediate_key_type=parse_key_type(ca.intermediate_key_type),
+        root_validity=ca.root_validity,
+        intermediate_validity=ca.intermediate_validity,
+        default_issuer=ca.default_issuer,
+        backdate=ca.backdate,
+        crl_next_update=settings.crl.next_update,
+        crl_rebuild_delay=settings.crl.rebuild_delay,
+        crl_rebuild_within=settings.crl.rebuild_within,
+        urls=URLTemplates(urls.crl, urls.ocsp, urls.ca_issuers),
+        profiles={
+            name: Profile(
+                name, tuple(p.ekus), p.default_validity, p.max_validity, p.allow_wildcards
+            )
+            for name, p in settings.profiles.items()
+        },
     )

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pkiforge.client import AgentConfig, Identity, Outcome, PkiClient, RenewalAgent, RenewalPolicy
-from pkiforge.client.schedule import Backoff
 from pkiforge.clock import FixedClock
 from pkiforge.errors import AuthenticationFailed, StoreUnavailable
+from pkiforge.renewal import Backoff
 from tests.agent.pairs import serial_of_pair
 from tests.client.conftest import BASE
 from tests.client.fake_api import TOKEN, FakeApi, problem

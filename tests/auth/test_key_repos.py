@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from pkiforge.actor import Actor
 from pkiforge.auth.keys import CachedKeyResolver, KeyStatus
 from pkiforge.auth.registry import KeyQuery, KeyRegistration, KeyRegistry
 from pkiforge.auth.usage import AuthEvent, UsageRecorder
 from pkiforge.auth.verify import RequestVerifier
-from pkiforge.ca.models import Actor
 from pkiforge.clock import FixedClock
 from pkiforge.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WeakKey
 from pkiforge.store.db import SqlStore, SqlTransaction, make_engine

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import Connection, delete, insert, text, update
 
+from pkiforge.actor import Actor
 from pkiforge.ca.audit import GENESIS, entry_hash, next_entry, verify_chain
-from pkiforge.ca.models import Actor
 from pkiforge.store.db import SqlStore
 from pkiforge.store.tables import AuditRow
 

@@ -366,8 +366,8 @@ def test_a_transaction_that_raises_writes_nothing(store: SqlStore) -> None:
         tx.certificates.revoke(1, Revocation(x509.ReasonFlags.superseded, NOW))
         tx.crls.add(CRLRecord("services", 1, NOW, NOW + DAY, b"x"))
         append_to = tx.audit
+        from pkiforge.actor import Actor
         from pkiforge.ca.audit import next_entry
-        from pkiforge.ca.models import Actor
 
         append_to.add(next_entry(None, at=NOW, actor=Actor("t", "t"), action="a", subject=None))
         raise RuntimeError("boom")

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pkiforge.api.tls import TLSFiles, TLSHttpToolsProtocol, server_context
 from pkiforge.ca.lifecycle import IssueRequest, parse_names
 from pkiforge.ca.models import SYSTEM, CAStatus
-from pkiforge.client.pairstore import Pair, install_pair, write_atomic
-from pkiforge.client.schedule import Backoff, RenewalPolicy
 from pkiforge.errors import Conflict, InvalidInput
+from pkiforge.pairs import Pair, install_pair, write_atomic
+from pkiforge.renewal import Backoff, RenewalPolicy
 from pkiforge.settings import MAX_PORT, MIN_PORT, Settings
 from pkiforge.wiring import Pki
 from pkiforge.x509.keys import parse_key_type, private_key_pem

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from pkiforge.actor import Actor
 from pkiforge.api.deps import (
     AddressDep,
     StateDep,
@@ -23,7 +24,6 @@ from pkiforge.api.deps import (
 from pkiforge.api.keyauth import KeyAuth
 from pkiforge.api.state import AppState
 from pkiforge.auth.middleware import request_from_scope
-from pkiforge.ca.models import Actor
 from pkiforge.errors import AuthenticationFailed
 
 __all__ = ["ActorDep", "authenticated_actor", "has_signature", "key_auth"]

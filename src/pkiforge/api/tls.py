@@ -25,7 +25,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pkiforge.api.coalesce import CoalescingTransport
-from pkiforge.client.pairstore import resolve_pair
+from pkiforge.pairs import resolve_pair
 
 # TLS 1.2 suites: forward secrecy and AEAD only; TLS 1.3 suites are always modern
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS:!RC4:!3DES"

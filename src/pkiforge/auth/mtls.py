@@ -26,13 +26,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from pkiforge.ca.models import Actor, CertStatus
+from pkiforge.actor import Actor
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.errors import AuthenticationFailed
 from pkiforge.x509.names import service_from_spiffe
 
-# the stored status and SHA-256 fingerprint of a serial, or None if it is unknown
-StandingLookup = Callable[[int], tuple[CertStatus, str | None] | None]
+# the stored status ("active", "revoked", ...) and SHA-256 fingerprint of a serial, or None if
+# it is unknown; the CA's CertStatus is a str enum and fits as it is
+StandingLookup = Callable[[int], tuple[str, str | None] | None]
+ACTIVE = "active"
+REVOKED = "revoked"
 CACHE_SIZE = 4096
 
 
@@ -96,9 +99,9 @@ class ClientCertificateVerifier:
             raise AuthenticationFailed(
                 "client certificate does not match the issued one", reason="mismatch"
             )
-        if status is CertStatus.REVOKED:
+        if status == REVOKED:
             raise AuthenticationFailed("client certificate is revoked", reason="revoked")
-        if status is not CertStatus.ACTIVE:
+        if status != ACTIVE:  # fail closed: any other standing
             raise AuthenticationFailed("client certificate is not active", reason="inactive")
         return ServiceIdentity(
             checked.service_id, checked.serial, checked.fingerprint, checked.not_after

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from pkiforge.actor import Actor
 from pkiforge.auth.algorithms import (
     SignatureAlgorithm,
     algorithm_for_key,
@@ -23,7 +24,6 @@ from pkiforge.auth.algorithms import (
 )
 from pkiforge.auth.keys import KeyStatus, RegisteredKey
 from pkiforge.auth.usage import AuthEvent, DailyUsage
-from pkiforge.ca.models import Actor
 from pkiforge.clock import Clock
 from pkiforge.errors import Conflict, InvalidInput, NotFound
 

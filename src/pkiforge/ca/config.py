@@ -7,10 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pkiforge.ca.profiles import Profile
-from pkiforge.settings import Settings, URLSettings
 from pkiforge.x509.extensions import DistributionURLs
-from pkiforge.x509.keys import KeyType, parse_key_type
-from pkiforge.x509.names import validate_trust_domain
+from pkiforge.x509.keys import KeyType
 
 
 @dataclass(frozen=True)
@@ -47,36 +45,3 @@ class CAConfig:
     crl_rebuild_within: dt.timedelta = dt.timedelta(seconds=3)
     urls: URLTemplates = field(default_factory=URLTemplates)
     profiles: Mapping[str, Profile] = field(default_factory=dict)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CAConfig:
-        """Build from validated settings.
-
-        Raises:
-            InvalidInput / InvalidName: a value in the configuration is not acceptable.
-        """
-        ca = settings.ca
-        return cls(
-            trust_domain=validate_trust_domain(ca.trust_domain),
-            organization=ca.organization,
-            root_key_type=parse_key_type(ca.root_key_type),
-            intermediate_key_type=parse_key_type(ca.intermediate_key_type),
-            root_validity=ca.root_validity,
-            intermediate_validity=ca.intermediate_validity,
-            default_issuer=ca.default_issuer,
-            backdate=ca.backdate,
-            crl_next_update=settings.crl.next_update,
-            crl_rebuild_delay=settings.crl.rebuild_delay,
-            crl_rebuild_within=settings.crl.rebuild_within,
-            urls=_urls(settings.urls),
-            profiles={
-                name: Profile(
-                    name, tuple(p.ekus), p.default_validity, p.max_validity, p.allow_wildcards
-                )
-                for name, p in settings.profiles.items()
-            },
-        )
-
-
-def _urls(urls: URLSettings) -> URLTemplates:
-    return URLTemplates(urls.crl, urls.ocsp, urls.ca_issuers)

@@ -10,6 +10,11 @@ from typing import Any
 
 from cryptography import x509
 
+# re-exported for ca-internal use; everything outside ca/ imports them from pkiforge.actor
+from pkiforge.actor import OPERATOR as OPERATOR
+from pkiforge.actor import SYSTEM as SYSTEM
+from pkiforge.actor import Actor as Actor
+
 
 class CAKind(StrEnum):
     ROOT = "root"
@@ -33,22 +38,6 @@ class CertStatus(StrEnum):
     REVOKED = "revoked"
     FAILED = "failed"  # signing failed after the serial was reserved; nothing was issued
     EXPIRED = "expired"  # derived for display: active past notAfter, never stored
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who did something: an operator, a service (mTLS), a signing key, or the system."""
-
-    kind: str
-    id: str
-    address: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.id}"
-
-
-OPERATOR = Actor("operator", "cli")
-SYSTEM = Actor("system", "pkiforge")
 
 
 @dataclass(frozen=True)

@@ -105,8 +105,8 @@ def agent(
 ) -> None:
     """Keep a service's certificate fresh: renew over mTLS before expiry, crash-safely."""
     from pkiforge.client.agent import AgentConfig, Outcome, RenewalAgent
-    from pkiforge.client.schedule import Backoff, RenewalPolicy
     from pkiforge.client.sync import PkiClient
+    from pkiforge.renewal import Backoff, RenewalPolicy
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -165,8 +165,8 @@ def enroll(
     from pkiforge.ca.enrollment import parse_token
     from pkiforge.cli.files import check_folders
     from pkiforge.client.enroll import fetch_root
-    from pkiforge.client.pairstore import write_atomic
     from pkiforge.client.sync import PkiClient
+    from pkiforge.pairs import write_atomic
     from pkiforge.x509.keys import parse_key_type
 
     try:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pkiforge.client.pairstore import write_atomic
 from pkiforge.errors import Conflict, InvalidInput, NotFound
+from pkiforge.pairs import write_atomic
 
 
 def read_input(path: Path, what: str, field: str) -> bytes:

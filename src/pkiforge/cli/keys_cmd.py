@@ -9,10 +9,10 @@ from typing import Annotated, Any
 import typer
 from cryptography.hazmat.primitives import serialization
 
+from pkiforge.actor import OPERATOR
 from pkiforge.auth.algorithms import SignatureAlgorithm, fingerprint, generate_private_key
 from pkiforge.auth.keys import KeyStatus, RegisteredKey
 from pkiforge.auth.registry import KeyQuery, KeyRegistration, KeyRegistry
-from pkiforge.ca.models import OPERATOR
 from pkiforge.cli import remote
 from pkiforge.cli.files import check_writable, read_input, write_output
 from pkiforge.cli.output import emit_json, err, fields, table, when

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
         WhoAmI,
     )
     from pkiforge.client.payloads import CertificateRequest, ServiceRegistration, ServiceUpdate
-    from pkiforge.client.schedule import Backoff, RenewalPolicy
     from pkiforge.client.sync import PkiClient
     from pkiforge.client.tls import (
         Identity,
@@ -44,9 +43,11 @@ if TYPE_CHECKING:
         server_ssl_context,
         swap_certificate,
     )
+    from pkiforge.renewal import Backoff, RenewalPolicy
 
-# name -> submodule: imported on first use, so that importing one submodule (the CLI's file
-# helpers use `pairstore`) does not import the whole client and httpx with it
+# name -> submodule of pkiforge.client (or a pkiforge module when it starts with "pkiforge."):
+# imported on first use, so that importing one submodule does not import the whole client and
+# httpx with it
 _EXPORTS = {
     "AgentConfig": "agent",
     "Outcome": "agent",
@@ -70,8 +71,8 @@ _EXPORTS = {
     "CertificateRequest": "payloads",
     "ServiceRegistration": "payloads",
     "ServiceUpdate": "payloads",
-    "Backoff": "schedule",
-    "RenewalPolicy": "schedule",
+    "Backoff": "pkiforge.renewal",
+    "RenewalPolicy": "pkiforge.renewal",
     "PkiClient": "sync",
     "Identity": "tls",
     "LiveServerContext": "tls",
@@ -86,7 +87,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    path = module if module.startswith("pkiforge.") else f"{__name__}.{module}"
+    value = getattr(importlib.import_module(path), name)
     globals()[name] = value
     return value
 

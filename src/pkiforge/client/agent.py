@@ -24,11 +24,11 @@ from pkiforge.client.csr import csr_for_renewal, key_pem, key_type_of, load_key
 from pkiforge.client.enroll import same_key
 from pkiforge.client.errors import retryable
 from pkiforge.client.models import Certificate
-from pkiforge.client.pairstore import Pair, install_pair
-from pkiforge.client.schedule import Backoff, RenewalPolicy
 from pkiforge.client.tls import Identity
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.errors import IntegrityError, PkiError, RateLimited
+from pkiforge.pairs import Pair, install_pair
+from pkiforge.renewal import Backoff, RenewalPolicy
 from pkiforge.x509.keys import generate_key
 
 __all__ = ["AgentConfig", "Outcome", "RenewalAgent"]

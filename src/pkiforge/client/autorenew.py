@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, replace
 
 from pkiforge.client.agent import AgentConfig, Connect, Hook, RenewalAgent
 from pkiforge.client.models import Certificate
-from pkiforge.client.schedule import DEFAULT_FRACTION, Backoff, RenewalPolicy
 from pkiforge.client.tls import Identity, LiveServerContext, swap_certificate
 from pkiforge.durations import parse_duration
 from pkiforge.errors import InvalidInput
+from pkiforge.renewal import DEFAULT_FRACTION, Backoff, RenewalPolicy
 
 __all__ = ["AutoRenewal", "RenewalOptions", "enable_for_client", "start_auto_renewal"]
 

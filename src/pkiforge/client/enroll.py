@@ -21,10 +21,10 @@ from pkiforge.client.core import API
 from pkiforge.client.csr import Names, key_pem, make_csr
 from pkiforge.client.errors import Unreachable
 from pkiforge.client.models import Certificate
-from pkiforge.client.pairstore import Pair, install_pair, write_atomic
 from pkiforge.client.payloads import CertificateRequest
 from pkiforge.client.tls import Identity
 from pkiforge.errors import IntegrityError, InvalidInput
+from pkiforge.pairs import Pair, install_pair, write_atomic
 from pkiforge.x509.keys import KeyType, generate_key
 
 __all__ = [

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pkiforge.client.pairstore import Pair, read_pair, resolve_pair
+from pkiforge.pairs import Pair, read_pair, resolve_pair
 
 __all__ = [
     "Identity",

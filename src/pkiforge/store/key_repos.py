@@ -20,12 +20,12 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from pkiforge.actor import Actor
 from pkiforge.auth.algorithms import SignatureAlgorithm, load_public_key
 from pkiforge.auth.keys import KeyStatus, RegisteredKey
 from pkiforge.auth.nonces import nonce_key
 from pkiforge.auth.registry import KeyQuery
 from pkiforge.auth.usage import AuthEvent, DailyUsage, UsageBatch
-from pkiforge.ca.models import Actor
 from pkiforge.clock import Clock, SystemClock, utc
 from pkiforge.errors import Conflict, IntegrityError, InvalidInput, StoreUnavailable
 from pkiforge.store.db import SqlStore, SqlTransaction

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from pkiforge.actor import Actor
 from pkiforge.api.blocking import blocking
 from pkiforge.api.deps import StateDep
 from pkiforge.api.keyauth import KeyAuth
@@ -32,7 +33,6 @@ from pkiforge.api.state import AppState
 from pkiforge.auth.keys import KeyStatus
 from pkiforge.auth.registry import MAX_OFFSET, MAX_PAGE, MAX_USAGE_DAYS, KeyQuery
 from pkiforge.auth.verify import VerifiedIdentity
-from pkiforge.ca.models import Actor
 from pkiforge.errors import PermissionDenied
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"], responses=responses(400, 404, 409))

@@ -20,7 +20,7 @@ from typing import Any
 
 # load the module by path: it needs only the standard library, and each run starts faster
 _spec = importlib.util.spec_from_file_location(
-    "pairstore", Path(__file__).parents[2] / "src/pkiforge/client/pairstore.py"
+    "pairstore", Path(__file__).parents[1] / "src/pkiforge/pairs.py"
 )
 assert _spec is not None and _spec.loader is not None
 pairstore = importlib.util.module_from_spec(_spec)

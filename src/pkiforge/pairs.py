@@ -1,4 +1,5 @@
-"""Crash-safe storage of a certificate and its key: a reader sees the old pair or the new pair.
+"""A certificate and its key on disk, swapped together (shared by client/, api/ and cli/):
+crash-safe storage where a reader sees the old pair or the new pair.
 
 Two files cannot be renamed at once, so the pair lives in generation directories and a single
 symlink names the live one; replacing that symlink (one `rename(2)`) is the only commit:

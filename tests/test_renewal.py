@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from pkiforge.client.schedule import Backoff, RenewalPolicy, spread
+from pkiforge.renewal import Backoff, RenewalPolicy, spread
 
 START = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 END = START + dt.timedelta(days=90)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pkiforge.client.pairstore import Pair, install_pair, read_pair
+from pkiforge.pairs import Pair, install_pair, read_pair
 from tests.agent.pairs import make_pair, serial_of_pair
 from tests.client.fakeca import FakeCA
 
 SCRIPT = Path(__file__).with_name("crash_install.py")
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
