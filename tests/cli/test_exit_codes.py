@@ -9,7 +9,6 @@ import pytest
 
 from pkiforge import errors
 from pkiforge.cli.output import EXIT_TABLE, UNEXPECTED, exit_code
-from pkiforge.cli.request_cmd import exit_for
 from tests.cli.conftest import Pkiforge, make_runner
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -36,11 +35,6 @@ def _kinds(cls: type[errors.PkiError]) -> list[type[errors.PkiError]]:
 def test_every_kind_of_error_has_its_own_documented_code(kind: type[errors.PkiError]) -> None:
     exc = kind("x", retry_after=1) if kind is errors.RateLimited else kind("x")
     assert exit_code(exc) in EXIT_TABLE and exit_code(exc) != UNEXPECTED
-
-
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 502, 503])
-def test_request_maps_every_error_status_to_a_documented_code(status: int) -> None:
-    assert exit_for(status) in EXIT_TABLE and exit_for(status) != UNEXPECTED
 
 
 UNREACHABLE = "https://127.0.0.1:1"

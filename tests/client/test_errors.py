@@ -25,8 +25,10 @@ CASES = [
     (401, "unauthenticated", AuthenticationFailed),
     (403, "forbidden", PermissionDenied),
     (404, "not-found", NotFound),
+    (405, "http", InvalidInput),
     (409, "conflict", Conflict),
     (413, "http", InvalidInput),
+    (418, "http", InvalidInput),  # any other 4xx: refused as it stands, not worth a retry
     (422, "validation", InvalidInput),
     (429, "rate-limited", RateLimited),
     (503, "unavailable", StoreUnavailable),

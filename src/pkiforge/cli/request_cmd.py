@@ -13,21 +13,20 @@ from cryptography.hazmat.primitives import serialization
 from pkiforge.auth.algorithms import PrivateKey, SignatureAlgorithm
 from pkiforge.cli import remote
 from pkiforge.cli.files import read_input
-from pkiforge.cli.output import emit_json
+from pkiforge.cli.output import emit_json, exit_code
 from pkiforge.cli.usage import exclusive
-from pkiforge.errors import InvalidInput, StoreUnavailable
+from pkiforge.errors import InvalidInput, Unreachable
 
 if TYPE_CHECKING:  # imported when the command runs: the other commands start without it
     import httpx
 
-# the CLI's exit codes by HTTP status: 3 invalid input, 4 not found, 5 conflict,
-# 6 not allowed, 7 unavailable; any other 4xx is 3 and any other 5xx is 7 (`exit_for`)
-EXIT_BY_STATUS = {400: 3, 422: 3, 401: 6, 403: 6, 429: 6, 404: 4, 409: 5, 503: 7}
 
+def exit_for(response: httpx.Response) -> int:
+    """The exit code for an error answer (status >= 400): that of the exception the client
+    library raises for it, so that `request` and the other remote commands agree."""
+    from pkiforge.client.errors import error_from_problem
 
-def exit_for(status: int) -> int:
-    """The exit code for an HTTP error status (>= 400)."""
-    return EXIT_BY_STATUS.get(status, 7 if status >= 500 else 3)
+    return exit_code(error_from_problem(response.status_code, response.headers, response.content))
 
 
 def register(app: typer.Typer) -> None:
@@ -80,10 +79,10 @@ def request_cmd(
         with httpx.Client(verify=tls, timeout=remote.TIMEOUT) as http:
             response = http.request(method.upper(), url, content=body, headers=headers, auth=auth)
     except httpx.TransportError as exc:
-        raise StoreUnavailable(f"cannot reach {url}: {exc}") from None
+        raise Unreachable(f"cannot reach {url}: {exc}") from None
     _print(response, include, json_out)
     if response.status_code >= 400:
-        raise typer.Exit(exit_for(response.status_code))
+        raise typer.Exit(exit_for(response))
 
 
 def _body(data: str | None) -> bytes:

@@ -1,4 +1,9 @@
-"""Turn an API error (RFC 9457 problem+json) or a network failure into a `pkiforge.errors` value."""
+"""Turn an API error (RFC 9457 problem+json) or a network failure into a `pkiforge.errors` value.
+
+This is the one table from HTTP status to exception (api/problems.py maps the other way); the
+CLI's exit codes follow from the exception (cli/output.py), for every command that calls a
+server, `pkiforge request` included.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +33,10 @@ _BY_STATUS: dict[int, type[PkiError]] = {
     401: AuthenticationFailed,
     403: PermissionDenied,
     404: NotFound,
+    405: InvalidInput,
     409: Conflict,
     413: InvalidInput,
+    415: InvalidInput,
     422: InvalidInput,
     503: StoreUnavailable,
 }
@@ -49,7 +56,8 @@ def error_from_problem(status: int, headers: Mapping[str, str], body: bytes) -> 
         return RateLimited(detail, retry_after=_retry_after(headers), **data)
     if slug in _BY_SLUG:
         return _BY_SLUG[slug](detail, **data)
-    kind = _BY_STATUS.get(status)
+    # any other 4xx is a request the server refuses as it stands: retrying it cannot help
+    kind = _BY_STATUS.get(status, InvalidInput if 400 <= status < 500 else None)
     if kind is InvalidInput:
         return InvalidInput(detail, field=problem.get("field"), **data)
     if kind is not None:
