@@ -12,10 +12,13 @@ TEST_LOCK := requirements-test.lock
 LATEST := .venv-latest
 # uv resolves the locks (make lock / make upgrade); it lives in its own virtualenv
 TOOLS  := .venv-tools
+# the docs site (mkdocs.yml); Material 9 announces its end of life on every build: said once,
+# in docs/dependencies.md
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 UV_COMPILE = $(TOOLS)/bin/uv pip compile pyproject.toml --quiet --generate-hashes --universal \
              --python-version 3.11 --extra postgres --extra redis
 
-.PHONY: run test test-fast test-latest lock upgrade lint typecheck pytest services clean
+.PHONY: run test test-fast test-latest docs docs-serve lock upgrade lint typecheck pytest services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +43,7 @@ test: $(TSTAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
+	$(MKDOCS) build --strict --quiet
 	bash scripts/ensure-services.sh
 	$(BIN)/pytest -q
 
@@ -62,6 +66,13 @@ test-latest:
 	bash scripts/ensure-services.sh
 	$(LATEST)/bin/pytest -q -p no:cacheprovider
 
+# The reference in docs/ as a site, built into site/; docs-serve rebuilds it on every edit.
+docs: $(TSTAMP)
+	$(MKDOCS) build --strict
+
+docs-serve: $(TSTAMP)
+	$(MKDOCS) serve
+
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv packaging
@@ -81,4 +92,4 @@ upgrade: $(TOOLS)/bin/uv
 	@$(TOOLS)/bin/python scripts/locks.py diff $(TOOLS)/before.lock $(TEST_LOCK)
 
 clean:
-	rm -rf $(VENV) $(LATEST) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LATEST) $(TOOLS) site .mypy_cache .ruff_cache .pytest_cache

@@ -1,4 +1,5 @@
-"""Every failure exits with a code from the README's table, and the table matches the code."""
+"""Every failure exits with a code from the CLI reference's table (docs/cli.md), and the table
+matches the code."""
 
 from __future__ import annotations
 
@@ -11,19 +12,19 @@ from pkiforge import errors
 from pkiforge.cli.output import EXIT_TABLE, UNEXPECTED, exit_code
 from tests.cli.conftest import Pkiforge, make_runner
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CLI_PAGE = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 def documented_codes() -> dict[int, str]:
     """The rows of the table that follows "Every failure exits with one of these codes"."""
-    text = README.read_text(encoding="utf-8")
+    text = CLI_PAGE.read_text(encoding="utf-8")
     start = text.index("Every failure exits with one of these codes")
     block = text[start:].split("\n\n", 2)[1]
     rows = [re.match(r"^\| (\d+) \| (.+) \|$", line) for line in block.splitlines()]
     return {int(m.group(1)): m.group(2) for m in rows if m}
 
 
-def test_the_readme_table_lists_the_codes_the_cli_uses() -> None:
+def test_the_documented_table_lists_the_codes_the_cli_uses() -> None:
     assert set(documented_codes()) == set(EXIT_TABLE)
 
 
