@@ -15,7 +15,7 @@ request is one request sent again and again) and sends the bytes as they are wit
 load generator (bench/loadgen.py): the figure is what the server can verify. A scenario that
 runs out of pre-signed requests stops the bench, since idle clients would undercount it.
 Both modes also read the server process's CPU time per request from /proc, which says
-what the server would do with a core of its own. The README reports both.
+what the server would do with a core of its own. docs/benchmarks.md reports both.
 """
 
 from __future__ import annotations
