@@ -24,9 +24,10 @@ from bench.issuance import PASSPHRASE, add_services, prepare
 
 
 async def _measure(work: Path, requests: int, warmup: int) -> float:
-    from pkiforge.api.asgi import app_from_env
+    from pkiforge.settings import load_settings
+    from pkiforge.wiring import ServingApp
 
-    app = app_from_env()
+    app = ServingApp(load_settings(Path(os.environ["PKIFORGE_HOME"])))()
     pem = (work / "client.pem").read_text()
     leaf = pem[: pem.index("-----END CERTIFICATE-----") + 26]
     tls = {"client_cert_chain": [leaf], "tls_version": 0x0304, "cipher_suite": None}

@@ -1,9 +1,27 @@
-"""Build the use-case services from settings: the one place adapters meet the core."""
+"""The composition root: everything pkiforge runs is built here, from one `Settings`.
+
+The CLI's local commands take the core (`build_pki`); the API takes the core and the parts
+around it (`build_app_state`, `build_app`); `pkiforge serve` gives the processes that serve a
+`ServingApp`, which carries the settings (never a secret) and builds the app where it runs.
+Nothing else opens a store, a Redis client or a metrics registry.
+
+The API's modules are imported inside the functions that need them: the CLI's local commands
+start without FastAPI.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
+import multiprocessing
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.engine import make_url
+
+from pkiforge import passphrase as secrets_
 from pkiforge.ca.authority import HierarchyService
 from pkiforge.ca.ca_revocation import CARevocationService
 from pkiforge.ca.config import CAConfig, URLTemplates
@@ -12,27 +30,37 @@ from pkiforge.ca.lifecycle import CertificateService
 from pkiforge.ca.profiles import Profile
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.clock import Clock, SystemClock
+from pkiforge.errors import StoreUnavailable
+from pkiforge.pki import Pki
 from pkiforge.settings import Settings
 from pkiforge.signers.file import FileKeyStore, PassphraseSource
 from pkiforge.store.db import SqlStore
+from pkiforge.store.writer_lock import sqlite_path
 from pkiforge.x509.keys import parse_key_type
 from pkiforge.x509.names import validate_trust_domain
 
+if TYPE_CHECKING:
+    from cryptography import x509
+    from fastapi import FastAPI
+    from prometheus_client import CollectorRegistry
+    from redis import Redis
 
-@dataclass
-class Pki:
-    """Everything an edge (CLI, API) calls."""
+    from pkiforge.api.keyauth import KeyAuth
+    from pkiforge.api.service_api import ServiceApi
+    from pkiforge.api.state import AppState
+    from pkiforge.auth.mtls import ClientCertificateVerifier
+    from pkiforge.ca.ports import RateLimiter
 
-    settings: Settings
-    store: SqlStore
-    ctx: CAContext
-    hierarchy: HierarchyService
-    certificates: CertificateService
-    revocation: RevocationService
-    ca_revocation: CARevocationService
-
-    def close(self) -> None:
-        self.store.close()
+__all__ = [
+    "Pki",
+    "ServingApp",
+    "build_app",
+    "build_app_state",
+    "build_pki",
+    "ca_config",
+    "held_answers_database",
+    "nonce_backend",
+]
 
 
 def build_pki(
@@ -90,4 +118,270 @@ def ca_config(settings: Settings) -> CAConfig:
             )
             for name, p in settings.profiles.items()
         },
+    )
+
+
+def held_answers_database(settings: Settings) -> str | None:
+    """The SQLite file whose commits the API makes durable before answering, if any.
+
+    With `sqlite_synchronous: full` the API holds each answer until its commit is synced
+    (store/durable.py), so the server's own connections need not sync in every commit.
+    """
+    url = settings.effective_database_url
+    if settings.sqlite_synchronous != "full" or not url.startswith("sqlite"):
+        return None
+    return sqlite_path(make_url(url))
+
+
+def nonce_backend(settings: Settings) -> str:
+    """Which nonce store the settings select: memory, database or redis.
+
+    `auto` picks redis when a Redis URL is set (several replicas), database with several
+    workers on one database, memory for one process; a worker process of `pkiforge serve`
+    never picks memory, whatever `server.workers` says.
+
+    Raises:
+        ValueError: `redis` asked for without a Redis URL.
+    """
+    auth = settings.auth
+    url = _auth_redis_url(settings)
+    if auth.nonce_store == "redis" and not url:
+        raise ValueError("auth.nonce_store is redis but no auth.redis_url (or redis_url) is set")
+    if auth.nonce_store != "auto":
+        return auth.nonce_store
+    if url:
+        return "redis"
+    several = settings.server.workers > 1 or multiprocessing.parent_process() is not None
+    return "database" if several else "memory"
+
+
+def build_app_state(settings: Settings, pki: Pki) -> AppState:
+    """Everything the API's routers share, over the core `pki`.
+
+    Raises:
+        ValueError: malformed whitelist or inconsistent settings.
+        StoreUnavailable: a Redis URL cannot be used.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from pkiforge.api.state import AppState
+    from pkiforge.ca.authorization import Whitelist
+    from pkiforge.whitelist import load_whitelist
+
+    registry = CollectorRegistry()
+    redis = _RedisClients()
+    proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.server.trusted_proxies)
+    return AppState(
+        settings,
+        pki,
+        identities=_identities(pki),
+        api=_service_api(pki, registry, _rate_limiter(settings, redis)),
+        signing=_key_auth(settings, pki, registry, redis),
+        registry=registry,
+        trusted_proxies=proxies,
+        whitelist=load_whitelist(settings.home) or Whitelist(),
+        threads=settings.effective_threads,
+    )
+
+
+def build_app(
+    settings: Settings,
+    pki: Pki,
+    tasks: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+) -> FastAPI:
+    """The HTTPS API over `pki`; `tasks` run in its event loop while it serves.
+
+    Raises:
+        ValueError, StoreUnavailable: see `build_app_state`.
+    """
+    from pkiforge.api.app import create_app
+    from pkiforge.store.durable import WalSync
+
+    database = held_answers_database(settings)
+    durable = WalSync(database) if database is not None else None
+    return create_app(build_app_state(settings, pki), durable=durable, tasks=tasks)
+
+
+@dataclass(frozen=True)
+class ServingApp:
+    """What a serving process calls to build its app: picklable, so that `pkiforge serve`
+    can hand it to worker processes. It carries no secret: the passphrase is read where
+    the app is built, from the file named here or the sources `pkiforge.passphrase` reads.
+    """
+
+    settings: Settings
+    passphrase_file: Path | None = None
+    # the serving command checkpoints the SQLite WAL itself (store/checkpoint.py): the
+    # processes' own automatic checkpoint is then only a fallback
+    checkpointed: bool = False
+    tasks: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
+
+    def __call__(self) -> FastAPI:
+        from pkiforge.store import checkpoint
+
+        settings = self.settings
+        store = SqlStore.open(
+            settings.effective_database_url,
+            wal_autocheckpoint=checkpoint.FALLBACK_PAGES if self.checkpointed else None,
+            # the app syncs the WAL for answered commits itself when it can
+            synchronous=(
+                "normal" if held_answers_database(settings) else settings.sqlite_synchronous
+            ),
+        )
+        home, file = settings.home, self.passphrase_file
+        pki = build_pki(settings, lambda: secrets_.resolve(home, file, prompt=False), store=store)
+        return build_app(settings, pki, self.tasks)
+
+
+class _RedisClients:
+    """One client per Redis URL, shared by everything that uses that server."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, Redis] = {}
+
+    def get(self, url: str, setting: str) -> Redis:
+        """Raises StoreUnavailable: the URL cannot be used (named by its `setting`)."""
+        if url not in self._clients:
+            import redis
+
+            try:
+                self._clients[url] = redis.Redis.from_url(
+                    url, socket_timeout=2, socket_connect_timeout=2
+                )
+            except ValueError:
+                raise StoreUnavailable(f"{setting} cannot be parsed") from None
+        return self._clients[url]
+
+
+def _auth_redis_url(settings: Settings) -> str | None:
+    """`auth.redis_url`, else the top-level `redis_url`."""
+    return settings.auth.redis_url or settings.redis_url
+
+
+def _rate_limiter(settings: Settings, redis: _RedisClients) -> RateLimiter:
+    """Issuance limits: Redis-backed when `redis_url` is set, else per process."""
+    from pkiforge.store.ratelimit import InMemoryRateLimiter, RedisRateLimiter
+
+    limits = settings.rate_limits
+    window = limits.issuance_window.total_seconds()
+    if not settings.redis_url:
+        return InMemoryRateLimiter(limits.issuance_limit, window)
+    client = redis.get(settings.redis_url, "redis_url")
+    return RedisRateLimiter(client, limits.issuance_limit, window, limits.key_prefix)
+
+
+def _identities(pki: Pki) -> ClientCertificateVerifier:
+    """Who a client certificate names, checked against the active CAs and the store."""
+    from pkiforge.auth.mtls import ClientCertificateVerifier
+    from pkiforge.ca.models import CAStatus, CertStatus
+
+    def issuers() -> list[x509.Certificate]:
+        return [
+            ca.certificate
+            for ca in pki.hierarchy.all()
+            if ca.certificate is not None and ca.status is CAStatus.ACTIVE
+        ]
+
+    def standing(serial: int) -> tuple[CertStatus, str | None] | None:
+        with pki.store.transaction(readonly=True) as tx:
+            return tx.certificates.standing(serial)
+
+    return ClientCertificateVerifier(issuers, pki.ctx.config.trust_domain, standing, pki.ctx.clock)
+
+
+def _service_api(pki: Pki, registry: CollectorRegistry, limiter: RateLimiter) -> ServiceApi:
+    from pkiforge.api.metrics import ExpiryCollector, LifecycleMetrics, request_latency
+    from pkiforge.api.service_api import LastSeen, ServiceApi
+    from pkiforge.ca.enrollment import EnrollmentService
+    from pkiforge.ca.models import CertificateQuery, CertStatus
+    from pkiforge.ca.registry import RegistryService
+    from pkiforge.ca.service_certs import ServiceCertificates
+
+    services = RegistryService(pki.ctx)
+    enrollment = EnrollmentService(pki.ctx)
+    certificates = ServiceCertificates(
+        pki.certificates,
+        pki.revocation,
+        services,
+        enrollment,
+        limiter,
+        LifecycleMetrics(registry),
+    )
+
+    def expiring(window: dt.timedelta) -> int:
+        now = pki.ctx.clock.now()
+        return pki.certificates.count(
+            CertificateQuery(status=CertStatus.ACTIVE, expiring_before=now + window, now=now)
+        )
+
+    registry.register(ExpiryCollector(expiring))
+    return ServiceApi(
+        services, enrollment, certificates, LastSeen(services), request_latency(registry)
+    )
+
+
+def _key_auth(
+    settings: Settings, pki: Pki, registry: CollectorRegistry, redis: _RedisClients
+) -> KeyAuth:
+    """Request signing: key registry, verifier, nonces, brute-force protection, bookkeeping.
+
+    Raises:
+        ValueError: inconsistent settings. StoreUnavailable: unusable Redis URL.
+    """
+    from pkiforge.api.keyauth import KeyAuth, KeyCountCollector
+    from pkiforge.auth.keys import CachedKeyResolver
+    from pkiforge.auth.metrics import AuthMetrics
+    from pkiforge.auth.nonces import InMemoryNonceStore, NonceStore, RedisNonceStore
+    from pkiforge.auth.ratelimit import (
+        FailurePolicy,
+        FailureTracker,
+        InMemoryFailureTracker,
+        RedisFailureTracker,
+    )
+    from pkiforge.auth.registry import KeyRegistry
+    from pkiforge.auth.usage import UsageRecorder
+    from pkiforge.auth.verify import RequestVerifier, VerifierPolicy
+    from pkiforge.store.key_repos import SqlKeyRepository, SqlNonceStore, SqlUsageSink
+
+    auth, clock, store = settings.auth, pki.ctx.clock, pki.store
+    repo = SqlKeyRepository(store, audit=pki.ctx.audit)
+    resolver = CachedKeyResolver(repo, clock=clock, ttl_seconds=auth.key_cache_seconds)
+    backend = nonce_backend(settings)
+    url = _auth_redis_url(settings)
+    client = redis.get(url, "auth.redis_url") if url else None
+    nonces: NonceStore
+    if backend == "redis":
+        assert client is not None  # nonce_backend picks redis only with a URL
+        nonces = RedisNonceStore(client, prefix=auth.key_prefix + "nonce:")
+    elif backend == "database":
+        nonces = SqlNonceStore(store, clock=clock)
+    else:
+        nonces = InMemoryNonceStore(clock=clock)
+    policy = FailurePolicy(auth.max_failures, auth.failure_window_seconds, auth.block_seconds)
+    failures: FailureTracker
+    if client is not None:
+        failures = RedisFailureTracker(client, policy, prefix=auth.key_prefix + "fail:")
+    else:
+        failures = InMemoryFailureTracker(policy, clock=clock)
+    verifier = RequestVerifier(
+        keys=resolver,
+        nonces=nonces,
+        clock=clock,
+        policy=VerifierPolicy(
+            max_age_seconds=auth.window_seconds,
+            clock_skew_seconds=auth.clock_skew_seconds,
+            accept_legacy=auth.accept_legacy,
+        ),
+    )
+    registry.register(KeyCountCollector(repo))
+    return KeyAuth(
+        registry=KeyRegistry(repo, clock, on_revoke=resolver.invalidate),
+        verifier=verifier,
+        resolver=resolver,
+        failures=failures,
+        metrics=AuthMetrics(registry),
+        recorder=UsageRecorder(SqlUsageSink(store)),
+        clock=clock,
+        backend=backend,
+        trusted_origin=auth.trusted_origin,
     )

@@ -16,12 +16,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request
 
-from pkiforge.api.app import create_app
 from pkiforge.api.deps import StateDep, service_identity
 from pkiforge.auth.mtls import ServiceIdentity
 from pkiforge.errors import AuthenticationFailed
 from pkiforge.settings import RateLimitSettings
-from pkiforge.wiring import Pki
+from pkiforge.wiring import Pki, build_app
 from tests.ca.helpers import make_pki
 from tests.conftest import DATA
 
@@ -127,7 +126,7 @@ def make_api(
             "sqlite_synchronous": sqlite_synchronous,
         }
     )
-    app = create_app(settings, pki)
+    app = build_app(settings, pki)
     app.dependency_overrides[service_identity] = fake_identity
     transport = httpx.ASGITransport(app, raise_app_exceptions=False, client=("10.9.8.7", 40000))
     client = httpx.AsyncClient(transport=transport, base_url="https://testserver")

@@ -12,12 +12,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import generate_latest
 
-from pkiforge.api.app import create_app
 from pkiforge.api.deps import service_identity
 from pkiforge.api.keyauth import KeyAuth
 from pkiforge.client.auth import SigningAuth
 from pkiforge.settings import AuthSettings
-from pkiforge.wiring import Pki
+from pkiforge.wiring import Pki, build_app
 from tests.auth.support import private_key
 from tests.ca.helpers import make_pki
 
@@ -37,7 +36,7 @@ class KeysApi:
         (home / "service_whitelist.yaml").write_text(yaml.safe_dump(WHITELIST))
         self.pki: Pki = make_pki(home)
         settings = self.pki.settings.model_copy(update={"auth": AuthSettings(**auth)})
-        self.app = create_app(settings, self.pki)
+        self.app = build_app(settings, self.pki)
         self.app.dependency_overrides[service_identity] = fake_identity
         transport = httpx.ASGITransport(self.app, client=("10.9.8.7", 40000))
         self.client = httpx.AsyncClient(transport=transport, base_url="https://testserver")

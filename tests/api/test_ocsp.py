@@ -15,13 +15,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pkiforge.api.app import create_app
 from pkiforge.ca.authority import InitOptions
 from pkiforge.ca.crl import parse_reason
 from pkiforge.ca.lifecycle import IssueRequest
 from pkiforge.ca.ocsp import OCSPResponder
 from pkiforge.settings import load_settings
-from pkiforge.wiring import Pki, build_pki
+from pkiforge.wiring import Pki, build_app, build_pki
 
 from .server import Server
 
@@ -51,7 +50,7 @@ async def ocsp_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         (tmp_path / f"{name}.pem").write_bytes(record.certificate.public_bytes(Encoding.PEM))
         if name == "bad":
             pki.revocation.revoke(record.serial, parse_reason("keyCompromise"))
-    app = create_app(pki.settings, pki)
+    app = build_app(pki.settings, pki)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://t")
     yield Ocsp(pki, client, tmp_path)
     await client.aclose()

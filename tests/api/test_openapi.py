@@ -10,11 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from pkiforge.api.app import create_app
 from pkiforge.api.problems import PROBLEM, PROBLEM_REF, Problem
 from pkiforge.clock import FixedClock
 from pkiforge.settings import ProfileSettings
-from pkiforge.wiring import build_pki
+from pkiforge.wiring import build_app, build_pki
 from tests.ca.helpers import NOW, PASSPHRASE, make_settings
 
 from .helpers import Api, make_csr
@@ -187,7 +186,7 @@ async def test_profiles_in_the_document_are_the_servers(api: Api, tmp_path: Path
     settings = make_settings(tmp_path).model_copy(update={"profiles": {"robot": robot}})
     pki = build_pki(settings, PASSPHRASE, FixedClock(NOW))
     try:
-        assert _profiles(create_app(pki.settings, pki).openapi()) == ["robot"]
+        assert _profiles(build_app(pki.settings, pki).openapi()) == ["robot"]
     finally:
         pki.close()
 

@@ -54,12 +54,15 @@ def test_the_setting_reaches_the_store_from_the_config_file(tmp_path: Path) -> N
 
 
 def test_the_server_holds_answers_instead_of_syncing_each_commit(tmp_path: Path) -> None:
-    # app_from_env is what each `serve` worker runs; look at it from a fresh process so that
+    # ServingApp is what each `serve` process runs; look at it from a fresh process so that
     # nothing of this one's configuration leaks in
     code = (
+        "import os\n"
+        "from pathlib import Path\n"
         "from sqlalchemy import text\n"
-        "from pkiforge.api.asgi import app_from_env\n"
-        "app = app_from_env()\n"
+        "from pkiforge.settings import load_settings\n"
+        "from pkiforge.wiring import ServingApp\n"
+        "app = ServingApp(load_settings(Path(os.environ['PKIFORGE_HOME'])))()\n"
         "print(sorted(m.cls.__name__ for m in app.user_middleware))\n"
         "with app.state.pkiforge.pki.store.transaction() as tx:\n"
         "    print(tx.conn.execute(text('PRAGMA synchronous')).scalar_one())\n"

@@ -1,20 +1,22 @@
-"""`create_app(settings)`: the HTTPS API. Routers parse, call one use-case and render."""
+"""`create_app(state)`: the HTTPS API over parts the composition root (wiring.py) built.
+
+Routers parse, call one use-case and render.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy.engine import make_url
 
 from pkiforge import __version__
-from pkiforge.api import openapi, problems, tls
+from pkiforge.api import openapi, problems
 from pkiforge.api.metrics import durable_wait
 from pkiforge.api.middleware import AnswerWhenDurable, BodyLimit, Latency
 from pkiforge.api.routers import (
@@ -30,12 +32,8 @@ from pkiforge.api.routers import (
 )
 from pkiforge.api.state import AppState
 from pkiforge.api.turns import TakeTurns
-from pkiforge.settings import Settings
 from pkiforge.store.durable import WalSync
-from pkiforge.store.writer_lock import sqlite_path
-from pkiforge.wiring import Pki
 
-log = logging.getLogger("pkiforge.api")
 # routes are matched in this order and no two routers' paths overlap: the ones every service
 # calls most (health checks, issuance and renewal) are tried first
 ROUTERS = (
@@ -49,12 +47,20 @@ ROUTERS = (
     discovery.router,
     metrics.router,
 )
-TLS_RELOAD_SECONDS = 5.0
 
 
-def create_app(settings: Settings, pki: Pki) -> FastAPI:
-    """Build the API over already-wired services."""
-    state = AppState.build(settings, pki)
+def create_app(
+    state: AppState,
+    *,
+    durable: WalSync | None = None,
+    tasks: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+) -> FastAPI:
+    """The API over already-built parts.
+
+    `durable`: hold each answer until the SQLite WAL holding its commits is synced
+    (store/durable.py). `tasks` run in the app's event loop while it serves.
+    """
+    settings, pki = state.settings, state.pki
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -62,17 +68,16 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
         # limiter also bounds the few blocking calls made in threads whatever the mode
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = max(state.threads, 4)
-        task = asyncio.create_task(_reload_tls())
-        if state.signing is not None:
-            state.signing.start()
+        running = [asyncio.create_task(task()) for task in tasks]
+        state.signing.start()
         _freeze_startup_objects()
         try:
             yield
         finally:
             gc.unfreeze()
-            task.cancel()
-            if state.signing is not None:
-                state.signing.close()  # write the last auth events before the store closes
+            for task in running:
+                task.cancel()
+            state.signing.close()  # write the last auth events before the store closes
             pki.close()
 
     app = FastAPI(
@@ -88,37 +93,11 @@ def create_app(settings: Settings, pki: Pki) -> FastAPI:
         app.include_router(router)
     openapi.document(app, routes, pki.ctx.config.profiles)
     app.add_middleware(TakeTurns, turns=state.turns)
-    database = held_answers_database(settings)
-    if database is not None:
-        app.add_middleware(
-            AnswerWhenDurable, sync=WalSync(database), held=durable_wait(state.registry)
-        )
+    if durable is not None:
+        app.add_middleware(AnswerWhenDurable, sync=durable, held=durable_wait(state.registry))
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(Latency, histogram=state.api.latency)
     return app
-
-
-def held_answers_database(settings: Settings) -> str | None:
-    """The SQLite file whose commits the API makes durable before answering, if any.
-
-    With `sqlite_synchronous: full` the API holds each answer until its commit is synced
-    (store/durable.py), so the server's own connections need not sync in every commit.
-    """
-    url = settings.effective_database_url
-    if settings.sqlite_synchronous != "full" or not url.startswith("sqlite"):
-        return None
-    return sqlite_path(make_url(url))
-
-
-async def _reload_tls() -> None:
-    """Pick up a renewed server certificate in this worker without a restart."""
-    while True:
-        await asyncio.sleep(TLS_RELOAD_SECONDS)
-        try:
-            if tls.reload_changed():
-                log.info("server TLS certificate reloaded")
-        except (OSError, ValueError) as exc:  # half-written files: try again next tick
-            log.warning("TLS reload deferred: %s", exc)
 
 
 def _freeze_startup_objects() -> None:

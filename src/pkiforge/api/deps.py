@@ -60,8 +60,7 @@ def verify_service(request: Request, state: AppState) -> ServiceIdentity:
     """The calling service, from its verified client certificate; 401 otherwise."""
     identity = state.identities.verify(client_certificate(request, state))
     request.state.identity = identity
-    if state.services is not None:
-        state.services.last_seen.seen(identity.service_id)
+    state.api.last_seen.seen(identity.service_id)
     return identity
 
 

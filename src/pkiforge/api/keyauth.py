@@ -1,40 +1,27 @@
 """Request signing for pkiforge's own API: the key registry and the ONE shared verifier.
 
-Built once per process from settings: the SQL key registry behind a 5 s cache (the replica
-that revokes a key forgets it at once), the nonce store the settings ask for, brute-force
-protection, metrics in the app's registry and buffered usage bookkeeping.
-
-Nonce store (`auth.nonce_store`): `redis` when a Redis URL is set (several replicas),
-`database` with several workers on one database, `memory` for one process. `auto` picks
-in that order; a uvicorn worker process never picks `memory`, whatever `server.workers` says.
+The composition root (wiring.py) builds it once per process: the SQL key registry behind a
+short cache (the replica that revokes a key forgets it at once), the nonce store the settings
+ask for, brute-force protection, metrics in the app's registry and buffered usage bookkeeping.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pkiforge.auth.canonical import HttpRequest
 from pkiforge.auth.keys import CachedKeyResolver, KeyStatus
 from pkiforge.auth.metrics import AuthMetrics, Outcome
-from pkiforge.auth.nonces import InMemoryNonceStore, NonceStore, RedisNonceStore
-from pkiforge.auth.ratelimit import (
-    FailurePolicy,
-    FailureTracker,
-    InMemoryFailureTracker,
-    RedisFailureTracker,
-)
+from pkiforge.auth.ratelimit import FailureTracker
 from pkiforge.auth.registry import KeyRegistry
 from pkiforge.auth.structured import parse_dictionary
 from pkiforge.auth.usage import AuthEvent, UsageRecorder
-from pkiforge.auth.verify import RequestVerifier, VerifiedIdentity, VerifierPolicy
+from pkiforge.auth.verify import RequestVerifier, VerifiedIdentity
 from pkiforge.clock import Clock
 from pkiforge.errors import (
     AuthenticationFailed,
@@ -43,47 +30,9 @@ from pkiforge.errors import (
     RateLimited,
     StoreUnavailable,
 )
-from pkiforge.settings import AuthSettings, Settings
-from pkiforge.store.db import SqlStore
-from pkiforge.store.key_repos import SqlKeyRepository, SqlNonceStore, SqlUsageSink
-from pkiforge.wiring import Pki
+from pkiforge.store.key_repos import SqlKeyRepository
 
-if TYPE_CHECKING:
-    from redis import Redis
-
-__all__ = ["KeyAuth", "claimed_key_id", "nonce_backend"]
-
-
-def nonce_backend(settings: Settings) -> str:
-    """Which nonce store the settings select: memory, database or redis.
-
-    Raises:
-        ValueError: `redis` asked for without a Redis URL.
-    """
-    auth = settings.auth
-    url = redis_url(settings)
-    if auth.nonce_store == "redis" and not url:
-        raise ValueError("auth.nonce_store is redis but no auth.redis_url (or redis_url) is set")
-    if auth.nonce_store != "auto":
-        return auth.nonce_store
-    if url:
-        return "redis"
-    several = settings.server.workers > 1 or multiprocessing.parent_process() is not None
-    return "database" if several else "memory"
-
-
-def redis_url(settings: Settings) -> str | None:
-    """`auth.redis_url`, else the top-level `redis_url`."""
-    return settings.auth.redis_url or settings.redis_url
-
-
-def _redis(url: str) -> Redis:
-    import redis
-
-    try:
-        return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    except ValueError:
-        raise StoreUnavailable("auth.redis_url cannot be parsed") from None
+__all__ = ["KeyAuth", "KeyCountCollector", "claimed_key_id"]
 
 
 def claimed_key_id(request: HttpRequest) -> str | None:
@@ -136,42 +85,6 @@ class KeyAuth:
     clock: Clock
     backend: str
     trusted_origin: str | None = None
-
-    @classmethod
-    def build(cls, settings: Settings, pki: Pki, registry: CollectorRegistry) -> KeyAuth:
-        """Wire everything from settings.
-
-        Raises:
-            ValueError: inconsistent settings. StoreUnavailable: unusable Redis URL.
-        """
-        auth, clock, store = settings.auth, pki.ctx.clock, pki.store
-        repo = SqlKeyRepository(store, audit=pki.ctx.audit)
-        resolver = CachedKeyResolver(repo, clock=clock, ttl_seconds=auth.key_cache_seconds)
-        backend = nonce_backend(settings)
-        url = redis_url(settings)
-        client = _redis(url) if url else None
-        verifier = RequestVerifier(
-            keys=resolver,
-            nonces=_nonce_store(backend, store, clock, client, auth),
-            clock=clock,
-            policy=VerifierPolicy(
-                max_age_seconds=auth.window_seconds,
-                clock_skew_seconds=auth.clock_skew_seconds,
-                accept_legacy=auth.accept_legacy,
-            ),
-        )
-        registry.register(KeyCountCollector(repo))
-        return cls(
-            registry=KeyRegistry(repo, clock, on_revoke=resolver.invalidate),
-            verifier=verifier,
-            resolver=resolver,
-            failures=_failure_tracker(auth, client, clock),
-            metrics=AuthMetrics(registry),
-            recorder=UsageRecorder(SqlUsageSink(store)),
-            clock=clock,
-            backend=backend,
-            trusted_origin=auth.trusted_origin,
-        )
 
     def authenticate(self, request: HttpRequest, address: str | None) -> VerifiedIdentity:
         """Verify a signed request, count it and record it (blocking: run it in a thread).
@@ -242,21 +155,3 @@ class KeyAuth:
     def close(self) -> None:
         """Write what is left of the bookkeeping."""
         self.recorder.close()
-
-
-def _nonce_store(
-    backend: str, store: SqlStore, clock: Clock, client: Redis | None, auth: AuthSettings
-) -> NonceStore:
-    if backend == "redis":
-        assert client is not None
-        return RedisNonceStore(client, prefix=auth.key_prefix + "nonce:")
-    if backend == "database":
-        return SqlNonceStore(store, clock=clock)
-    return InMemoryNonceStore(clock=clock)
-
-
-def _failure_tracker(auth: AuthSettings, client: Redis | None, clock: Clock) -> FailureTracker:
-    policy = FailurePolicy(auth.max_failures, auth.failure_window_seconds, auth.block_seconds)
-    if client is not None:
-        return RedisFailureTracker(client, policy, prefix=auth.key_prefix + "fail:")
-    return InMemoryFailureTracker(policy, clock=clock)

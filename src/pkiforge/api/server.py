@@ -22,14 +22,15 @@ from pkiforge.ca.lifecycle import IssueRequest, parse_names
 from pkiforge.ca.models import SYSTEM, CAStatus
 from pkiforge.errors import Conflict, InvalidInput
 from pkiforge.pairs import Pair, install_pair, write_atomic
+from pkiforge.pki import Pki
 from pkiforge.renewal import Backoff, RenewalPolicy
 from pkiforge.settings import MAX_PORT, MIN_PORT, Settings
-from pkiforge.wiring import Pki
 from pkiforge.x509.keys import parse_key_type, private_key_pem
 
 log = logging.getLogger("pkiforge.server")
 SERVER_SERVICE_ID = "pkiforge"
 BACKLOG = 2048
+AppFactory = Callable[[], Any]  # builds the ASGI app (wiring.ServingApp)
 
 
 def tls_files(home: Path) -> TLSFiles:
@@ -147,12 +148,13 @@ def ssl_factory(files: TLSFiles, _config: Any, _default: Any) -> ssl.SSLContext:
     return server_context(files)
 
 
-def uvicorn_config(files: TLSFiles, host: str, port: int) -> Any:
-    """The uvicorn configuration of one serving process: our TLS context and protocol."""
+def uvicorn_config(app: AppFactory, files: TLSFiles, host: str, port: int) -> Any:
+    """The uvicorn configuration of one serving process: our TLS context and protocol; the
+    app is built by `app` in the process that serves it."""
     import uvicorn
 
     return uvicorn.Config(
-        "pkiforge.api.asgi:app_from_env",
+        app,
         factory=True,
         host=host,
         port=port,
@@ -188,14 +190,15 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(files: TLSFiles, listener: socket.socket, *, workers: int) -> None:
-    """Serve on `listener` in this process, or in `workers` processes (blocks; closes it)."""
+def serve(app: AppFactory, files: TLSFiles, listener: socket.socket, *, workers: int) -> None:
+    """Serve the app `app` builds on `listener`, in this process or in `workers` processes
+    (blocks; closes it). With several, `app` must be picklable: each worker calls it."""
     import uvicorn
 
     host, port = listener.getsockname()[:2]
     if workers > 1:
         from pkiforge.api.workers import Supervisor
 
-        Supervisor(files, host, port, workers).run(listener)
+        Supervisor(app, files, host, port, workers).run(listener)
         return
-    uvicorn.Server(uvicorn_config(files, host, port)).run(sockets=[listener])
+    uvicorn.Server(uvicorn_config(app, files, host, port)).run(sockets=[listener])

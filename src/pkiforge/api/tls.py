@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import ssl
 import threading
@@ -27,6 +28,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from pkiforge.api.coalesce import CoalescingTransport
 from pkiforge.pairs import resolve_pair
 
+log = logging.getLogger("pkiforge.server")
+RELOAD_SECONDS = 5.0
 # TLS 1.2 suites: forward secrecy and AEAD only; TLS 1.3 suites are always modern
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS:!RC4:!3DES"
 
@@ -100,8 +103,19 @@ _RELOADER = _Reloader()
 
 
 def reload_changed() -> int:
-    """See `_Reloader.reload_changed`; called periodically by the app in each worker."""
+    """See `_Reloader.reload_changed`; called periodically in each serving process."""
     return _RELOADER.reload_changed()
+
+
+async def reload_loop() -> None:
+    """Pick up a renewed server certificate in this process without a restart."""
+    while True:
+        await asyncio.sleep(RELOAD_SECONDS)
+        try:
+            if reload_changed():
+                log.info("server TLS certificate reloaded")
+        except (OSError, ValueError) as exc:  # half-written files: try again next tick
+            log.warning("TLS reload deferred: %s", exc)
 
 
 def tls_extension(transport: asyncio.BaseTransport) -> dict[str, Any] | None:

@@ -46,11 +46,17 @@ FDS_PER_MESSAGE = 64
 
 
 def _worker(
-    files: TLSFiles, host: str, port: int, channel: socket.socket, loads: Any, i: int
+    app: Callable[[], Any],
+    files: TLSFiles,
+    host: str,
+    port: int,
+    channel: socket.socket,
+    loads: Any,
+    i: int,
 ) -> None:
     from pkiforge.api.server import uvicorn_config
 
-    _HandedServer(uvicorn_config(files, host, port), channel, loads, i).run()
+    _HandedServer(uvicorn_config(app, files, host, port), channel, loads, i).run()
 
 
 class _HandedServer(uvicorn.Server):
@@ -176,8 +182,11 @@ class Supervisor:
     """Run `workers` serving processes and hand them the connections of a listening socket
     (`server.listening_socket`) until SIGINT/SIGTERM."""
 
-    def __init__(self, files: TLSFiles, host: str, port: int, workers: int) -> None:
-        self.files, self.host, self.port, self.workers = files, host, port, workers
+    def __init__(
+        self, app: Callable[[], Any], files: TLSFiles, host: str, port: int, workers: int
+    ) -> None:
+        self.app, self.files, self.host, self.port = app, files, host, port
+        self.workers = workers
         self._context = multiprocessing.get_context("spawn")
         self._stopping = False
         self._processes: list[BaseProcess] = []
@@ -220,7 +229,7 @@ class Supervisor:
         self._sent[i] = 0
         proc = self._context.Process(
             target=_worker,
-            args=(self.files, self.host, self.port, theirs, self._loads, i),
+            args=(self.app, self.files, self.host, self.port, theirs, self._loads, i),
             name="pkiforge-worker",
         )
         proc.start()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import Annotated
 
 import typer
 
-from pkiforge import passphrase
 from pkiforge.cli.output import err
 from pkiforge.cli.state import CliState
 from pkiforge.errors import Conflict
@@ -63,8 +61,9 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
 def _serve(state: CliState, listener: socket.socket, host: str, port: int, workers: int) -> None:
     """Ensure the server certificate, then serve on `listener` until interrupted."""
     from pkiforge.api.server import ensure_server_certificate, serve, start_renewal_thread
-    from pkiforge.store import checkpoint
+    from pkiforge.api.tls import reload_loop
     from pkiforge.store.checkpoint import WalCheckpointer
+    from pkiforge.wiring import ServingApp
 
     settings = state.settings
     files = ensure_server_certificate(state.pki, settings)
@@ -75,12 +74,12 @@ def _serve(state: CliState, listener: socket.socket, host: str, port: int, worke
     checkpointer = WalCheckpointer.for_url(settings.effective_database_url)
     if checkpointer is not None:
         checkpointer.start()
-        os.environ[checkpoint.ENV] = "1"
-    os.environ["PKIFORGE_HOME"] = str(state.home.resolve())
-    if state.database_url:
-        os.environ["PKIFORGE_DATABASE_URL"] = state.database_url
-    if state.passphrase_file:
-        os.environ[passphrase.FILE_ENV] = str(state.passphrase_file.resolve())
+    app = ServingApp(
+        settings,
+        state.passphrase_file.resolve() if state.passphrase_file else None,
+        checkpointed=checkpointer is not None,
+        tasks=(reload_loop,),
+    )
     err.print(f"serving https://{host}:{port} (CA in {state.home})")
     err.print(
         f"  trust its root: pkiforge --home {state.home} ca chain root > root.pem\n"
@@ -88,7 +87,7 @@ def _serve(state: CliState, listener: socket.socket, host: str, port: int, worke
         f"  who may call:   {state.home / WHITELIST_FILE} (read at start); stop: Ctrl-C"
     )
     try:
-        serve(files, listener, workers=workers)
+        serve(app, files, listener, workers=workers)
     finally:
         stop.set()
         if checkpointer is not None:

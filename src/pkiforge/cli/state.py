@@ -7,8 +7,9 @@ from pathlib import Path
 
 from pkiforge import passphrase as secrets_
 from pkiforge.errors import NotFound
+from pkiforge.pki import Pki
 from pkiforge.settings import Settings, load_settings
-from pkiforge.wiring import Pki, build_pki
+from pkiforge.wiring import build_pki
 
 
 @dataclass

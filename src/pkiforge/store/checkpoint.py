@@ -55,8 +55,6 @@ FALLBACK_PAGES = 2 * RESTART_PAGES
 # often beat large ones rarely. Issuance bench, three alternating pairs each: p99/p50 1.53-1.62
 # at 0.1 s against 1.70-1.87 at 0.25 s, and 1.80-1.94 at 0.25 s against 2.02-2.37 at 1 s.
 INTERVAL = 0.1
-# set by `pkiforge serve` for its workers when it runs a checkpointer (api/asgi.py reads it)
-ENV = "PKIFORGE_WAL_CHECKPOINTER"
 # macOS has no fdatasync; fsync does the same and more
 _datasync = getattr(os, "fdatasync", os.fsync)
 

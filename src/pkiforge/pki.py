@@ -1,0 +1,29 @@
+"""`Pki`: the core's services over one store, as the composition root (wiring.py) built them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pkiforge.ca.authority import HierarchyService
+from pkiforge.ca.ca_revocation import CARevocationService
+from pkiforge.ca.context import CAContext
+from pkiforge.ca.lifecycle import CertificateService
+from pkiforge.ca.revocation import RevocationService
+from pkiforge.settings import Settings
+from pkiforge.store.db import SqlStore
+
+
+@dataclass
+class Pki:
+    """Everything an edge (CLI, API) calls."""
+
+    settings: Settings
+    store: SqlStore
+    ctx: CAContext
+    hierarchy: HierarchyService
+    certificates: CertificateService
+    revocation: RevocationService
+    ca_revocation: CARevocationService
+
+    def close(self) -> None:
+        self.store.close()
