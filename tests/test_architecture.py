@@ -211,3 +211,14 @@ def test_the_checks_catch_a_planted_violation() -> None:
     assert violations(RULES["auth/ stands alone, usable by any ASGI app"], planted)
     assert violations(RULES["x509/ is pure X.509: itself, errors, clock and cryptography"], planted)
     assert cycles(planted) == [["pkiforge.clock", "pkiforge.errors"]]
+
+
+def test_no_source_reads_dependency_overrides() -> None:
+    """Tests override dependencies the FastAPI way; production code never looks at them."""
+    found = [
+        f"{path.relative_to(SRC)}:{node.lineno}"
+        for path in modules().values()
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Attribute) and node.attr == "dependency_overrides"
+    ]
+    assert not found, f"a test seam in src: {found}"

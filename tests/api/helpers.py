@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request
 
-from pkiforge.api.deps import StateDep, service_identity
+from pkiforge.api.deps import IdentityVerifier, StateDep, mtls_verifier
 from pkiforge.auth.mtls import ServiceIdentity
 from pkiforge.errors import AuthenticationFailed
 from pkiforge.settings import RateLimitSettings
@@ -97,6 +97,11 @@ def fake_identity(request: Request, state: StateDep) -> ServiceIdentity:
     return ServiceIdentity(service, 1, "00", dt.datetime(2099, 1, 1, tzinfo=dt.UTC))
 
 
+async def fake_verifier() -> IdentityVerifier:
+    """Put in `app.dependency_overrides[mtls_verifier]`: callers named by a header, no TLS."""
+    return fake_identity
+
+
 @dataclass
 class Api:
     pki: Pki
@@ -127,7 +132,7 @@ def make_api(
         }
     )
     app = build_app(settings, pki)
-    app.dependency_overrides[service_identity] = fake_identity
+    app.dependency_overrides[mtls_verifier] = fake_verifier
     transport = httpx.ASGITransport(app, raise_app_exceptions=False, client=("10.9.8.7", 40000))
     client = httpx.AsyncClient(transport=transport, base_url="https://testserver")
     return Api(pki, app, client)

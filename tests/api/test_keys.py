@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import generate_latest
 
-from pkiforge.api.deps import service_identity
+from pkiforge.api.deps import mtls_verifier
 from pkiforge.api.keyauth import KeyAuth
 from pkiforge.client.auth import SigningAuth
 from pkiforge.settings import AuthSettings
@@ -20,7 +20,7 @@ from pkiforge.wiring import Pki, build_app
 from tests.auth.support import private_key
 from tests.ca.helpers import make_pki
 
-from .helpers import SERVICE_HEADER, WHITELIST, fake_identity
+from .helpers import SERVICE_HEADER, WHITELIST, fake_verifier
 
 ADMIN = {SERVICE_HEADER: "ops"}
 NOT_ADMIN = {SERVICE_HEADER: "billing"}
@@ -37,7 +37,7 @@ class KeysApi:
         self.pki: Pki = make_pki(home)
         settings = self.pki.settings.model_copy(update={"auth": AuthSettings(**auth)})
         self.app = build_app(settings, self.pki)
-        self.app.dependency_overrides[service_identity] = fake_identity
+        self.app.dependency_overrides[mtls_verifier] = fake_verifier
         transport = httpx.ASGITransport(self.app, client=("10.9.8.7", 40000))
         self.client = httpx.AsyncClient(transport=transport, base_url="https://testserver")
 

@@ -10,10 +10,11 @@ from fastapi import Depends, Request
 
 from pkiforge.api.deps import (
     AddressDep,
+    IdentityVerifier,
     ServiceDep,
     StateDep,
+    VerifierDep,
     app_state,
-    identity_verifier,
     peer_address,
 )
 from pkiforge.api.state import AppState
@@ -26,14 +27,13 @@ async def service_caller(identity: ServiceDep, state: StateDep, address: Address
     return state.caller(identity, address)
 
 
-def _enrolling_caller(request: Request, state: AppState) -> Caller:
+def _enrolling_caller(request: Request, state: AppState, verify: IdentityVerifier) -> Caller:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     # every Bearer credential is taken for a token: a malformed one is refused as such, not
     # as a missing client certificate
     if scheme.lower() != "bearer":
-        # resolved here, not as a parameter, so a token needs no certificate; tests that
-        # override `service_identity` are honoured the same way FastAPI would
-        identity = identity_verifier(request)(request, state)
+        # resolved here, not as a parameter, so a token needs no certificate
+        identity = verify(request, state)
         return state.caller(identity, peer_address(request))
     secret = parse_token(credentials)
     token = state.api.enrollment.check(secret)
@@ -45,7 +45,7 @@ def _enrolling_caller(request: Request, state: AppState) -> Caller:
     )
 
 
-async def enrolling_caller(request: Request) -> Caller:
+async def enrolling_caller(request: Request, verify: VerifierDep) -> Caller:
     """`Authorization: Bearer pkf_...` (a one-time enrollment token), else the mTLS service.
 
     The token is checked here but spent only when the certificate is issued. State and
@@ -53,7 +53,7 @@ async def enrolling_caller(request: Request) -> Caller:
     route's, and every dependency FastAPI solves costs more than the lookup.
     """
     state = app_state(request)
-    return await state.run(partial(_enrolling_caller, request, state))
+    return await state.run(partial(_enrolling_caller, request, state, verify))
 
 
 CallerDep = Annotated[Caller, Depends(service_caller)]

@@ -64,16 +64,26 @@ def verify_service(request: Request, state: AppState) -> ServiceIdentity:
     return identity
 
 
+IdentityVerifier = Callable[[Request, AppState], ServiceIdentity]
+
+
+async def mtls_verifier() -> IdentityVerifier:
+    """How this app learns the calling service: `verify_service` (its client certificate).
+
+    A dependency, so that every route that needs the service gets it the same way, whether it
+    takes `ServiceDep` or resolves the service itself (`ActorDep`, the enrollment caller), and
+    so that an app can be given another way (`app.dependency_overrides[mtls_verifier]`).
+    """
+    return verify_service
+
+
+VerifierDep = Annotated[IdentityVerifier, Depends(mtls_verifier)]
+
+
 @blocking
-def service_identity(request: Request, state: StateDep) -> ServiceIdentity:
-    """`verify_service` as a dependency (tests override it to stand in for mTLS)."""
-    return verify_service(request, state)
-
-
-def identity_verifier(request: Request) -> Callable[[Request, AppState], ServiceIdentity]:
-    """`verify_service`, or the synchronous stand-in a test put in `dependency_overrides`."""
-    override = request.app.dependency_overrides.get(service_identity)
-    return override if override is not None else verify_service
+def service_identity(request: Request, state: StateDep, verify: VerifierDep) -> ServiceIdentity:
+    """The calling service, as a dependency; 401 without a valid client certificate."""
+    return verify(request, state)
 
 
 ServiceDep = Annotated[ServiceIdentity, Depends(service_identity)]

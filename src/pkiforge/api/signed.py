@@ -17,9 +17,8 @@ from pkiforge.actor import Actor
 from pkiforge.api.deps import (
     AddressDep,
     StateDep,
+    VerifierDep,
     client_certificate,
-    identity_verifier,
-    verify_service,
 )
 from pkiforge.api.keyauth import KeyAuth
 from pkiforge.api.state import AppState
@@ -49,7 +48,9 @@ def has_signature(request: Request) -> bool:
     return headers.get("authorization", "").strip().startswith("PKI ")
 
 
-async def authenticated_actor(request: Request, state: StateDep, address: AddressDep) -> Actor:
+async def authenticated_actor(
+    request: Request, state: StateDep, address: AddressDep, verify: VerifierDep
+) -> Actor:
     """The verified caller: a service (mTLS) or a registered signing key; 401 otherwise."""
     if client_certificate(request, state) is None and has_signature(request):
         signing = key_auth(state)
@@ -58,13 +59,16 @@ async def authenticated_actor(request: Request, state: StateDep, address: Addres
         identity = await state.run(partial(signing.authenticate, http, address))
         request.state.identity = identity
         return Actor("key", identity.key_id, address)
-    verify = identity_verifier(request)  # tests stand in for mTLS
-    if verify is verify_service and client_certificate(request, state) is None:
+    try:
+        service = await state.run(partial(verify, request, state))
+    except AuthenticationFailed as exc:
+        if exc.data.get("reason") != "no-cert":
+            raise
+        # neither credential: name both ways in rather than only the certificate
         raise AuthenticationFailed(
             "send a client certificate or an RFC 9421 signed request",
             reason="no-credentials",
-        )
-    service = await state.run(partial(verify, request, state))
+        ) from None
     return Actor("service", service.service_id, address)
 
 
