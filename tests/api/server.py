@@ -132,13 +132,14 @@ def start_server(
     name: str = "server",
     extra: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
+    options: tuple[str, ...] = (),
 ) -> Server:
-    """Start `pkiforge serve` (with `extra` environment and `args`) on a free port; wait for
-    /healthz."""
+    """Start `pkiforge [options] serve [args]` (with `extra` environment) on a free port; wait
+    for /healthz."""
     port = free_port()
     log = home.path / f"{name}-{port}.log"
     db = ["--database-url", home.database_url] if home.database_url else []
-    cmd = [sys.executable, "-m", "pkiforge.cli", "--home", str(home.path), *db]
+    cmd = [sys.executable, "-m", "pkiforge.cli", "--home", str(home.path), *db, *options]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [*cmd, "serve", "--port", str(port), *args],

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pkiforge.api.server import listening_socket
 from pkiforge.errors import Conflict, InvalidInput
+from pkiforge.server.listener import listening_socket
 from tests.api.helpers import WHITELIST
 from tests.api.server import Home, env, free_port, make_home
 

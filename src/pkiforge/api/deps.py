@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 from cryptography import x509
@@ -11,7 +12,6 @@ from fastapi import Depends, Request
 
 from pkiforge.api.blocking import blocking
 from pkiforge.api.state import AppState
-from pkiforge.api.tls import peer_certificate
 from pkiforge.auth.mtls import ServiceIdentity
 from pkiforge.errors import AuthenticationFailed
 
@@ -38,6 +38,21 @@ async def client_address(request: Request) -> str | None:
 
 
 AddressDep = Annotated[str | None, Depends(client_address)]
+
+
+def peer_certificate(scope: Any) -> x509.Certificate | None:
+    """The client certificate of this request's connection, if one was presented: the ASGI
+    TLS extension's `client_cert_chain`, which the server (server/tls.py) fills in."""
+    chain = scope.get("extensions", {}).get("tls", {}).get("client_cert_chain") or []
+    if not chain:
+        return None
+    return _parsed(chain[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(pem: str) -> x509.Certificate:
+    # a keep-alive connection sends the same certificate with every request
+    return x509.load_pem_x509_certificate(pem.encode())
 
 
 def client_certificate(request: Request, state: StateDep) -> x509.Certificate | None:

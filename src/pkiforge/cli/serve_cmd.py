@@ -38,7 +38,7 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
     """Check the CA, bind the address, then serve until interrupted."""
     # the server's modules (FastAPI, uvicorn) are imported here: every other command starts
     # without them
-    from pkiforge.api.server import listening_socket
+    from pkiforge.server.listener import listening_socket
 
     settings = state.settings
     if not state.pki.hierarchy.all():
@@ -60,8 +60,9 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
 
 def _serve(state: CliState, listener: socket.socket, host: str, port: int, workers: int) -> None:
     """Ensure the server certificate, then serve on `listener` until interrupted."""
-    from pkiforge.api.server import ensure_server_certificate, serve, start_renewal_thread
-    from pkiforge.api.tls import reload_loop
+    from pkiforge.server.certificate import ensure_server_certificate, start_renewal_thread
+    from pkiforge.server.run import serve
+    from pkiforge.server.tls import reload_loop
     from pkiforge.store.checkpoint import WalCheckpointer
     from pkiforge.wiring import ServingApp
 

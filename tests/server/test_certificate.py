@@ -6,9 +6,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pkiforge.api.server import ensure_server_certificate
 from pkiforge.ca.models import CAStatus
 from pkiforge.clock import FixedClock
+from pkiforge.server.certificate import ensure_server_certificate
 from pkiforge.wiring import build_pki
 from tests.ca.helpers import NOW, PASSPHRASE, make_pki, make_settings
 

@@ -28,11 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from cryptography.x509.oid import NameOID
 
-from pkiforge.api.workers import NOT_READY, _HandedServer, least_busy
+from pkiforge.server.workers import NOT_READY, _HandedServer, least_busy
+from tests.api.conftest import HTTPS_WHITELIST
+from tests.api.server import Server, make_home, start_server
 from tests.conftest import data_file
-
-from .conftest import HTTPS_WHITELIST
-from .server import Server, make_home, start_server
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 

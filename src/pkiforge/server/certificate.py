@@ -1,15 +1,13 @@
-"""Serving: the server's own TLS certificate (issued by its CA, renewed in place) and uvicorn."""
+"""The server's own TLS certificate: issued by its CA, renewed in place, with the bundle of
+CAs whose client certificates it verifies."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
 import random
-import socket
-import ssl
 import threading
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +15,17 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pkiforge.api.tls import TLSFiles, TLSHttpToolsProtocol, server_context
 from pkiforge.ca.lifecycle import IssueRequest, parse_names
 from pkiforge.ca.models import SYSTEM, CAStatus
-from pkiforge.errors import Conflict, InvalidInput
 from pkiforge.pairs import Pair, install_pair, write_atomic
 from pkiforge.pki import Pki
 from pkiforge.renewal import Backoff, RenewalPolicy
-from pkiforge.settings import MAX_PORT, MIN_PORT, Settings
+from pkiforge.server.tls import TLSFiles
+from pkiforge.settings import Settings
 from pkiforge.x509.keys import parse_key_type, private_key_pem
 
 log = logging.getLogger("pkiforge.server")
 SERVER_SERVICE_ID = "pkiforge"
-BACKLOG = 2048
-AppFactory = Callable[[], Any]  # builds the ASGI app (wiring.ServingApp)
 
 
 def tls_files(home: Path) -> TLSFiles:
@@ -141,64 +136,3 @@ def start_renewal_thread(renew: Callable[[], object], interval: float) -> thread
 
     threading.Thread(target=loop, name="tls-renewal", daemon=True).start()
     return stop
-
-
-def ssl_factory(files: TLSFiles, _config: Any, _default: Any) -> ssl.SSLContext:
-    """uvicorn `ssl_context_factory`: module-level so worker processes can unpickle it."""
-    return server_context(files)
-
-
-def uvicorn_config(app: AppFactory, files: TLSFiles, host: str, port: int) -> Any:
-    """The uvicorn configuration of one serving process: our TLS context and protocol; the
-    app is built by `app` in the process that serves it."""
-    import uvicorn
-
-    return uvicorn.Config(
-        app,
-        factory=True,
-        host=host,
-        port=port,
-        http=TLSHttpToolsProtocol,
-        ssl_context_factory=partial(ssl_factory, files),
-        timeout_graceful_shutdown=10,
-        server_header=False,
-        proxy_headers=False,  # the client address is the peer; proxies are handled explicitly
-        log_level="info",
-    )
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to the address and listening: one worker or many serve from it, so
-    both fail the same way, here, before serving starts.
-
-    Raises:
-        InvalidInput: the port is outside 1-65535.
-        Conflict: the address is taken or cannot be bound here.
-    """
-    if not MIN_PORT <= port <= MAX_PORT:  # bind() would refuse 65536+ only with OverflowError
-        raise InvalidInput(f"port {port} is outside {MIN_PORT}-{MAX_PORT}", field="port")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(BACKLOG)
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        raise Conflict(f"cannot listen on {host}:{port}: {reason}", field="port") from None
-    return sock
-
-
-def serve(app: AppFactory, files: TLSFiles, listener: socket.socket, *, workers: int) -> None:
-    """Serve the app `app` builds on `listener`, in this process or in `workers` processes
-    (blocks; closes it). With several, `app` must be picklable: each worker calls it."""
-    import uvicorn
-
-    host, port = listener.getsockname()[:2]
-    if workers > 1:
-        from pkiforge.api.workers import Supervisor
-
-        Supervisor(app, files, host, port, workers).run(listener)
-        return
-    uvicorn.Server(uvicorn_config(app, files, host, port)).run(sockets=[listener])

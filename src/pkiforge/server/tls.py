@@ -1,17 +1,19 @@
 """TLS for the API: a strict server context, and the ASGI TLS extension uvicorn lacks.
 
-uvicorn 0.54 verifies client certificates but does not hand them to the application. The two
+uvicorn verifies client certificates but does not hand them to the application. The two
 protocol classes below (one per uvicorn HTTP implementation) read the peer certificate from the
 connection's SSL object when the connection is made and add `scope["extensions"]["tls"]`
 (the ASGI TLS extension: `client_cert_chain` as PEM strings, `tls_version`, `cipher_suite`) to
 every request on that connection. They also hand uvicorn a transport that sends each response
-as one TLS record (`api/coalesce.py`).
+as one TLS record (`server/coalesce.py`).
+
+The protocol classes override uvicorn internals: pyproject.toml pins uvicorn to the minor
+versions tests/server/test_uvicorn_contract.py checks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import ssl
@@ -25,8 +27,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from pkiforge.api.coalesce import CoalescingTransport
 from pkiforge.pairs import resolve_pair
+from pkiforge.server.coalesce import CoalescingTransport
 
 log = logging.getLogger("pkiforge.server")
 RELOAD_SECONDS = 5.0
@@ -170,17 +172,3 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
         tls = tls_extension(transport)
         if tls is not None:
             self.app = _WithTLS(self.app, tls)
-
-
-def peer_certificate(scope: Any) -> x509.Certificate | None:
-    """The client certificate of this request's connection, if one was presented."""
-    chain = scope.get("extensions", {}).get("tls", {}).get("client_cert_chain") or []
-    if not chain:
-        return None
-    return _parsed(chain[0])
-
-
-@functools.lru_cache(maxsize=4096)
-def _parsed(pem: str) -> x509.Certificate:
-    # a keep-alive connection sends the same certificate with every request
-    return x509.load_pem_x509_certificate(pem.encode())

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pkiforge.api.coalesce import CoalescingTransport
+from pkiforge.server.coalesce import CoalescingTransport
 
 
 class Recording(asyncio.Transport):

@@ -35,7 +35,8 @@ from typing import Any
 
 import uvicorn
 
-from pkiforge.api.tls import TLSFiles
+from pkiforge.server.config import AppFactory, uvicorn_config
+from pkiforge.server.tls import TLSFiles
 
 log = logging.getLogger("pkiforge.server")
 RESTART_PAUSE = 1.0  # between restarts of a worker that keeps dying
@@ -46,7 +47,7 @@ FDS_PER_MESSAGE = 64
 
 
 def _worker(
-    app: Callable[[], Any],
+    app: AppFactory,
     files: TLSFiles,
     host: str,
     port: int,
@@ -54,8 +55,6 @@ def _worker(
     loads: Any,
     i: int,
 ) -> None:
-    from pkiforge.api.server import uvicorn_config
-
     _HandedServer(uvicorn_config(app, files, host, port), channel, loads, i).run()
 
 
@@ -180,10 +179,10 @@ def least_busy(held: Sequence[int], taken: Sequence[int], sent: Sequence[int]) -
 
 class Supervisor:
     """Run `workers` serving processes and hand them the connections of a listening socket
-    (`server.listening_socket`) until SIGINT/SIGTERM."""
+    (`server.listener.listening_socket`) until SIGINT/SIGTERM."""
 
     def __init__(
-        self, app: Callable[[], Any], files: TLSFiles, host: str, port: int, workers: int
+        self, app: AppFactory, files: TLSFiles, host: str, port: int, workers: int
     ) -> None:
         self.app, self.files, self.host, self.port = app, files, host, port
         self.workers = workers

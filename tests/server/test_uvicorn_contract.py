@@ -1,0 +1,219 @@
+"""What server/ relies on in uvicorn, beyond its documented API: this fails on an upgrade that
+breaks it, before any user does.
+
+server/tls.py subclasses uvicorn's HTTP protocol classes to hand the verified client
+certificate to the app (the ASGI TLS extension): it overrides `connection_made(transport)`,
+wraps the transport, and replaces `self.app`, which each request reads. server/workers.py
+builds those protocols itself and drives `uvicorn.Server` from its own socket channel.
+pyproject.toml pins uvicorn to the minor versions this module has passed with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import ipaddress
+import json
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from pkiforge.server.config import uvicorn_config
+from pkiforge.server.tls import TLSFiles, TLSH11Protocol, TLSHttpToolsProtocol
+from tests.conftest import data_file
+
+PROTOCOLS = {
+    "httptools": (HttpToolsProtocol, TLSHttpToolsProtocol),
+    "h11": (H11Protocol, TLSH11Protocol),
+}
+NOW = dt.datetime.now(dt.UTC)
+
+
+def _parameters(fn: Any) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+@pytest.mark.parametrize(("base", "ours"), PROTOCOLS.values(), ids=PROTOCOLS.keys())
+def test_the_protocol_methods_server_overrides_keep_their_shape(base: type, ours: type) -> None:
+    assert issubclass(ours, base)
+    # tls.py: connection_made(transport) is where the connection's TLS object is read
+    assert _parameters(base.connection_made) == ["self", "transport"]
+    assert _parameters(base.connection_lost) == ["self", "exc"]
+    # workers.py builds each connection's protocol with these keywords
+    assert _parameters(base.__init__)[:4] == ["self", "config", "server_state", "app_state"]
+
+
+@pytest.mark.parametrize(("base", "ours"), PROTOCOLS.values(), ids=PROTOCOLS.keys())
+async def test_a_protocol_holds_the_app_it_calls_as_self_app(base: type, ours: type) -> None:
+    """tls.py wraps `self.app` per connection: the attribute must exist, set from the config."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not called")
+
+    config = uvicorn.Config(app, lifespan="off", http=ours)
+    config.load()
+    assert config.http_protocol_class is ours
+    protocol = ours(config=config, server_state=ServerState(), app_state={})
+    assert protocol.app is config.loaded_app
+
+
+def test_the_server_parts_workers_drive_are_there() -> None:
+    """server/workers.py subclasses `uvicorn.Server` and reads its state."""
+    server = uvicorn.Server(uvicorn.Config(_app_factory, factory=True, lifespan="off"))
+    assert _parameters(uvicorn.Server.startup) == ["self", "sockets"]
+    assert _parameters(uvicorn.Server.shutdown) == ["self", "sockets"]
+    assert _parameters(uvicorn.Server.on_tick) == ["self", "counter"]
+    assert isinstance(server.server_state.connections, set)
+    assert "ssl_context_factory" in inspect.signature(uvicorn.Config).parameters
+    config = server.config
+    config.load()
+    assert config.lifespan_class is not None and config.http_protocol_class is not None
+
+
+# --- one real mTLS request through the real server -------------------------------------------
+
+
+def _key(name: str) -> CertificateIssuerPrivateKeyTypes:
+    key = load_pem_private_key(data_file(f"key-{name}.pem"), None)
+    assert not isinstance(key, Exception)
+    return key  # type: ignore[return-value]
+
+
+def _cert(
+    subject: str,
+    key: CertificateIssuerPrivateKeyTypes,
+    issuer: x509.Certificate | None,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    eku: x509.ObjectIdentifier | None = None,
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer else name)
+        .public_key(key.public_key())  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(minutes=5))
+        .not_valid_after(NOW + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+    if subject == "127.0.0.1":
+        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(subject))])
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Iterator[tuple[TLSFiles, tuple[str, str], Path]]:
+    """A CA; the server's certificate and a client's, both issued by it. Committed keys."""
+    ca_key, server_key, client_key = _key("p256"), _key("p256-b"), _key("p384")
+    ca = _cert("contract CA", ca_key, None, ca_key)
+    server = _cert("127.0.0.1", server_key, ca, ca_key, ExtendedKeyUsageOID.SERVER_AUTH)
+    client = _cert("client", client_key, ca, ca_key, ExtendedKeyUsageOID.CLIENT_AUTH)
+    files = TLSFiles(tmp_path / "tls.pem", tmp_path / "tls.key", tmp_path / "cas.pem")
+    files.cert.write_bytes(server.public_bytes(Encoding.PEM))
+    files.key.write_bytes(data_file("key-p256-b.pem"))
+    files.client_cas.write_bytes(ca.public_bytes(Encoding.PEM))
+    (tmp_path / "client.pem").write_bytes(client.public_bytes(Encoding.PEM))
+    (tmp_path / "client.key").write_bytes(data_file("key-p384.pem"))
+    yield files, (str(tmp_path / "client.pem"), str(tmp_path / "client.key")), tmp_path / "cas.pem"
+
+
+async def _echo_tls(scope: Any, receive: Any, send: Any) -> None:
+    """Answers with the ASGI TLS extension the server put in the scope."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = json.dumps(scope.get("extensions", {}).get("tls")).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _app_factory() -> Any:
+    return _echo_tls
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS.keys())
+async def test_a_verified_client_certificate_reaches_the_app(
+    pki: tuple[TLSFiles, tuple[str, str], Path], protocol: str
+) -> None:
+    files, client, root = pki
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn_config(_app_factory, files, "127.0.0.1", port)
+    config.http = PROTOCOLS[protocol][1]
+    config.log_level = "warning"
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        for _ in range(500):
+            if server.started or serving.done():
+                break
+            await asyncio.sleep(0.01)
+        assert server.started, "the server did not start"
+        with_cert = ssl.create_default_context(cafile=str(root))
+        with_cert.load_cert_chain(*client)
+        async with httpx.AsyncClient(verify=with_cert) as http:
+            tls = (await http.get(f"https://127.0.0.1:{port}/")).json()
+            again = (await http.get(f"https://127.0.0.1:{port}/")).json()  # same connection
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(root))) as http:
+            anonymous = (await http.get(f"https://127.0.0.1:{port}/")).json()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+    presented = Path(client[0]).read_text()
+    assert tls["client_cert_chain"] == [presented] and again == tls
+    assert tls["tls_version"] in (0x0303, 0x0304) and tls["cipher_suite"]
+    assert anonymous["client_cert_chain"] == []
+
+
+async def test_a_certificate_from_another_ca_is_refused_in_the_handshake(
+    pki: tuple[TLSFiles, tuple[str, str], Path], tmp_path: Path
+) -> None:
+    """The app only ever sees chains the server's context verified."""
+    files, _, root = pki
+    stranger_key = _key("p521")
+    stranger = _cert("stranger", stranger_key, None, stranger_key, ExtendedKeyUsageOID.CLIENT_AUTH)
+    (tmp_path / "stranger.pem").write_bytes(stranger.public_bytes(Encoding.PEM))
+    (tmp_path / "stranger.key").write_bytes(data_file("key-p521.pem"))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn_config(_app_factory, files, "127.0.0.1", port)
+    config.log_level = "critical"
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        for _ in range(500):
+            if server.started or serving.done():
+                break
+            await asyncio.sleep(0.01)
+        ctx = ssl.create_default_context(cafile=str(root))
+        ctx.load_cert_chain(str(tmp_path / "stranger.pem"), str(tmp_path / "stranger.key"))
+        async with httpx.AsyncClient(verify=ctx) as http:
+            with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+                await http.get(f"https://127.0.0.1:{port}/")
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
