@@ -20,24 +20,10 @@ from pkiforge.api.deps import (
     VerifierDep,
     client_certificate,
 )
-from pkiforge.api.keyauth import KeyAuth
-from pkiforge.api.state import AppState
 from pkiforge.auth.middleware import request_from_scope
 from pkiforge.errors import AuthenticationFailed
 
-__all__ = ["ActorDep", "authenticated_actor", "has_signature", "key_auth"]
-
-
-def key_auth(state: AppState) -> KeyAuth:
-    """The process's request-signing services.
-
-    Raises:
-        AuthenticationFailed: this app was built without them (signatures not accepted).
-    """
-    signing = getattr(state, "signing", None)
-    if not isinstance(signing, KeyAuth):
-        raise AuthenticationFailed("signed requests are not accepted here", reason="no-signing")
-    return signing
+__all__ = ["ActorDep", "authenticated_actor", "has_signature"]
 
 
 def has_signature(request: Request) -> bool:
@@ -53,7 +39,7 @@ async def authenticated_actor(
 ) -> Actor:
     """The verified caller: a service (mTLS) or a registered signing key; 401 otherwise."""
     if client_certificate(request, state) is None and has_signature(request):
-        signing = key_auth(state)
+        signing = state.signing
         body = await request.body()
         http = request_from_scope(request.scope, body, signing.trusted_origin)
         identity = await state.run(partial(signing.authenticate, http, address))

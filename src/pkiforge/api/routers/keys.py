@@ -14,7 +14,6 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pkiforge.actor import Actor
 from pkiforge.api.blocking import blocking
 from pkiforge.api.deps import StateDep
-from pkiforge.api.keyauth import KeyAuth
 from pkiforge.api.problems import responses
 from pkiforge.api.schemas.keys import (
     EventOut,
@@ -28,7 +27,7 @@ from pkiforge.api.schemas.keys import (
     key_out,
     usage_out,
 )
-from pkiforge.api.signed import ActorDep, key_auth
+from pkiforge.api.signed import ActorDep
 from pkiforge.api.state import AppState
 from pkiforge.auth.keys import KeyStatus
 from pkiforge.auth.registry import MAX_OFFSET, MAX_PAGE, MAX_USAGE_DAYS, KeyQuery
@@ -64,10 +63,6 @@ def _self_or_admin(state: AppState, actor: Actor, key_id: str) -> None:
     require_key_admin(state, actor)
 
 
-def _signing(state: AppState) -> KeyAuth:
-    return key_auth(state)
-
-
 @router.get("/whoami", response_model=WhoAmIOut)
 async def whoami(actor: ActorDep, request: Request) -> WhoAmIOut:
     """Who this request authenticated as: a signing key or an mTLS service."""
@@ -90,7 +85,7 @@ def register_key(
 ) -> KeyOut:
     """Register a PEM public key (RSA >= 2048, P-256, P-384, Ed25519) for a client."""
     require_key_admin(state, actor)
-    key = _signing(state).registry.register(body.registration(), actor)
+    key = state.signing.registry.register(body.registration(), actor)
     response.headers["Location"] = f"/api/v1/keys/{key.key_id}"
     return key_out(key)
 
@@ -108,7 +103,7 @@ def list_keys(
     """Registered keys, newest first, filtered by status and client name."""
     require_key_admin(state, actor)
     query = KeyQuery(status=status, client_name=client_name, limit=limit, offset=offset)
-    keys, more = _signing(state).registry.page(query)
+    keys, more = state.signing.registry.page(query)
     return KeyPage(
         items=[key_out(k) for k in keys],
         limit=limit,
@@ -130,7 +125,7 @@ def list_events(
         require_key_admin(state, actor)
     else:
         _self_or_admin(state, actor, key_id)
-    return [event_out(e) for e in _signing(state).registry.events(key_id, limit)]
+    return [event_out(e) for e in state.signing.registry.events(key_id, limit)]
 
 
 @router.get("/{key_id}", response_model=KeyOut)
@@ -138,7 +133,7 @@ def list_events(
 def get_key(key_id: KeyId, actor: ActorDep, state: StateDep) -> KeyOut:
     """One registered key (admins, or the key itself)."""
     _self_or_admin(state, actor, key_id)
-    return key_out(_signing(state).registry.get(key_id))
+    return key_out(state.signing.registry.get(key_id))
 
 
 @router.get("/{key_id}/usage", response_model=list[UsageOut])
@@ -151,7 +146,7 @@ def key_usage(
 ) -> list[UsageOut]:
     """Successes and failures per UTC day, oldest first (days without requests are left out)."""
     _self_or_admin(state, actor, key_id)
-    return [usage_out(u) for u in _signing(state).registry.usage(key_id, days)]
+    return [usage_out(u) for u in state.signing.registry.usage(key_id, days)]
 
 
 @router.post("/{key_id}/revoke", response_model=KeyOut)
@@ -159,7 +154,7 @@ def key_usage(
 def revoke_key(key_id: KeyId, body: RevocationIn, actor: ActorDep, state: StateDep) -> KeyOut:
     """Revoke a key for good; this replica refuses it at once, the others within 5 s."""
     _self_or_admin(state, actor, key_id)
-    return key_out(_signing(state).registry.revoke(key_id, body.reason, actor))
+    return key_out(state.signing.registry.revoke(key_id, body.reason, actor))
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
@@ -172,4 +167,4 @@ def delete_key(
 ) -> KeyOut:
     """The same as revoke (the key stays on record, revoked, for the audit trail)."""
     _self_or_admin(state, actor, key_id)
-    return key_out(_signing(state).registry.revoke(key_id, reason or "deleted", actor))
+    return key_out(state.signing.registry.revoke(key_id, reason or "deleted", actor))
