@@ -293,20 +293,15 @@ def _service_api(pki: Pki, registry: CollectorRegistry, limiter: RateLimiter) ->
     from pkiforge.api.metrics import ExpiryCollector, LifecycleMetrics, request_latency
     from pkiforge.api.service_api import LastSeen, ServiceApi
     from pkiforge.ca.enrollment import EnrollmentService
+    from pkiforge.ca.issuing import Issuance
     from pkiforge.ca.models import CertificateQuery, CertStatus
     from pkiforge.ca.registry import RegistryService
     from pkiforge.ca.service_certs import ServiceCertificates
 
     services = RegistryService(pki.ctx)
     enrollment = EnrollmentService(pki.ctx)
-    certificates = ServiceCertificates(
-        pki.certificates,
-        pki.revocation,
-        services,
-        enrollment,
-        limiter,
-        LifecycleMetrics(registry),
-    )
+    issuance = Issuance(pki.ctx, enrollment, limiter, LifecycleMetrics(registry))
+    certificates = ServiceCertificates(pki.certificates, pki.revocation, services, issuance)
 
     def expiring(window: dt.timedelta) -> int:
         now = pki.ctx.clock.now()

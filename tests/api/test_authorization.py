@@ -11,8 +11,6 @@ from pkiforge.ca.authorization import (
     Operation,
     ServicePolicy,
     Whitelist,
-    capped_validity,
-    check_issuance,
     check_names,
     name_matches,
     renewal_supersedes,
@@ -118,33 +116,6 @@ LIMITED = ServicePolicy(ALL, max_certificates=2, max_validity=30 * DAY, profiles
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "reason"),
-    [
-        ({"profile": "server"}, "profile"),
-        ({"validity": 31 * DAY}, "validity"),
-        ({"active_certificates": 2}, "quota"),
-        ({"server_key": True}, "server-key"),
-        ({}, None),
-    ],
-    ids=["profile", "validity", "quota", "server-key", "ok"],
-)
-def test_check_issuance(kwargs: dict[str, object], reason: str | None) -> None:
-    args: dict[str, object] = {
-        "profile": "service",
-        "validity": None,
-        "active_certificates": 1,
-        "server_key": False,
-        **kwargs,
-    }
-    if reason is None:
-        check_issuance(LIMITED, **args)  # type: ignore[arg-type]
-        return
-    with pytest.raises(PermissionDenied) as info:
-        check_issuance(LIMITED, **args)  # type: ignore[arg-type]
-    assert info.value.data["reason"] == reason
-
-
-@pytest.mark.parametrize(
     ("policy", "active", "counts", "supersedes"),
     [
         (LIMITED, 1, True, False),
@@ -162,12 +133,6 @@ def test_renewal_supersedes_at_the_quota(
     assert (
         renewal_supersedes(policy, active_certificates=active, renewed_counts=counts) is supersedes
     )
-
-
-def test_max_validity_caps_the_default_but_not_an_explicit_request() -> None:
-    assert capped_validity(LIMITED, None, 365 * DAY) == 30 * DAY
-    assert capped_validity(LIMITED, 90 * DAY, 365 * DAY) == 90 * DAY  # then refused by check
-    assert capped_validity(ServicePolicy(ALL), None, 365 * DAY) is None
 
 
 def test_whitelist_exact_ids_win_over_patterns_and_unlisted_get_nothing() -> None:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from pkiforge.ca.authority import InitOptions
 from pkiforge.ca.crl import parse_reason
-from pkiforge.ca.lifecycle import IssueRequest
+from pkiforge.ca.issuance import IssueRequest
 from pkiforge.ca.ocsp import OCSPResponder
 from pkiforge.settings import load_settings
 from pkiforge.wiring import Pki, build_app, build_pki

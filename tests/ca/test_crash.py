@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-import pkiforge.ca.lifecycle
+import pkiforge.ca.issuing
 from pkiforge.ca.models import CertificateQuery, CertStatus
 from pkiforge.clock import FixedClock
 from pkiforge.errors import Conflict
@@ -21,14 +21,14 @@ from pkiforge.wiring import Pki
 from .helpers import NOW, PASSPHRASE, csr_bytes, make_pki, snapshot
 
 # Runs in a child process: wire the services like an edge would, then issue with
-# `sign_leaf` (the name CertificateService.issue calls) replaced by a SIGKILL, either
+# `sign_leaf` (the name Issuance.issue calls) replaced by a SIGKILL, either
 # instead of signing or right after signing, before the certificate is stored.
 CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
 
-    import pkiforge.ca.lifecycle as lifecycle
+    import pkiforge.ca.issuing as issuing
     from pkiforge.settings import CASettings, Settings
     from pkiforge.wiring import build_pki
 
@@ -39,14 +39,14 @@ CHILD = textwrap.dedent(
         ca=CASettings(trust_domain="example.internal", kdf_log2_n=14),
     )
     pki = build_pki(settings, passphrase)
-    real_sign_leaf = lifecycle.sign_leaf
+    real_sign_leaf = issuing.sign_leaf
 
     def crash(*args, **kwargs):
         if mode == "after-sign":
             real_sign_leaf(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    lifecycle.sign_leaf = crash
+    issuing.sign_leaf = crash
     request = pki.certificates.request_from_csr(
         Path(sys.argv[4]).read_bytes(), service_id="crash"
     )
@@ -123,7 +123,7 @@ def test_signing_error_marks_the_reservation_failed(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("HSM went away")
 
-    monkeypatch.setattr(pkiforge.ca.lifecycle, "sign_leaf", broken)
+    monkeypatch.setattr(pkiforge.ca.issuing, "sign_leaf", broken)
     request = pki.certificates.request_from_csr(csr_bytes("p256"), service_id="broken")
     before = snapshot(pki)
     with pytest.raises(RuntimeError, match="HSM went away"):

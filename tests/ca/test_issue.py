@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from pkiforge.ca.lifecycle import IssueRequest
-from pkiforge.ca.models import CertificateQuery, CertStatus
+from pkiforge.ca.authorize import operator_rules
+from pkiforge.ca.issuance import IssueRequest
+from pkiforge.ca.models import OPERATOR, CertificateQuery, CertStatus
 from pkiforge.clock import FixedClock
 from pkiforge.errors import PolicyViolation
 from pkiforge.wiring import Pki
@@ -81,10 +82,14 @@ def test_issue_from_csr_every_key_type(multi: Pki, issuer_type: str, leaf_type: 
     ids=["rsa2048", "p256", "p384", "ed25519"],
 )
 def test_issue_with_server_made_key(multi: Pki, key_type: str, key_class: type) -> None:
-    record, key = multi.certificates.issue_with_new_key(
-        IssueRequest("api.example.internal", service_id="api", profile="server"),
-        key_type,  # type: ignore[arg-type]
+    request = IssueRequest(
+        "api.example.internal",
+        service_id="api",
+        profile="server",
+        key_type=key_type,  # type: ignore[arg-type]
     )
+    issued = multi.certificates.issuance.issue(request, OPERATOR, operator_rules(request))
+    record, key = issued.record, issued.key
     assert isinstance(key, key_class)
     assert record.certificate is not None
     assert record.certificate.public_key() == key.public_key()
@@ -126,7 +131,7 @@ def test_service_id_is_read_back_from_a_spiffe_san_in_the_csr(shared_pki: Pki) -
     request = shared_pki.certificates.request_from_csr(
         csr_bytes("p256"), extra_names=["URI:spiffe://example.internal/ledger"]
     )
-    assert request.service_id == "ledger"
+    assert shared_pki.certificates.issue(request).service_id == "ledger"
 
 
 @pytest.mark.parametrize(

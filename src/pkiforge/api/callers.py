@@ -41,7 +41,12 @@ def _enrolling_caller(request: Request, state: AppState, verify: IdentityVerifie
     if policy is not None:  # a token never carries admin rights, whatever its service has
         policy = replace(policy, operations=policy.operations - {Operation.ADMIN})
     return Caller(
-        token.service_id, policy, peer_address(request), secret.token_id, secret.secret_hash
+        token.service_id,
+        policy,
+        peer_address(request),
+        secret.token_id,
+        secret.secret_hash,
+        token.profile,
     )
 
 

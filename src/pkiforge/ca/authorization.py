@@ -78,6 +78,7 @@ class Caller:
     address: str | None = None
     token_id: str | None = None  # set when the caller presented an enrollment token
     token_hash: str | None = None
+    token_profile: str | None = None  # the profile the token was minted for
 
     @property
     def is_admin(self) -> bool:
@@ -211,16 +212,6 @@ def check_names(
             )
 
 
-def capped_validity(
-    policy: ServicePolicy, requested: dt.timedelta | None, default: dt.timedelta
-) -> dt.timedelta | None:
-    """The validity to ask for: a service's `max_validity` caps the profile default (as a
-    Vault role's max_ttl caps its ttl); an explicit request is checked, not capped."""
-    if requested is not None or policy.is_admin or policy.max_validity is None:
-        return requested
-    return min(default, policy.max_validity)
-
-
 def renewal_supersedes(
     policy: ServicePolicy, *, active_certificates: int, renewed_counts: bool
 ) -> bool:
@@ -238,45 +229,3 @@ def renewal_supersedes(
         and renewed_counts
         and active_certificates >= policy.max_certificates
     )
-
-
-def check_issuance(
-    policy: ServicePolicy,
-    *,
-    profile: str,
-    validity: dt.timedelta | None,
-    active_certificates: int,
-    server_key: bool,
-) -> None:
-    """Profile, validity, quota and key-custody limits of a non-admin service.
-
-    Raises:
-        PermissionDenied: naming the limit.
-    """
-    if policy.is_admin:
-        return
-    if policy.profiles is not None and profile not in policy.profiles:
-        raise PermissionDenied(
-            f"profile {profile!r} is not allowed; use one of {', '.join(policy.profiles)}",
-            field="profile",
-            reason="profile",
-        )
-    if validity is not None and policy.max_validity is not None and validity > policy.max_validity:
-        raise PermissionDenied(
-            f"validity of {validity.days} days exceeds this service's maximum of "
-            f"{policy.max_validity.days} days",
-            field="validity_days",
-            reason="validity",
-        )
-    if policy.max_certificates is not None and active_certificates >= policy.max_certificates:
-        raise PermissionDenied(
-            f"the service already holds {active_certificates} active certificates "
-            f"(max_certificates {policy.max_certificates}); revoke one first",
-            reason="quota",
-        )
-    if server_key and not policy.server_generated_keys:
-        raise PermissionDenied(
-            "server-made keys are not allowed for this service; send a CSR",
-            field="key_type",
-            reason="server-key",
-        )

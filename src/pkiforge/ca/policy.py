@@ -1,13 +1,14 @@
 """Issuance policy as a list of small rules applied in a fixed order (like step-ca SignOptions).
 
-Each rule looks at a `Draft` and either changes it (a modifier) or raises (a check). Profiles and
-callers choose the list; `DEFAULT_RULES` is what every leaf goes through.
+Each rule looks at a `Draft` and either changes it (a modifier) or raises (a check).
+`DEFAULT_RULES` is what every leaf goes through, after the caller's own rules
+(`ca/issuance.py`) have passed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -132,10 +133,3 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     limit_names,
     validity_window,
 )
-
-
-def apply_rules(draft: Draft, rules: Sequence[Rule] = DEFAULT_RULES) -> Draft:
-    """Run every rule in order; the first failing check raises."""
-    for rule in rules:
-        rule(draft)
-    return draft

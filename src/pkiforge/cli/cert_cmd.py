@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
+from pkiforge.ca.authorize import operator_rules
 from pkiforge.ca.crl import parse_reason, reason_name
-from pkiforge.ca.lifecycle import MIN_SERIAL_PREFIX, IssueRequest, parse_names
-from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus
-from pkiforge.ca.profiles import get_profile
+from pkiforge.ca.issuance import IssueRequest
+from pkiforge.ca.lifecycle import MIN_SERIAL_PREFIX, parse_names
+from pkiforge.ca.models import OPERATOR, CertificateQuery, CertificateRecord, CertStatus
 from pkiforge.cli.files import check_writable, read_input, write_output
 from pkiforge.cli.output import emit_json, fields, out, table, when
 from pkiforge.cli.state import CliState
@@ -25,6 +26,7 @@ from pkiforge.cli.usage import exclusive, usage_error
 from pkiforge.clock import utc_input
 from pkiforge.durations import parse_duration
 from pkiforge.errors import InvalidInput
+from pkiforge.x509.csr import load_csr
 from pkiforge.x509.keys import describe_key, parse_key_type, private_key_pem
 
 app = typer.Typer(help="Leaf certificates.", no_args_is_help=True)
@@ -109,6 +111,35 @@ def _show(state: CliState, record: CertificateRecord, json_out: bool) -> None:
     fields(pairs)
 
 
+def issue_request(
+    csr: bytes | None,
+    *,
+    cn: str | None = None,
+    san: list[str] | None = None,
+    service: str | None = None,
+    profile: str = "service",
+    issuer: str | None = None,
+    validity: str | None = None,
+    key_type: str | None = None,
+) -> IssueRequest:
+    """`cert issue`'s options as the domain value `Issuance.issue` takes: a CSR, or a key of
+    `key_type` (default p256) made here.
+
+    Raises:
+        InvalidCSR, InvalidName, PolicyViolation, InvalidInput: a malformed option.
+    """
+    return IssueRequest(
+        common_name=cn,
+        names=parse_names(san or []),
+        service_id=service,
+        profile=profile,
+        issuer=issuer,
+        validity=_validity(validity),
+        csr=load_csr(csr) if csr is not None else None,
+        key_type=parse_key_type(key_type or "p256") if csr is None else None,
+    )
+
+
 @app.command("issue")
 def issue(
     ctx: typer.Context,
@@ -154,31 +185,18 @@ def issue(
         raise usage_error("--cn needs --key-out FILE, where the key made here is written", ctx)
     pki = state.pki
     check_writable([key_out, out_file], force)
-    if csr is not None:
-        request = pki.certificates.request_from_csr(
-            read_input(csr, "CSR", "csr"),
-            common_name=None,
-            extra_names=san or [],
-            service_id=service,
-            profile=profile,
-            issuer=issuer,
-            validity=_validity(validity),
-        )
-        record, key = pki.certificates.issue(request), None
-    else:
-        assert cn is not None
-        wild = get_profile(pki.ctx.config.profiles, profile).allow_wildcards
-        template = IssueRequest(
-            common_name=cn,
-            names=parse_names(san or [], allow_wildcard=wild),
-            service_id=service,
-            profile=profile,
-            issuer=issuer,
-            validity=_validity(validity),
-        )
-        record, key = pki.certificates.issue_with_new_key(
-            template, parse_key_type(key_type or "p256")
-        )
+    request = issue_request(
+        read_input(csr, "CSR", "csr") if csr is not None else None,
+        cn=cn,
+        san=san or [],
+        service=service,
+        profile=profile,
+        issuer=issuer,
+        validity=validity,
+        key_type=key_type,
+    )
+    issued = pki.certificates.issuance.issue(request, OPERATOR, operator_rules(request))
+    record, key = issued.record, issued.key
     if key is not None and key_out is not None:
         write_output(key_out, private_key_pem(key), private=True)
     pem = _pem_out(state, record, chain)

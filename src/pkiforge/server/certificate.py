@@ -15,7 +15,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pkiforge.ca.lifecycle import IssueRequest, parse_names
+from pkiforge.ca.authorize import operator_rules
+from pkiforge.ca.issuance import IssueRequest
+from pkiforge.ca.lifecycle import parse_names
 from pkiforge.ca.models import SYSTEM, CAStatus
 from pkiforge.pairs import Pair, install_pair, write_atomic
 from pkiforge.pki import Pki
@@ -66,16 +68,16 @@ def ensure_server_certificate(pki: Pki, settings: Settings, *, force: bool = Fal
 
 def _issue(pki: Pki, settings: Settings, files: TLSFiles, names: list[str]) -> None:
     profile = pki.ctx.config.profiles[settings.server.tls_profile]
-    template = IssueRequest(
+    request = IssueRequest(
         common_name=names[0] if names[0] != "127.0.0.1" else names[-1],
-        names=parse_names(names, allow_wildcard=profile.allow_wildcards),
+        names=parse_names(names),
         service_id=SERVER_SERVICE_ID,
         profile=profile.name,
+        key_type=parse_key_type(settings.server.tls_key_type),
     )
-    record, key = pki.certificates.issue_with_new_key(
-        template, parse_key_type(settings.server.tls_key_type), actor=SYSTEM
-    )
-    assert record.certificate is not None
+    issued = pki.certificates.issuance.issue(request, SYSTEM, operator_rules(request))
+    record, key = issued.record, issued.key
+    assert record.certificate is not None and key is not None
     chain = pki.hierarchy.chain(record.issuer)[:-1]  # leaf + intermediates, not the root
     pem = b"".join(c.public_bytes(Encoding.PEM) for c in [record.certificate, *chain])
     # the same crash-safe install as the renewal agent: readers see the old pair or the new one

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Body, Query, Request, Response
 
@@ -25,11 +26,12 @@ from pkiforge.api.schemas.certificates import (
 from pkiforge.api.schemas.common import Serial
 from pkiforge.api.state import AppState
 from pkiforge.ca.crl import parse_reason
+from pkiforge.ca.issuance import IssueRequest
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus, parse_serial
-from pkiforge.ca.service_certs import CertificateOrder
 from pkiforge.errors import InvalidInput
+from pkiforge.x509.csr import load_csr
 from pkiforge.x509.keys import parse_key_type, private_key_pem
-from pkiforge.x509.names import validate_dns_name, validate_ip, validate_uri
+from pkiforge.x509.names import SubjectName, validate_dns_name, validate_ip, validate_uri
 
 router = APIRouter(
     prefix="/api/v1/certificates", tags=["certificates"], responses=responses(400, 404, 409)
@@ -51,23 +53,30 @@ def _days(days: int | None) -> dt.timedelta | None:
     return dt.timedelta(days=days) if days is not None else None
 
 
-def _order(body: CertificateRequest) -> CertificateOrder:
+def _csr(text: str | None) -> x509.CertificateSigningRequest | None:
+    return load_csr(text.encode()) if text is not None else None
+
+
+def issue_request(body: CertificateRequest) -> IssueRequest:
+    """The request body as the domain value `Issuance.issue` takes (names parsed once)."""
     names = [
-        f"DNS:{validate_dns_name(v, allow_wildcard=True, field=f'san_dns[{i}]')}"
+        SubjectName("DNS", validate_dns_name(v, allow_wildcard=True, field=f"san_dns[{i}]"))
         for i, v in enumerate(body.san_dns)
     ]
-    names += [f"IP:{validate_ip(v, f'san_ip[{i}]')}" for i, v in enumerate(body.san_ip)]
-    names += [f"URI:{validate_uri(v, f'san_uri[{i}]')}" for i, v in enumerate(body.san_uri)]
-    return CertificateOrder(
-        csr=body.csr.encode() if body.csr is not None else None,
-        service_id=body.service_id,
+    names += [SubjectName("IP", validate_ip(v, f"san_ip[{i}]")) for i, v in enumerate(body.san_ip)]
+    names += [
+        SubjectName("URI", validate_uri(v, f"san_uri[{i}]")) for i, v in enumerate(body.san_uri)
+    ]
+    return IssueRequest(
         common_name=body.common_name,
         names=names,
+        service_id=body.service_id,
         profile=body.profile,
         issuer=body.issuer,
         validity=_days(body.validity_days),
+        metadata=body.metadata or {},
+        csr=_csr(body.csr),
         key_type=parse_key_type(body.key_type) if body.key_type else None,
-        metadata=body.metadata,
     )
 
 
@@ -90,7 +99,8 @@ async def request_certificate(
     state = app_state(request)
 
     def issue() -> CertificateOut:
-        record, key = state.api.certificates.request(_order(body), caller)
+        issued = state.api.certificates.request(issue_request(body), caller)
+        record, key = issued.record, issued.key
         response.headers["Location"] = f"/api/v1/certificates/{record.serial_hex}"
         return _render(state, record, private_key_pem(key).decode() if key is not None else None)
 
@@ -166,7 +176,7 @@ def renew_certificate(
     record = state.api.certificates.renew(
         _serial(serial),
         caller,
-        csr=body.csr.encode() if body.csr is not None else None,
+        csr=_csr(body.csr),
         validity=_days(body.validity_days),
     )
     response.headers["Location"] = f"/api/v1/certificates/{record.serial_hex}"
