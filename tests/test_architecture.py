@@ -16,10 +16,6 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "pkiforge"
 
-# (importer, imported) pairs that break a rule and are being removed under issue 20. Nothing
-# may be added here.
-BEING_REMOVED: frozenset[tuple[str, str]] = frozenset()
-
 
 @dataclass(frozen=True)
 class Import:
@@ -65,8 +61,7 @@ def imports_of(module: str, path: Path) -> Iterator[Import]:
 
 @cache
 def all_imports() -> tuple[Import, ...]:
-    found = (i for m, p in modules().items() for i in imports_of(m, p))
-    return tuple(i for i in found if (i.importer, i.name) not in BEING_REMOVED)
+    return tuple(i for m, p in modules().items() for i in imports_of(m, p))
 
 
 def within(name: str, prefixes: tuple[str, ...]) -> bool:
@@ -185,13 +180,6 @@ def test_no_import_cycle() -> None:
     assert not found, "modules import each other in a circle:\n  " + "\n  ".join(
         " <-> ".join(c) for c in found
     )
-
-
-def test_the_allowlist_holds_only_live_violations() -> None:
-    """An entry whose import is gone must leave BEING_REMOVED, so that it cannot hide a new one."""
-    present = {(i.importer, i.name) for m, p in modules().items() for i in imports_of(m, p)}
-    gone = sorted(BEING_REMOVED - present)
-    assert not gone, f"these imports are gone; remove them from BEING_REMOVED: {gone}"
 
 
 def test_the_checks_catch_a_planted_violation() -> None:
