@@ -3,11 +3,11 @@
 Revision ID: 0006
 Revises: 0005
 
-Every certificate request checks that no other service registered a name it asks for.
-Reading every service's names for that costs each request in proportion to the size of the
-registry; with an index only the names that could clash are read. `service_names` holds one row per registered name under its index key
-(`pkiforge.ca.name_index.pattern_key`), filled here from `services.names` and kept with it by
-the repository from now on.
+Every certificate request checks that no other service registered a name it asks for. Reading
+every service's names for that costs each request in proportion to the size of the registry;
+with an index only the names that could clash are read. `service_names` holds one row per
+registered name under its index key (`pkiforge.ca.name_index.pattern_key`), filled here from
+`services.names` and kept with it by the repository from now on.
 """
 
 import json

@@ -4,10 +4,10 @@ Revision ID: 0007
 Revises: 0006
 
 Counting a service's active certificates (the whitelist's `max_certificates`, checked on every
-request of a service that has one), finding its current certificate (discovery) and listing
-its active ones would read every certificate the service ever had through an index on
-`service_id` alone, and test each row's status and expiry. With (service_id, status, not_after) the active, unexpired ones are one range of
-the index, and counting them reads nothing else.
+request of a service that has one), finding its current certificate (discovery) and listing its
+active ones would read every certificate the service ever had through an index on `service_id`
+alone, and test each row's status and expiry. With (service_id, status, not_after) the active,
+unexpired ones are one range of the index, and counting them reads nothing else.
 """
 
 from alembic import op
