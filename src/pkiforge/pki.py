@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pkiforge.ca.authority import HierarchyService
 from pkiforge.ca.ca_revocation import CARevocationService
 from pkiforge.ca.context import CAContext
-from pkiforge.ca.lifecycle import CertificateService
+from pkiforge.ca.hierarchy import HierarchyService
+from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.settings import Settings
 from pkiforge.store.db import SqlStore
@@ -21,7 +21,7 @@ class Pki:
     store: SqlStore
     ctx: CAContext
     hierarchy: HierarchyService
-    certificates: CertificateService
+    certificates: OperatorCertificates
     revocation: RevocationService
     ca_revocation: CARevocationService
 

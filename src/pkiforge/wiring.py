@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import make_url
 
 from pkiforge import passphrase as secrets_
-from pkiforge.ca.authority import HierarchyService
 from pkiforge.ca.ca_revocation import CARevocationService
 from pkiforge.ca.config import CAConfig, URLTemplates
 from pkiforge.ca.context import CAContext
-from pkiforge.ca.lifecycle import CertificateService
+from pkiforge.ca.hierarchy import HierarchyService
+from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.profiles import Profile
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.clock import Clock, SystemClock
@@ -86,7 +86,7 @@ def build_pki(
         store,
         ctx,
         HierarchyService(ctx),
-        CertificateService(ctx),
+        OperatorCertificates(ctx),
         revocation,
         CARevocationService(ctx, revocation),
     )
@@ -292,16 +292,16 @@ def _identities(pki: Pki) -> ClientCertificateVerifier:
 def _service_api(pki: Pki, registry: CollectorRegistry, limiter: RateLimiter) -> ServiceApi:
     from pkiforge.api.metrics import ExpiryCollector, LifecycleMetrics, request_latency
     from pkiforge.api.service_api import LastSeen, ServiceApi
+    from pkiforge.ca.caller_certs import CallerCertificates
     from pkiforge.ca.enrollment import EnrollmentService
-    from pkiforge.ca.issuing import Issuance
+    from pkiforge.ca.issuance import Issuance
     from pkiforge.ca.models import CertificateQuery, CertStatus
     from pkiforge.ca.registry import RegistryService
-    from pkiforge.ca.service_certs import ServiceCertificates
 
     services = RegistryService(pki.ctx)
     enrollment = EnrollmentService(pki.ctx)
     issuance = Issuance(pki.ctx, enrollment, limiter, LifecycleMetrics(registry))
-    certificates = ServiceCertificates(pki.certificates, pki.revocation, services, issuance)
+    certificates = CallerCertificates(pki.certificates, pki.revocation, services, issuance)
 
     def expiring(window: dt.timedelta) -> int:
         now = pki.ctx.clock.now()

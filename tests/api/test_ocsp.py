@@ -15,9 +15,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pkiforge.ca.authority import InitOptions
 from pkiforge.ca.crl import parse_reason
-from pkiforge.ca.issuance import IssueRequest
+from pkiforge.ca.hierarchy import InitOptions
+from pkiforge.ca.issue_request import IssueRequest
 from pkiforge.ca.ocsp import OCSPResponder
 from pkiforge.settings import load_settings
 from pkiforge.wiring import Pki, build_app, build_pki

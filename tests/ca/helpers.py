@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import func, select
 
-from pkiforge.ca.authority import InitOptions
+from pkiforge.ca.hierarchy import InitOptions
 from pkiforge.clock import FixedClock
 from pkiforge.settings import CASettings, Settings, URLSettings
 from pkiforge.store.tables import AuditRow, CARow, CertificateRow, CRLRow, RevocationRow

@@ -10,7 +10,8 @@ import pytest
 from pkiforge.ca.authorization import Caller, Operation, ServicePolicy
 from pkiforge.ca.authorize import operator_rules, renewal_rules, service_rules
 from pkiforge.ca.enrollment import TokenSecret
-from pkiforge.ca.issuance import IssuanceRules, IssueRequest, NameGrant
+from pkiforge.ca.issue_request import IssueRequest
+from pkiforge.ca.issue_rules import IssuanceRules, NameGrant
 from pkiforge.ca.models import CertificateRecord, CertStatus
 from pkiforge.errors import PermissionDenied
 from pkiforge.x509.names import SubjectName, spiffe_id

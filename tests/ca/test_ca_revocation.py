@@ -152,7 +152,7 @@ def test_an_invalidity_date_in_the_future_is_refused(agents: Pki) -> None:
 
 
 def test_with_the_root_key_offline_the_revocation_waits_for_the_crl(tmp_path: Path) -> None:
-    from pkiforge.ca.authority import InitOptions
+    from pkiforge.ca.hierarchy import InitOptions
 
     usb = tmp_path / "usb" / "root.key"
     usb.parent.mkdir()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-import pkiforge.ca.issuing
+import pkiforge.ca.issuance
 from pkiforge.ca.models import CertificateQuery, CertStatus
 from pkiforge.clock import FixedClock
 from pkiforge.errors import Conflict
@@ -28,7 +28,7 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
 
-    import pkiforge.ca.issuing as issuing
+    import pkiforge.ca.issuance as issuing
     from pkiforge.settings import CASettings, Settings
     from pkiforge.wiring import build_pki
 
@@ -123,7 +123,7 @@ def test_signing_error_marks_the_reservation_failed(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("HSM went away")
 
-    monkeypatch.setattr(pkiforge.ca.issuing, "sign_leaf", broken)
+    monkeypatch.setattr(pkiforge.ca.issuance, "sign_leaf", broken)
     request = pki.certificates.request_from_csr(csr_bytes("p256"), service_id="broken")
     before = snapshot(pki)
     with pytest.raises(RuntimeError, match="HSM went away"):

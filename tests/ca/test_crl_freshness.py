@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from pkiforge.ca.authority import InitOptions
 from pkiforge.ca.crl_freshness import AT_ONCE, rebuild_due
+from pkiforge.ca.hierarchy import InitOptions
 from pkiforge.ca.models import CertificateRecord, CRLState, Revocation
 from pkiforge.clock import FixedClock
 from pkiforge.errors import Conflict

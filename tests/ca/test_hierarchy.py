@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from pkiforge.ca.authority import InitOptions
+from pkiforge.ca.hierarchy import InitOptions
 from pkiforge.ca.models import CAKind, CAStatus
 from pkiforge.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from pkiforge.settings import CASettings

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from pkiforge.ca.audit import verify_chain
-from pkiforge.ca.authority import InitOptions, InitState
+from pkiforge.ca.hierarchy import InitOptions, InitState
 from pkiforge.ca.models import CAStatus, CertificateQuery, CertStatus
 from pkiforge.errors import Conflict
 from pkiforge.wiring import Pki

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from pkiforge.ca.authorize import operator_rules
-from pkiforge.ca.issuance import IssueRequest
+from pkiforge.ca.issue_request import IssueRequest
 from pkiforge.ca.models import OPERATOR, CertificateQuery, CertStatus
 from pkiforge.clock import FixedClock
 from pkiforge.errors import PolicyViolation

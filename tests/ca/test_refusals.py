@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from pkiforge.ca.issuance import IssueRequest
+from pkiforge.ca.issue_request import IssueRequest
 from pkiforge.clock import FixedClock
 from pkiforge.errors import (
     BadPassphrase,

@@ -1,4 +1,4 @@
-"""`CertificateService.resolve_serial`: a whole serial, or a unique prefix of one."""
+"""`OperatorCertificates.resolve_serial`: a whole serial, or a unique prefix of one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pkiforge.ca.lifecycle import MIN_SERIAL_PREFIX
+from pkiforge.ca.operator_certs import MIN_SERIAL_PREFIX
 from pkiforge.errors import InvalidInput, NotFound
 from pkiforge.wiring import Pki
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Histogram
 
+from pkiforge.ca.caller_certs import CallerCertificates
 from pkiforge.ca.enrollment import EnrollmentService
 from pkiforge.ca.registry import RegistryService
-from pkiforge.ca.service_certs import ServiceCertificates
 from pkiforge.errors import PkiError
 
 LAST_SEEN_EVERY = 30.0  # seconds between `last_seen` writes per service and process
@@ -44,6 +44,6 @@ class ServiceApi:
 
     registry: RegistryService
     enrollment: EnrollmentService
-    certificates: ServiceCertificates
+    certificates: CallerCertificates
     last_seen: LastSeen
     latency: Histogram

@@ -21,7 +21,8 @@ from pkiforge.ca.authorization import (
     require,
 )
 from pkiforge.ca.enrollment import TokenSecret
-from pkiforge.ca.issuance import IssuanceRules, IssueRequest, NameGrant, NameLookup
+from pkiforge.ca.issue_request import IssueRequest
+from pkiforge.ca.issue_rules import IssuanceRules, NameGrant, NameLookup
 from pkiforge.ca.models import CertificateRecord, CertStatus
 from pkiforge.errors import PermissionDenied
 from pkiforge.x509.names import spiffe_id

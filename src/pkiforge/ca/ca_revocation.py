@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 
 from cryptography import x509
 
+from pkiforge.ca.ca_certs import ROOT_NAME, validate_ca_name
 from pkiforge.ca.context import CAContext, fingerprint
 from pkiforge.ca.crl import reason_name
-from pkiforge.ca.hierarchy import ROOT_NAME, validate_ca_name
 from pkiforge.ca.models import (
     OPERATOR,
     Actor,

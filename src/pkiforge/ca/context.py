@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from pkiforge.ca.audit import next_entry
+from pkiforge.ca.ca_certs import keys_match
 from pkiforge.ca.config import CAConfig
-from pkiforge.ca.hierarchy import keys_match
 from pkiforge.ca.models import Actor, CARecord, CAStatus, CertificateRecord, CertStatus
 from pkiforge.ca.ports import KeyStore, Store, Transaction
 from pkiforge.ca.signing import SigningCA

@@ -28,7 +28,7 @@ class CAStatus(StrEnum):
     REVOKED = "revoked"  # its certificate is on the root's CRL; it signs nothing any more
 
 
-# the profiles under which the hierarchy use-cases record CA certificates (ca/authority.py)
+# the profiles under which the hierarchy use-cases record CA certificates (ca/hierarchy.py)
 CA_PROFILES = frozenset({"root-ca", "intermediate-ca"})
 
 

@@ -2,7 +2,7 @@
 
 Each rule looks at a `Draft` and either changes it (a modifier) or raises (a check).
 `DEFAULT_RULES` is what every leaf goes through, after the caller's own rules
-(`ca/issuance.py`) have passed.
+(`ca/issue_rules.py`) have passed.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from pkiforge.ca.ca_certs import ROOT_NAME
 from pkiforge.ca.ca_revocation import ROOT_CRL_COMMAND, CARevoked
 from pkiforge.ca.crl import REASON_NAMES, parse_reason, reason_name
-from pkiforge.ca.hierarchy import ROOT_NAME
 from pkiforge.ca.models import CARecord
 from pkiforge.cli.cert_cmd import parse_invalidity_date
 from pkiforge.cli.files import check_writable, load_certificate, read_input, write_output

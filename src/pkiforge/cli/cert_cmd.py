@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
 from pkiforge.ca.authorize import operator_rules
 from pkiforge.ca.crl import parse_reason, reason_name
-from pkiforge.ca.issuance import IssueRequest
-from pkiforge.ca.lifecycle import MIN_SERIAL_PREFIX, parse_names
+from pkiforge.ca.issue_request import IssueRequest, parse_names
 from pkiforge.ca.models import OPERATOR, CertificateQuery, CertificateRecord, CertStatus
+from pkiforge.ca.operator_certs import MIN_SERIAL_PREFIX
 from pkiforge.cli.files import check_writable, read_input, write_output
 from pkiforge.cli.output import emit_json, fields, out, table, when
 from pkiforge.cli.state import CliState
@@ -52,7 +52,7 @@ class ExportFormat(StrEnum):
 
 
 def _serial(state: CliState, text: str) -> int:
-    """A whole serial or a unique prefix of one (`CertificateService.resolve_serial`)."""
+    """A whole serial or a unique prefix of one (`OperatorCertificates.resolve_serial`)."""
     return state.pki.certificates.resolve_serial(text)
 
 

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 import yaml
 
-from pkiforge.ca.authority import InitOptions, InitState
+from pkiforge.ca.ca_certs import validate_ca_name
 from pkiforge.ca.context import fingerprint
-from pkiforge.ca.hierarchy import validate_ca_name
+from pkiforge.ca.hierarchy import InitOptions, InitState
 from pkiforge.ca.models import CARecord
 from pkiforge.cli.files import check_folders
 from pkiforge.cli.output import emit_json, err, fields, out, progress, table, when

@@ -16,8 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pkiforge.ca.authorize import operator_rules
-from pkiforge.ca.issuance import IssueRequest
-from pkiforge.ca.lifecycle import parse_names
+from pkiforge.ca.issue_request import IssueRequest, parse_names
 from pkiforge.ca.models import SYSTEM, CAStatus
 from pkiforge.pairs import Pair, install_pair, write_atomic
 from pkiforge.pki import Pki

@@ -26,7 +26,7 @@ from pkiforge.api.schemas.certificates import (
 from pkiforge.api.schemas.common import Serial
 from pkiforge.api.state import AppState
 from pkiforge.ca.crl import parse_reason
-from pkiforge.ca.issuance import IssueRequest
+from pkiforge.ca.issue_request import IssueRequest
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus, parse_serial
 from pkiforge.errors import InvalidInput
 from pkiforge.x509.csr import load_csr

@@ -1,4 +1,4 @@
-"""The caller's rules (`ca/issuance.py`): each refuses with its exception, field and message."""
+"""The caller's rules (`ca/issue_rules.py`): each refuses with its exception, field and message."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from pkiforge.ca.issuance import (
+from pkiforge.ca.issue_rules import (
     IssuanceRules,
     NameGrant,
     capped_validity,

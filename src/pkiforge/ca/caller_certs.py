@@ -12,19 +12,19 @@ from cryptography import x509
 
 from pkiforge.ca.authorization import Caller, Operation, require
 from pkiforge.ca.authorize import renewal_rules, service_rules
-from pkiforge.ca.issuance import IssueRequest
-from pkiforge.ca.issuing import Issuance, Issued
-from pkiforge.ca.lifecycle import CertificateService, renewal_request
+from pkiforge.ca.issuance import Issuance, Issued
+from pkiforge.ca.issue_request import IssueRequest, renewal_request
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus
+from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.registry import RegistryService
 from pkiforge.ca.revocation import RevocationService
 
 
 @dataclass
-class ServiceCertificates:
+class CallerCertificates:
     """Issue, renew, revoke and read certificates for an authenticated caller."""
 
-    certificates: CertificateService
+    certificates: OperatorCertificates
     revocation: RevocationService
     registry: RegistryService
     issuance: Issuance

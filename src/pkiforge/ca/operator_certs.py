@@ -11,27 +11,25 @@ from cryptography import x509
 from pkiforge.ca.authorize import operator_rules
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.enrollment import EnrollmentService
-from pkiforge.ca.issuance import IssueRequest
-from pkiforge.ca.issuing import Issuance
+from pkiforge.ca.issuance import Issuance
+from pkiforge.ca.issue_request import IssueRequest, parse_names, renewal_request
 from pkiforge.ca.models import (
     OPERATOR,
     Actor,
     CertificateQuery,
     CertificateRecord,
-    CertStatus,
     format_serial,
     parse_serial,
 )
-from pkiforge.errors import Conflict, InvalidInput, NotFound
+from pkiforge.errors import InvalidInput, NotFound
 from pkiforge.x509.csr import load_csr
-from pkiforge.x509.names import SubjectName, parse_san
 
 # shortest serial prefix taken for a whole serial: 32 bits, so that a typo rarely lands on
 # another certificate of the inventory
 MIN_SERIAL_PREFIX = 8
 
 
-class CertificateService:
+class OperatorCertificates:
     """Issue, renew and find leaf certificates."""
 
     def __init__(self, ctx: CAContext) -> None:
@@ -147,22 +145,6 @@ class CertificateService:
             return tx.certificates.count(replace(query, now=query.now or self.ctx.clock.now()))
 
 
-def check_renewable(record: CertificateRecord) -> None:
-    """Raises Conflict unless `record` is an issued leaf certificate that is not revoked."""
-    if record.is_ca:
-        raise Conflict(
-            f"certificate {record.serial_hex} belongs to CA {record.common_name!r}: the leaf "
-            "path does not renew CA certificates (see `pkiforge ca --help`)",
-            field="serial",
-        )
-    if record.status is not CertStatus.ACTIVE or record.certificate is None:
-        raise Conflict(
-            f"certificate {record.serial_hex} is {record.status.value}; "
-            "only an active certificate can be renewed",
-            field="serial",
-        )
-
-
 def certificate_names(cert: x509.Certificate) -> list[str]:
     """The SANs of a certificate as `KIND:value` strings."""
     try:
@@ -173,43 +155,3 @@ def certificate_names(cert: x509.Certificate) -> list[str]:
     out += [f"IP:{v}" for v in san.get_values_for_type(x509.IPAddress)]
     out += [f"URI:{v}" for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
     return out
-
-
-def parse_names(values: Sequence[str]) -> list[SubjectName]:
-    """Parse `DNS:x`, `IP:x`, `URI:x` strings, wildcards allowed (the profile decides).
-
-    Raises:
-        InvalidName, PolicyViolation: a malformed name, or a wildcard out of place.
-    """
-    return [parse_san(v, allow_wildcard=True) for v in values]
-
-
-def renewal_request(
-    old: CertificateRecord,
-    csr: x509.CertificateSigningRequest | None,
-    validity: dt.timedelta | None,
-    backdate: dt.timedelta,
-) -> IssueRequest:
-    """A successor of `old`: its names, profile, service, issuer and metadata, and its key
-    unless a CSR brings a new one; by default its lifetime (less the backdate).
-
-    Raises:
-        Conflict: `old` is revoked, never issued, or a CA certificate.
-    """
-    check_renewable(old)
-    assert old.certificate is not None
-    lifetime = old.certificate.not_valid_after_utc - old.certificate.not_valid_before_utc
-    return IssueRequest(
-        old.common_name,
-        parse_names(old.names),
-        old.service_id,
-        old.profile,
-        old.issuer,
-        validity,
-        public_key=old.certificate.public_key() if csr is None else None,
-        # the successor carries what the requester attached to the original
-        metadata=old.metadata,
-        csr=csr,
-        renews=old.serial,
-        default_validity=lifetime - backdate,
-    )
