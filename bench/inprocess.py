@@ -23,11 +23,23 @@ from typing import Any
 from bench.issuance import PASSPHRASE, add_services, prepare
 
 
-async def _measure(work: Path, requests: int, warmup: int) -> float:
-    from pkiforge.settings import load_settings
-    from pkiforge.wiring import ServingApp
+def _serving_app() -> Any:
+    """The app as `pkiforge serve` builds it in each serving process: from the composition
+    root, or in a tree that has none (an older revision run by `bench.ab --a-rev`), from the
+    worker entry point it had instead."""
+    try:
+        from pkiforge.wiring import ServingApp
+    except ImportError:
+        from pkiforge.api.asgi import app_from_env  # type: ignore[import-not-found]
 
-    app = ServingApp(load_settings(Path(os.environ["PKIFORGE_HOME"])))()
+        return app_from_env()
+    from pkiforge.settings import load_settings
+
+    return ServingApp(load_settings(Path(os.environ["PKIFORGE_HOME"])))()
+
+
+async def _measure(work: Path, requests: int, warmup: int) -> float:
+    app = _serving_app()
     pem = (work / "client.pem").read_text()
     leaf = pem[: pem.index("-----END CERTIFICATE-----") + 26]
     tls = {"client_cert_chain": [leaf], "tls_version": 0x0304, "cipher_suite": None}
