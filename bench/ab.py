@@ -2,9 +2,10 @@
 
 A configuration is a source tree and environment settings for the server it runs. The tree
 is this checkout (the default), or a git revision exported to a temporary directory
-(`--a-rev`), optionally with a patch applied (`--a-patch`); the server and the CLI that
-prepares its home run with that tree's `src` first on PYTHONPATH. Settings are `--a-env K=V`.
-The load generator, the client and this driver are always this checkout's.
+(`--a-rev`), optionally with a patch applied (`--a-patch`); the server, the CLI that
+prepares its home and the tree's own bench harness (the signing bench's app,
+bench/inprocess.py) run from that tree, its `src` first on PYTHONPATH. Settings are
+`--a-env K=V`. The load generator, the client and this driver are always this checkout's.
 
 Rounds alternate A B A B ..., and each round starts a fresh server on the configuration's own
 home, so a machine that drifts (other work, a warming disk) touches both alike. Prints each
@@ -57,12 +58,13 @@ class Config:
     """One side of the comparison: its label, its source tree, its environment."""
 
     label: str
-    src: Path  # the directory that holds the `pkiforge` package
+    root: Path  # the tree: its `src` holds the `pkiforge` package, its `bench` the harness
     env: dict[str, str]
     home: dict[str, Path] = field(default_factory=dict)  # bench.issuance.prepare's files
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        path = os.pathsep.join(p for p in (str(self.src), os.environ.get("PYTHONPATH")) if p)
+        src = str(self.root / "src")
+        path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
         return {**os.environ, **(extra or {}), **self.env, "PYTHONPATH": path}
 
 
@@ -89,9 +91,9 @@ def environ(env: dict[str, str]) -> Iterator[None]:
 
 
 def source_tree(rev: str | None, patch: Path | None, work: Path, name: str) -> Path:
-    """This checkout's src, or `rev` exported (and patched) under `work`."""
+    """This checkout, or `rev` exported (and patched) under `work`."""
     if rev is None and patch is None:
-        return ROOT / "src"
+        return ROOT
     tree = work / f"tree-{name}"
     tree.mkdir()
     archive = subprocess.run(
@@ -100,7 +102,7 @@ def source_tree(rev: str | None, patch: Path | None, work: Path, name: str) -> P
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     if patch is not None:
         subprocess.run(["git", "apply", str(patch.resolve())], cwd=tree, check=True)
-    return tree / "src"
+    return tree
 
 
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -170,7 +172,7 @@ def signing_round(cfg: Config, args: argparse.Namespace) -> Figures:
             ok=lambda status, _: status == 200,
             supply=lambda: ready.popleft() if ready else None,
         )
-        with process(cmd, env=cfg.environ(), cwd=ROOT) as proc:
+        with process(cmd, env=cfg.environ(), cwd=cfg.root) as proc:
             _wait(f"http://127.0.0.1:{port}/open")
             run(target, concurrency=args.concurrency, warmup=0, duration=args.warmup)
             cpu0 = tree_cpu_seconds(proc.pid)
@@ -191,13 +193,15 @@ def callgrind_instructions(cfg: Config, args: argparse.Namespace, requests: int)
     """Instructions (Ir) of one in-process run of `requests` requests under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        if args.callgrind == "nonces":
+        if args.callgrind == "nonces":  # this driver, the tree's RedisNonceStore
             code = ["-m", "bench.ab", "--nonces", str(requests), "--redis", args.redis]
-        else:
+            cwd = ROOT
+        else:  # the tree's own in-process bench
+            cwd = cfg.root
             code = ["-m", "bench.inprocess", "--key-type", args.key_type]
             code += ["--requests", str(requests), "--warmup", str(args.callgrind_warmup)]
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
-        subprocess.run([*cmd, *code], env=cfg.environ(), cwd=ROOT, check=True, capture_output=True)
+        subprocess.run([*cmd, *code], env=cfg.environ(), cwd=cwd, check=True, capture_output=True)
         match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
         if match is None:
             raise SystemExit("no instruction total in callgrind's output")
@@ -305,7 +309,7 @@ def compare(configs: list[Config], args: argparse.Namespace, work: Path) -> dict
     labels = [c.label for c in configs]
     start_load = _load()
     print(f"load average at start: {start_load}", flush=True)
-    described = "; ".join(f"{c.label}: src {c.src}, env {c.env}" for c in configs)
+    described = "; ".join(f"{c.label}: tree {c.root}, env {c.env}" for c in configs)
     out: dict[str, object] = {
         "configs": described,
         "args": {k: str(v) for k, v in vars(args).items()},
