@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from pkiforge import passphrase as secrets_
@@ -34,7 +35,8 @@ from pkiforge.errors import StoreUnavailable
 from pkiforge.pki import Pki
 from pkiforge.settings import Settings
 from pkiforge.signers.file import FileKeyStore, PassphraseSource
-from pkiforge.store.db import SqlStore
+from pkiforge.store.db import SqlStore, Synchronous, make_engine
+from pkiforge.store.durable import WalSync
 from pkiforge.store.writer_lock import sqlite_path
 from pkiforge.x509.keys import parse_key_type
 from pkiforge.x509.names import validate_trust_domain
@@ -58,8 +60,9 @@ __all__ = [
     "build_app_state",
     "build_pki",
     "ca_config",
-    "held_answers_database",
     "nonce_backend",
+    "open_engine",
+    "open_store",
 ]
 
 
@@ -75,9 +78,7 @@ def build_pki(
         StoreUnavailable, InvalidInput.
     """
     config = ca_config(settings)
-    store = store or SqlStore.open(
-        settings.effective_database_url, synchronous=settings.sqlite_synchronous
-    )
+    store = store or open_store(settings)
     keys = FileKeyStore(settings.home, passphrase, settings.ca.kdf_log2_n)
     ctx = CAContext(store=store, keys=keys, config=config, clock=clock or SystemClock())
     revocation = RevocationService(ctx)
@@ -121,16 +122,51 @@ def ca_config(settings: Settings) -> CAConfig:
     )
 
 
-def held_answers_database(settings: Settings) -> str | None:
-    """The SQLite file whose commits the API makes durable before answering, if any.
+def open_store(settings: Settings, *, wal_autocheckpoint: int | None = None) -> SqlStore:
+    """The store, as durable as `sqlite_synchronous` asks (the one place that decides how).
 
-    With `sqlite_synchronous: full` the API holds each answer until its commit is synced
-    (store/durable.py), so the server's own connections need not sync in every commit.
+    `full` on a SQLite file: the connections commit without syncing and each write transaction
+    waits for a shared sync of the WAL before it returns (store/durable.py), which keeps the
+    sync out of the writer lock; CLI and server alike. `normal`: nothing waits for the disk.
+    PostgreSQL commits are as durable as its own `synchronous_commit` makes them.
+
+    Raises:
+        StoreUnavailable, InvalidInput: see `SqlStore.open`.
     """
+    wal = _group_synced_database(settings)
+    return SqlStore.open(
+        settings.effective_database_url,
+        wal_autocheckpoint=wal_autocheckpoint,
+        synchronous=_connection_synchronous(settings),
+        durable=WalSync(wal) if wal is not None else None,
+    )
+
+
+def open_engine(settings: Settings) -> Engine:
+    """A bare engine for migrations: its commits bypass `SqlStore`, so with `full` SQLite
+    syncs each one itself.
+
+    Raises:
+        InvalidInput: see `make_engine`.
+    """
+    full: Synchronous = "full" if settings.sqlite_synchronous == "full" else "normal"
+    return make_engine(settings.effective_database_url, synchronous=full)
+
+
+def _group_synced_database(settings: Settings) -> str | None:
+    """The SQLite file whose WAL the store syncs after commits, if `full` is asked for."""
     url = settings.effective_database_url
     if settings.sqlite_synchronous != "full" or not url.startswith("sqlite"):
         return None
     return sqlite_path(make_url(url))
+
+
+def _connection_synchronous(settings: Settings) -> Synchronous:
+    # with a WAL to sync after commits, the connections need not sync inside them; an
+    # in-memory database has none, and SQLite's own setting stays as asked
+    if _group_synced_database(settings) is not None:
+        return "normal"
+    return "full" if settings.sqlite_synchronous == "full" else "normal"
 
 
 def nonce_backend(settings: Settings) -> str:
@@ -169,6 +205,10 @@ def build_app_state(settings: Settings, pki: Pki) -> AppState:
     from pkiforge.whitelist import load_whitelist
 
     registry = CollectorRegistry()
+    if pki.store.durable is not None:
+        from pkiforge.api.metrics import durable_wait
+
+        pki.store.durable.on_wait = durable_wait(registry).observe
     redis = _RedisClients()
     proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.server.trusted_proxies)
     return AppState(
@@ -195,11 +235,8 @@ def build_app(
         ValueError, StoreUnavailable: see `build_app_state`.
     """
     from pkiforge.api.app import create_app
-    from pkiforge.store.durable import WalSync
 
-    database = held_answers_database(settings)
-    durable = WalSync(database) if database is not None else None
-    return create_app(build_app_state(settings, pki), durable=durable, tasks=tasks)
+    return create_app(build_app_state(settings, pki), tasks=tasks)
 
 
 @dataclass(frozen=True)
@@ -220,13 +257,8 @@ class ServingApp:
         from pkiforge.store import checkpoint
 
         settings = self.settings
-        store = SqlStore.open(
-            settings.effective_database_url,
-            wal_autocheckpoint=checkpoint.FALLBACK_PAGES if self.checkpointed else None,
-            # the app syncs the WAL for answered commits itself when it can
-            synchronous=(
-                "normal" if held_answers_database(settings) else settings.sqlite_synchronous
-            ),
+        store = open_store(
+            settings, wal_autocheckpoint=checkpoint.FALLBACK_PAGES if self.checkpointed else None
         )
         home, file = settings.home, self.passphrase_file
         pki = build_pki(settings, lambda: secrets_.resolve(home, file, prompt=False), store=store)

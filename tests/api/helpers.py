@@ -118,17 +118,16 @@ def make_api(
     whitelist: dict[str, Any] | None = None,
     limit: int = 100,
     max_body: int = 64 * 1024,
-    sqlite_synchronous: Literal["normal", "full"] = "normal",
+    sqlite_synchronous: Literal["normal", "full"] = "full",
 ) -> Api:
     """A PKI in `home` with a whitelist file, an app and a TestClient (fake identity)."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "service_whitelist.yaml").write_text(yaml.safe_dump(whitelist or WHITELIST))
-    pki = make_pki(home)
+    pki = make_pki(home, sqlite_synchronous=sqlite_synchronous)
     settings = pki.settings.model_copy(
         update={
             "rate_limits": RateLimitSettings(issuance_limit=limit),
             "server": pki.settings.server.model_copy(update={"max_body_bytes": max_body}),
-            "sqlite_synchronous": sqlite_synchronous,
         }
     )
     app = build_app(settings, pki)

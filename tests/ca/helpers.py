@@ -6,7 +6,7 @@ import datetime as dt
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -30,7 +30,13 @@ URLS = URLSettings(
 )
 
 
-def make_settings(home: Path, *, urls: URLSettings | None = URLS, **ca: Any) -> Settings:
+def make_settings(
+    home: Path,
+    *,
+    urls: URLSettings | None = URLS,
+    sqlite_synchronous: Literal["normal", "full"] = "full",
+    **ca: Any,
+) -> Settings:
     """Fast test settings: P-256 CAs, the cheapest allowed scrypt cost."""
     ca_values: dict[str, Any] = {
         "trust_domain": TRUST_DOMAIN,
@@ -44,6 +50,7 @@ def make_settings(home: Path, *, urls: URLSettings | None = URLS, **ca: Any) -> 
         database_url=f"sqlite:///{home / 'pkiforge.db'}",
         ca=CASettings(**ca_values),
         urls=urls or URLSettings(),
+        sqlite_synchronous=sqlite_synchronous,
     )
 
 

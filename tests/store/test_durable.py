@@ -1,29 +1,36 @@
-"""store/durable: a barrier returns only after a sync of the WAL that began after it was called."""
+"""store/durable: a write commit returns only after a sync of the WAL that began after it."""
 
 from __future__ import annotations
 
-import asyncio
 import errno
+import itertools
 import os
+import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import anyio.to_thread
 import pytest
 from sqlalchemy import text
 
 from pkiforge.errors import StoreUnavailable
-from pkiforge.store import durable
 from pkiforge.store.db import SqlStore
 from pkiforge.store.durable import WalSync
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    made = SqlStore.open(f"sqlite:///{tmp_path / 'pkiforge.db'}")
+def _open(tmp_path: Path) -> SqlStore:
+    database = tmp_path / "pkiforge.db"
+    made = SqlStore.open(f"sqlite:///{database}", durable=WalSync(str(database)))
     with made.transaction() as tx:
         tx.conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    return made
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    made = _open(tmp_path)
     yield made
     made.close()
 
@@ -33,55 +40,92 @@ def _write(store: SqlStore, value: int) -> None:
         tx.conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": value})
 
 
-class _Gated:
-    """Stand-in for WalSync._sync: each call blocks until released, and records its order."""
+def _committed(store: SqlStore) -> set[int]:
+    """The values committed so far, read on a connection of its own."""
+    other = sqlite3.connect(str(store.engine.url.database))
+    try:
+        return {x for (x,) in other.execute("SELECT x FROM t")}
+    finally:
+        other.close()
 
-    def __init__(self) -> None:
-        self.started: list[int] = []
-        self.gates: list[threading.Event] = [threading.Event() for _ in range(4)]
-        self.failures: dict[int, Exception] = {}
 
-    def open_all(self) -> None:
-        for gate in self.gates:
-            gate.set()
+@dataclass
+class _Sync:
+    """One sync the fake ran: what was committed when it began, and when (in `tick`s) it
+    began and ended."""
+
+    saw: set[int]
+    began: int
+    ended: int | None = None
+
+
+@dataclass
+class _Recorder:
+    """Stand-in for WalSync._sync that records every sync against one sequence of events."""
+
+    store: SqlStore
+    gates: list[threading.Event] = field(default_factory=list)  # sync n waits for gates[n]
+    failures: dict[int, Exception] = field(default_factory=dict)
+    pause: float = 0.0
+    syncs: list[_Sync] = field(default_factory=list)
+    returned: dict[int, int] = field(default_factory=dict)  # value -> tick its write returned
+    _ticks: Iterator[int] = field(default_factory=itertools.count)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def tick(self) -> int:
+        with self._lock:
+            return next(self._ticks)
 
     def __call__(self) -> None:
-        n = len(self.started)
-        self.started.append(n)
-        self.gates[n].wait(5)
+        n = len(self.syncs)
+        this = _Sync(_committed(self.store), self.tick())
+        self.syncs.append(this)
+        if n < len(self.gates):
+            assert self.gates[n].wait(10), "gate never opened"
+        time.sleep(self.pause)
+        this.ended = self.tick()
         if n in self.failures:
             raise self.failures[n]
 
+    def write(self, value: int) -> None:
+        _write(self.store, value)
+        self.returned[value] = self.tick()
 
-async def _until(condition: object, seconds: float = 5) -> None:
-    for _ in range(int(seconds / 0.005)):
-        if callable(condition) and condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not reached")
+    def check_every_write_was_synced_before_it_returned(self) -> None:
+        for value, returned in self.returned.items():
+            covering = [
+                s
+                for s in self.syncs
+                if value in s.saw and s.ended is not None and s.ended < returned
+            ]
+            assert covering, f"write {value} returned before any sync that began after it ended"
 
 
 @pytest.fixture
-def gated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[WalSync, _Gated]:
-    """A WalSync whose syncs block until their gate is opened."""
-    sync = WalSync(str(tmp_path / "db"))
-    gate = _Gated()
-    monkeypatch.setattr(sync, "_sync", gate)
-    return sync, gate
+def recorder(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> _Recorder:
+    assert store.durable is not None
+    made = _Recorder(store)
+    monkeypatch.setattr(store.durable, "_sync", made)
+    return made
 
 
-async def _first_running(sync: WalSync, gate: _Gated) -> asyncio.Future[None]:
-    """A barrier whose sync (number 0) has begun and is held at its gate."""
-    first = asyncio.ensure_future(sync.barrier())
-    await _until(lambda: gate.started == [0])
-    return first
+def _threads(target: Callable[[int], None], values: range) -> list[threading.Thread]:
+    started = [threading.Thread(target=target, args=(v,)) for v in values]
+    for t in started:
+        t.start()
+    return started
 
 
-async def test_the_wal_file_of_the_database_is_what_gets_synced(
+def _until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def test_the_wal_file_of_the_database_is_what_gets_synced(
     store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _write(store, 1)
-    wal = tmp_path / "pkiforge.db-wal"
     synced: list[int] = []
     real = os.fdatasync
 
@@ -90,109 +134,118 @@ async def test_the_wal_file_of_the_database_is_what_gets_synced(
         real(fd)
 
     monkeypatch.setattr(os, "fdatasync", recording)
-    sync = WalSync(str(tmp_path / "pkiforge.db"))
-    await sync.barrier()
-    assert synced == [wal.stat().st_ino] and sync.syncs == 1
+    _write(store, 1)
+    assert synced == [(tmp_path / "pkiforge.db-wal").stat().st_ino]
 
 
-async def test_a_barrier_waits_for_a_sync_that_began_after_it(
-    gated: tuple[WalSync, _Gated],
+def test_reads_and_rolled_back_writes_wait_for_no_sync(
+    store: SqlStore, recorder: _Recorder
 ) -> None:
-    sync, gate = gated
-    first = await _first_running(sync, gate)
-    # this one comes while sync 0 runs: sync 0 may not cover its commit
-    second = asyncio.ensure_future(sync.barrier())
-    await asyncio.sleep(0.01)
-    gate.gates[0].set()
-    await asyncio.wait_for(first, 5)
-    await _until(lambda: gate.started == [0, 1])
-    await asyncio.sleep(0.02)
-    assert not second.done()  # sync 0 finished, but only sync 1 counts for it
-    gate.gates[1].set()
-    await asyncio.wait_for(second, 5)
-    assert sync.syncs == 2
+    with store.transaction(readonly=True) as tx:
+        tx.conn.execute(text("SELECT count(*) FROM t"))
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.conn.execute(text("INSERT INTO t VALUES (2)"))
+        raise RuntimeError("abandon")
+    assert recorder.syncs == []
+    recorder.write(3)
+    assert len(recorder.syncs) == 1
+    recorder.check_every_write_was_synced_before_it_returned()
 
 
-async def test_barriers_that_wait_together_share_one_sync(gated: tuple[WalSync, _Gated]) -> None:
-    sync, gate = gated
-    first = await _first_running(sync, gate)
-    rest = [asyncio.ensure_future(sync.barrier()) for _ in range(50)]
-    gate.open_all()
-    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
-    assert gate.started == [0, 1] and sync.syncs == 2
-
-
-async def test_a_failed_sync_fails_its_waiters_and_the_next_one_is_tried_afresh(
-    gated: tuple[WalSync, _Gated],
+def test_a_commit_made_while_a_sync_runs_waits_for_the_next_one(
+    store: SqlStore, recorder: _Recorder
 ) -> None:
-    sync, gate = gated
-    gate.failures[0] = StoreUnavailable("sync of the WAL failed: Input/output error")
-    gate.open_all()
+    recorder.gates = [threading.Event(), threading.Event()]
+    first = _threads(recorder.write, range(1, 2))
+    _until(lambda: len(recorder.syncs) == 1)  # sync 0 runs, held at its gate
+    second = _threads(recorder.write, range(2, 3))
+    _until(lambda: 2 in _committed(store))
+    recorder.gates[0].set()  # sync 0 ends; it began before write 2 committed
+    first[0].join(10)
+    assert 1 in recorder.returned
+    _until(lambda: len(recorder.syncs) == 2)
+    time.sleep(0.05)
+    assert 2 not in recorder.returned  # only sync 1 covers write 2
+    recorder.gates[1].set()
+    second[0].join(10)
+    assert recorder.returned.keys() == {1, 2} and len(recorder.syncs) == 2
+    recorder.check_every_write_was_synced_before_it_returned()
+
+
+def test_commits_that_wait_together_share_one_sync(store: SqlStore, recorder: _Recorder) -> None:
+    recorder.gates = [threading.Event()]
+    first = _threads(recorder.write, range(1, 2))
+    _until(lambda: len(recorder.syncs) == 1)
+    rest = _threads(recorder.write, range(2, 22))
+    _until(lambda: len(_committed(store)) == 21)
+    time.sleep(0.1)  # let the 20 committed writers reach their wait
+    recorder.gates[0].set()
+    for t in first + rest:
+        t.join(10)
+    assert len(recorder.returned) == 21
+    assert len(recorder.syncs) == 2  # sync 0 for write 1, one shared sync for the other 20
+    recorder.check_every_write_was_synced_before_it_returned()
+
+
+def test_many_threads_writing_at_once_are_each_synced_and_share_syncs(
+    store: SqlStore, recorder: _Recorder
+) -> None:
+    recorder.pause = 0.002
+    writers = _threads(lambda n: [recorder.write(n * 100 + i) for i in range(10)], range(8))
+    for t in writers:
+        t.join(30)
+    assert len(recorder.returned) == 80
+    recorder.check_every_write_was_synced_before_it_returned()
+    assert len(recorder.syncs) < 80
+
+
+def test_a_failed_sync_fails_its_commits_and_the_next_one_is_tried_afresh(
+    store: SqlStore, recorder: _Recorder
+) -> None:
+    assert store.durable is not None
+    before = store.durable.syncs
+    recorder.failures[0] = StoreUnavailable("sync of the WAL failed: Input/output error")
     with pytest.raises(StoreUnavailable, match="Input/output error"):
-        await sync.barrier()
-    await sync.barrier()
-    assert gate.started == [0, 1] and sync.syncs == 1
+        recorder.write(1)
+    assert 1 not in recorder.returned
+    recorder.write(2)
+    assert len(recorder.syncs) == 2 and 2 in recorder.returned
+    assert store.durable.syncs == before + 1  # the failed one does not count
 
 
-async def test_a_cancelled_waiter_does_not_cancel_the_sync_others_wait_for(
-    gated: tuple[WalSync, _Gated],
-) -> None:
-    sync, gate = gated
-    first = await _first_running(sync, gate)
-    cancelled, kept = (asyncio.ensure_future(sync.barrier()) for _ in range(2))
-    await asyncio.sleep(0.01)
-    cancelled.cancel()
-    gate.open_all()
-    await asyncio.wait_for(asyncio.gather(first, kept), 5)
-    assert cancelled.cancelled() and sync.syncs == 2
-
-
-async def test_a_disk_error_is_a_store_error_naming_no_path(
+def test_a_disk_error_is_a_store_error_naming_no_path(
     store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _write(store, 1)
-
     def failing(fd: int) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO), str(tmp_path / "pkiforge.db-wal"))
 
     monkeypatch.setattr(os, "fdatasync", failing)
     with pytest.raises(StoreUnavailable, match="Input/output error") as info:
-        await WalSync(str(tmp_path / "pkiforge.db")).barrier()
+        _write(store, 1)
     assert str(tmp_path) not in str(info.value)
 
 
-async def test_no_wal_file_means_nothing_is_left_to_sync(tmp_path: Path) -> None:
+def test_no_wal_file_means_nothing_is_left_to_sync(tmp_path: Path) -> None:
     # SQLite removes the WAL only after checkpointing all of it into a synced database file
     sync = WalSync(str(tmp_path / "absent.db"))
-    await sync.barrier()
+    sync.barrier()
     assert sync.syncs == 1
 
 
-def test_write_commits_mark_the_tracked_request_and_reads_do_not(store: SqlStore) -> None:
-    writes, token = durable.track()
-    try:
-        with store.transaction(readonly=True) as tx:
-            tx.conn.execute(text("SELECT count(*) FROM t"))
-        assert not writes.committed
-        # a rolled-back write is no commit
-        with pytest.raises(RuntimeError), store.transaction() as tx:
-            tx.conn.execute(text("INSERT INTO t VALUES (2)"))
-            raise RuntimeError("abandon")
-        assert not writes.committed
-        _write(store, 3)
-        assert writes.committed
-    finally:
-        durable.untrack(token)
-    untracked = durable.Writes()
-    _write(store, 4)  # outside any request: nothing to mark, nothing fails
-    assert not untracked.committed
+def test_each_wait_is_reported(store: SqlStore, recorder: _Recorder) -> None:
+    waits: list[float] = []
+    assert store.durable is not None
+    store.durable.on_wait = waits.append
+    recorder.write(1)
+    recorder.write(2)
+    assert len(waits) == 2 and all(w >= 0 for w in waits)
 
 
-async def test_a_commit_in_a_worker_thread_marks_the_request(store: SqlStore) -> None:
-    # the core runs in threads with PostgreSQL or `server.threads`: the context is a copy
-    writes, token = durable.track()
+def test_without_a_wal_sync_a_commit_waits_for_nothing(tmp_path: Path) -> None:
+    plain = SqlStore.open(f"sqlite:///{tmp_path / 'pkiforge.db'}")
     try:
-        await anyio.to_thread.run_sync(_write, store, 5)
+        assert plain.durable is None
+        with plain.transaction() as tx:
+            tx.conn.execute(text("CREATE TABLE t (x INTEGER)"))
     finally:
-        durable.untrack(token)
-    assert writes.committed
+        plain.close()

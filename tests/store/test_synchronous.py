@@ -44,16 +44,28 @@ def test_an_unknown_level_is_refused_before_anything_is_opened(tmp_path: Path) -
     assert not (tmp_path / "pkiforge.db").exists()
 
 
-def test_the_setting_reaches_the_store_from_the_config_file(tmp_path: Path) -> None:
+def test_full_from_the_config_file_syncs_the_wal_after_each_write(tmp_path: Path) -> None:
+    # the connections commit without syncing; the store syncs the WAL before a write returns
     (tmp_path / "config.yaml").write_text("sqlite_synchronous: full\n")
     pki = build_pki(load_settings(tmp_path), b"unused")
     try:
-        assert _levels(pki.store) == {LEVELS["full"]}
+        assert _levels(pki.store) == {LEVELS["normal"]}
+        assert pki.store.durable is not None
+        assert pki.store.durable.path == str(tmp_path / "pkiforge.db-wal")
     finally:
         pki.store.close()
 
 
-def test_the_server_holds_answers_instead_of_syncing_each_commit(tmp_path: Path) -> None:
+def test_normal_from_the_config_file_waits_for_no_sync(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("sqlite_synchronous: normal\n")
+    pki = build_pki(load_settings(tmp_path), b"unused")
+    try:
+        assert _levels(pki.store) == {LEVELS["normal"]} and pki.store.durable is None
+    finally:
+        pki.store.close()
+
+
+def test_the_server_syncs_as_the_cli_does_with_no_middleware(tmp_path: Path) -> None:
     # ServingApp is what each `serve` process runs; look at it from a fresh process so that
     # nothing of this one's configuration leaks in
     code = (
@@ -64,8 +76,10 @@ def test_the_server_holds_answers_instead_of_syncing_each_commit(tmp_path: Path)
         "from pkiforge.wiring import ServingApp\n"
         "app = ServingApp(load_settings(Path(os.environ['PKIFORGE_HOME'])))()\n"
         "print(sorted(m.cls.__name__ for m in app.user_middleware))\n"
-        "with app.state.pkiforge.pki.store.transaction() as tx:\n"
+        "store = app.state.pkiforge.pki.store\n"
+        "with store.transaction() as tx:\n"
         "    print(tx.conn.execute(text('PRAGMA synchronous')).scalar_one())\n"
+        "print(store.durable is not None)\n"
     )
     env = {**os.environ, "PKIFORGE_HOME": str(tmp_path), "PKIFORGE_CA_PASSPHRASE": "unused"}
 
@@ -77,9 +91,9 @@ def test_the_server_holds_answers_instead_of_syncing_each_commit(tmp_path: Path)
             text=True,
             check=True,
         )
-        return out.stdout.split("\n")[:2]
+        return out.stdout.split("\n")[:3]
 
     full, normal = served("full"), served("normal")
-    # with full, the commits do not sync: AnswerWhenDurable syncs the WAL before each answer
-    assert "'AnswerWhenDurable'" in full[0] and full[1] == str(LEVELS["normal"])
-    assert "AnswerWhenDurable" not in normal[0] and normal[1] == str(LEVELS["normal"])
+    assert full[0] == normal[0] and "Durable" not in full[0]  # the guarantee is the store's
+    assert full[1:] == [str(LEVELS["normal"]), "True"]
+    assert normal[1:] == [str(LEVELS["normal"]), "False"]

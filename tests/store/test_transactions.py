@@ -1,9 +1,8 @@
-"""SQLite transactions reuse open connections, and each one still begins and ends cleanly."""
+"""SQLite transactions lock as asked and leave the pooled connections clean."""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from sqlalchemy import text
 
 from pkiforge.ca.models import CertificateQuery
 from pkiforge.errors import Conflict
-from pkiforge.store.db import IDLE_CONNECTIONS, SqlStore
+from pkiforge.store.db import SqlStore
 
 from .helpers import ca, cert_record
 
@@ -42,15 +41,6 @@ def _other_writer_can_start(path: str) -> bool:
         other.close()
 
 
-def test_one_connection_serves_transaction_after_transaction(sqlite_store: SqlStore) -> None:
-    with sqlite_store.transaction(readonly=True) as tx:
-        first = _driver(tx)
-    with sqlite_store.transaction() as tx:
-        assert _driver(tx) is first
-    with sqlite_store.transaction(readonly=True) as tx:
-        assert _driver(tx) is first
-
-
 def test_readonly_and_write_transactions_still_lock_as_asked(sqlite_store: SqlStore) -> None:
     path = str(sqlite_store.engine.url.database)
     for _ in range(2):  # the same connection, alternating
@@ -63,7 +53,7 @@ def test_readonly_and_write_transactions_still_lock_as_asked(sqlite_store: SqlSt
     assert _other_writer_can_start(path)  # and nothing is left open between transactions
 
 
-def test_a_refused_transaction_leaves_the_reused_connection_clean(sqlite_store: SqlStore) -> None:
+def test_a_refused_transaction_leaves_the_connection_clean(sqlite_store: SqlStore) -> None:
     with sqlite_store.transaction() as tx:
         tx.cas.add(ca("services"))
     with pytest.raises(Conflict), sqlite_store.transaction() as tx:
@@ -84,22 +74,3 @@ def test_a_broken_connection_is_not_reused(sqlite_store: SqlStore) -> None:
     with sqlite_store.transaction() as tx:
         assert _driver(tx) is not broken
         tx.conn.execute(text("SELECT 1"))
-
-
-def test_concurrent_threads_keep_at_most_a_few_connections(sqlite_store: SqlStore) -> None:
-    inside = threading.Barrier(8)
-
-    def work() -> None:
-        with sqlite_store.transaction(readonly=True) as tx:
-            tx.conn.execute(text("SELECT 1"))
-            inside.wait(timeout=10)  # eight transactions open at once, on eight connections
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sqlite_store._idle is not None and len(sqlite_store._idle) == IDLE_CONNECTIONS
-    assert sqlite_store.engine.pool.checkedout() == IDLE_CONNECTIONS  # type: ignore[attr-defined]
-    sqlite_store.close()
-    assert sqlite_store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

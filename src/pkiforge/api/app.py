@@ -17,8 +17,7 @@ from fastapi.routing import APIRoute
 
 from pkiforge import __version__
 from pkiforge.api import openapi, problems
-from pkiforge.api.metrics import durable_wait
-from pkiforge.api.middleware import AnswerWhenDurable, BodyLimit, Latency
+from pkiforge.api.middleware import BodyLimit, Latency
 from pkiforge.api.routers import (
     ca,
     certificates,
@@ -32,7 +31,6 @@ from pkiforge.api.routers import (
 )
 from pkiforge.api.state import AppState
 from pkiforge.api.turns import TakeTurns
-from pkiforge.store.durable import WalSync
 
 # routes are matched in this order and no two routers' paths overlap: the ones every service
 # calls most (health checks, issuance and renewal) are tried first
@@ -52,14 +50,9 @@ ROUTERS = (
 def create_app(
     state: AppState,
     *,
-    durable: WalSync | None = None,
     tasks: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
 ) -> FastAPI:
-    """The API over already-built parts.
-
-    `durable`: hold each answer until the SQLite WAL holding its commits is synced
-    (store/durable.py). `tasks` run in the app's event loop while it serves.
-    """
+    """The API over already-built parts; `tasks` run in the app's event loop while it serves."""
     settings, pki = state.settings, state.pki
 
     @contextlib.asynccontextmanager
@@ -93,8 +86,6 @@ def create_app(
         app.include_router(router)
     openapi.document(app, routes, pki.ctx.config.profiles)
     app.add_middleware(TakeTurns, turns=state.turns)
-    if durable is not None:
-        app.add_middleware(AnswerWhenDurable, sync=durable, held=durable_wait(state.registry))
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(Latency, histogram=state.api.latency)
     return app

@@ -1,5 +1,4 @@
-"""ASGI middleware of the API: a body-size limit (413 before reading it all), latency, and
-answers held until their commits are on disk."""
+"""ASGI middleware of the API: a body-size limit (413 before reading it all) and latency."""
 
 from __future__ import annotations
 
@@ -10,10 +9,7 @@ from prometheus_client import Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pkiforge.api.problems import from_error, problem
-from pkiforge.errors import StoreUnavailable
-from pkiforge.store import durable
-from pkiforge.store.durable import WalSync
+from pkiforge.api.problems import problem
 
 
 class BodyLimit:
@@ -89,43 +85,3 @@ def _route(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path_format", None)  # the template without convertors
     return path if isinstance(path, str) else "unmatched"
-
-
-class AnswerWhenDurable:
-    """Hold the answer of a request that committed until its commit is on disk (store/durable).
-
-    Added outside `TakeTurns`, so a request gives its turn back before it waits for the sync
-    and the next request runs meanwhile. If the sync fails, the request is answered 503 instead
-    of what the app said: the write is in the database, but may not survive a power loss.
-    """
-
-    def __init__(self, app: ASGIApp, sync: WalSync, held: Histogram) -> None:
-        self.app, self.sync, self.held = app, sync, held
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        writes, token = durable.track()
-        replaced = False
-
-        async def held(message: Message) -> None:
-            nonlocal replaced
-            if replaced:
-                return  # the app's own answer is dropped: a 503 went out instead
-            if message["type"] == "http.response.start" and writes.committed:
-                start = time.perf_counter()
-                try:
-                    await self.sync.barrier()
-                except StoreUnavailable as exc:
-                    replaced = True
-                    await from_error(exc, scope)(scope, receive, send)
-                    return
-                finally:
-                    self.held.observe(time.perf_counter() - start)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, held)
-        finally:
-            durable.untrack(token)

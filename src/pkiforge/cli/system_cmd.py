@@ -9,7 +9,8 @@ import yaml
 
 from pkiforge.cli.output import emit_json, out
 from pkiforge.cli.state import CliState
-from pkiforge.store.db import make_engine, upgrade
+from pkiforge.store.db import upgrade
+from pkiforge.wiring import open_engine
 
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
@@ -37,7 +38,7 @@ def db_upgrade(ctx: typer.Context) -> None:
     state: CliState = ctx.obj
     state.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings = state.settings
-    engine = make_engine(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
+    engine = open_engine(settings)
     try:
         before, after = upgrade(engine)
     finally:

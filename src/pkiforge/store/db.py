@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from pkiforge.errors import InvalidInput, StoreUnavailable
-from pkiforge.store import durable
+from pkiforge.store.durable import WalSync
 from pkiforge.store.registry_repos import SqlServiceRepository, SqlTokenRepository
 from pkiforge.store.repos import (
     SqlAuditRepository,
@@ -28,7 +28,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # opening a store needs one query instead of importing alembic (a third of CLI start-up)
 SCHEMA_HEAD = "0008"
 READONLY = "pkiforge_readonly"
-IDLE_CONNECTIONS = 4  # open SQLite connections kept for reuse (the pool holds up to 15)
 Synchronous = Literal["normal", "full"]  # PRAGMA synchronous, in lower case
 
 
@@ -41,7 +40,7 @@ def make_engine(
     checkpoints; None keeps SQLite's 1000 (see store/checkpoint.py for when to raise it).
     `synchronous` (SQLite only): "full" syncs the WAL in every commit, so a commit survives a
     power loss; "normal" syncs it only when it is checkpointed (a commit survives a crash of
-    the process, not always of the machine).
+    the process, not always of the machine) or when a `WalSync` given to `SqlStore` does.
 
     Raises:
         InvalidInput: unsupported URL.
@@ -85,8 +84,8 @@ def _sqlite_pragmas(
         # readers never block in WAL mode; writers take the lock up front, so read-then-write
         # (audit chain, CRL numbers) is serialised instead of failing on upgrade
         readonly = conn.get_execution_options().get(READONLY, False)
-        # straight to the driver: through exec_driver_sql this was a quarter of an empty
-        # transaction's cost, and every request runs several transactions
+        # straight to the driver, past exec_driver_sql's execution context and events: every
+        # transaction runs this
         conn.connection.driver_connection.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
@@ -138,17 +137,17 @@ class SqlTransaction(Unit):
 
 
 class SqlStore:
-    """The `Store` port over SQLAlchemy."""
+    """The `Store` port over SQLAlchemy.
 
-    def __init__(self, engine: Engine) -> None:
+    `durable` (SQLite with `synchronous=NORMAL`): each write transaction, once committed, waits
+    for a sync of the WAL that began after its commit (store/durable.py) before it returns.
+    """
+
+    def __init__(self, engine: Engine, durable: WalSync | None = None) -> None:
         self.engine = engine
         sqlite = engine.dialect.name == "sqlite"
         self._writers = WriterLock(sqlite_path(engine.url)) if sqlite else None
-        # SQLite: a transaction reuses an open Connection instead of checking one out of the
-        # pool, making a Connection, resetting it and checking it in again (60 of an empty
-        # transaction's 85 us; every issuance runs four). PostgreSQL keeps the pool's
-        # pre-ping on each checkout, so a server restart costs no request.
-        self._idle: list[Connection] | None = [] if sqlite else None
+        self.durable = durable
 
     @classmethod
     def open(
@@ -158,8 +157,10 @@ class SqlStore:
         migrate: bool = True,
         wal_autocheckpoint: int | None = None,
         synchronous: Synchronous = "normal",
+        durable: WalSync | None = None,
     ) -> SqlStore:
-        """Connect, and run pending migrations on first use (`make_engine` for the rest).
+        """Connect, and run pending migrations on first use (`make_engine` and the class for
+        the rest).
 
         Raises:
             StoreUnavailable: the database cannot be reached.
@@ -171,7 +172,7 @@ class SqlStore:
         except (OperationalError, InterfaceError) as exc:
             engine.dispose()
             raise StoreUnavailable(_describe(exc)) from None
-        return cls(engine)
+        return cls(engine, durable)
 
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[SqlTransaction]:
@@ -182,8 +183,7 @@ class SqlStore:
         """
         lock = self._writers if self._writers is not None and not readonly else None
         try:
-            conn = self._take()
-            try:
+            with self.engine.connect() as conn:
                 conn.execution_options(**{READONLY: readonly})
                 tx = SqlTransaction(conn)
                 try:
@@ -191,34 +191,15 @@ class SqlStore:
                     with lock or nullcontext(), conn.begin():
                         yield tx
                         tx.flush()
-                    if not readonly:
-                        durable.committed()
                 finally:
                     tx.close()
-            finally:
-                self._give(conn)
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(_describe(exc)) from None
-
-    def _take(self) -> Connection:
-        if self._idle:
-            try:
-                return self._idle.pop()
-            except IndexError:  # another thread took the last one
-                pass
-        return self.engine.connect()
-
-    def _give(self, conn: Connection) -> None:
-        # kept only when it is clean: its transaction ended and it was never invalidated
-        reusable = not conn.invalidated and not conn.in_transaction() and not conn.closed
-        if self._idle is not None and reusable and len(self._idle) < IDLE_CONNECTIONS:
-            self._idle.append(conn)
-        else:
-            conn.close()
+        if not readonly and self.durable is not None:
+            # committed, out of the writer lock and with the connection back in the pool
+            self.durable.barrier()
 
     def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
         self.engine.dispose()
         if self._writers is not None:
             self._writers.close()
