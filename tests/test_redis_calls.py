@@ -1,13 +1,16 @@
-"""RedisCalls: kept connections that never carry a stale or another process's reply."""
+"""RedisCalls: kept connections that never carry a stale or another process's reply, and the
+redis-py pool internals it is built on (pinned to the minor version tested here)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 from pkiforge.redis_calls import RedisCalls
@@ -154,3 +157,39 @@ def test_without_one_pool_send_answers_at_once_and_reply_returns_it() -> None:
     assert pending.reply() == b"OK"
     with pytest.raises(RuntimeError):
         pending.reply()
+
+
+def test_the_pool_internals_redis_calls_uses_behave_as_it_expects(
+    redis_client: tuple[redis.Redis, str],
+) -> None:
+    client, prefix = redis_client
+    pool = client.connection_pool
+    assert isinstance(pool, redis.ConnectionPool)
+    required = [
+        p
+        for p in inspect.signature(pool.get_connection).parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    assert required == []  # RedisCalls calls get_connection() with no argument
+    conn = pool.get_connection()
+    try:
+        assert isinstance(conn, AbstractConnection)
+        conn.send_command("SET", f"{prefix}c", b"1", "EX", 30)
+        assert conn.read_response() == b"OK"
+        conn.send_command("GET", f"{prefix}c")
+        assert conn.read_response() == b"1"  # raw replies, as RedisCalls returns them
+        conn.send_command("NO-SUCH-COMMAND")
+        with pytest.raises(redis.exceptions.ResponseError):
+            conn.read_response()  # an error reply is raised, not returned
+    finally:
+        pool.release(conn)
+    again = pool.get_connection()
+    assert again is conn  # a released connection is handed out again
+    again.disconnect()  # what RedisCalls does to a connection whose reply may be half read
+    pool.release(again)
+    fresh = pool.get_connection()
+    try:
+        fresh.send_command("PING")  # a disconnected connection connects again when used
+        assert fresh.read_response() == b"PONG"
+    finally:
+        pool.release(fresh)

@@ -1,9 +1,12 @@
 """One Redis command per call on a connection kept for the next call: for the per-request paths.
 
-`Redis.set(...)` costs about 90 µs of CPU per call in redis-py 8 (pool checkout and release,
-argument filtering, observability hooks) for a command Redis answers in a few; sending the
-command on a kept connection costs about 20 µs. The connections come from the client's own
-pool, so its settings (address, TLS, password, database, timeouts) apply unchanged.
+A call through `Redis.set(...)` spends most of its CPU on redis-py's own work (pool checkout
+and release, argument filtering, observability hooks), not on the command; sending the command
+on a kept connection skips that. The connections come from the client's own pool, so its
+settings (address, TLS, password, database, timeouts) apply unchanged. This relies on the
+pool's internals (`get_connection`, `release`, and the connection's `send_command`,
+`read_response`, `disconnect`), so redis-py is pinned to the minor version
+tests/test_redis_calls.py has checked (docs/dependencies.md).
 
 A client without a single connection pool (a `RedisCluster`, which routes each key to its
 node) is called through its own `execute_command` instead.

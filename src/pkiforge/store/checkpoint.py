@@ -1,10 +1,9 @@
 """SQLite WAL checkpoints off the request path, while `pkiforge serve` runs.
 
 By default SQLite checkpoints in the connection whose commit takes the WAL past 1000 pages:
-that commit copies the pages into the database file and syncs it, which took 7-15 ms here, and
-it does so holding the writer lock, so every worker's next write waits too (under the issuance
-bench: one such commit every quarter of a second). While the server runs, a thread does that
-work instead:
+that commit copies the pages into the database file and syncs it while holding the writer
+lock, so every other writer waits for that copy and sync too. While the server runs, a thread
+does that work instead:
 
 - every `interval` (INTERVAL) a PASSIVE checkpoint copies and syncs what the WAL holds,
   without taking any lock; requests go on writing meanwhile;
@@ -13,20 +12,19 @@ work instead:
 - once the WAL is past `restart_pages` (RESTART_PAGES), one more PASSIVE checkpoint copies
   the few pages written since, this time holding the writer lock, so that the WAL is copied to
   its end and the next writer starts it again from the beginning. SQLite reuses the WAL file
-  only then: without this step it grew to 220 MB in one 10 s bench run. Under a light load a
-  round finds nothing written meanwhile, and the WAL restarts without any lock being taken.
+  only then: without this step the WAL grows without bound under a steady load. Under a light
+  load a round finds nothing written meanwhile, and the WAL restarts without any lock taken.
 
 Why the database file is synced in every round: SQLite syncs it only in a pass that copies the
 WAL to its very end, and under load the unlocked passes never do (some request always reads an
-older snapshot), so the locked pass used to write out everything copied since the last restart,
-tens of megabytes, while every writer waited: 32-64 ms per restart, which put a stall of that
-length into every 2-3 seconds of the issuance bench. Synced a round at a time beforehand
-(10-12 ms, unlocked), the locked pass took 0-1.5 ms. The sync only writes out pages SQLite has
+older snapshot). Without these syncs the locked pass would write out everything copied since
+the last restart while every writer waits; synced a round at a time beforehand, outside the
+lock, the locked pass has little left to write. The sync only writes out pages SQLite has
 already copied; what SQLite syncs and when is unchanged.
 
 The serving processes raise their own automatic checkpoint to FALLBACK_PAGES, so the WAL stays
 bounded even if this thread stops. A failed round is logged and retried; it never stops the
-server. PostgreSQL needs none of this.
+server. PostgreSQL needs none of this. What the thread buys is in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -44,16 +42,13 @@ from sqlalchemy.engine import make_url
 from pkiforge.store.writer_lock import WriterLock, sqlite_path
 
 log = logging.getLogger("pkiforge.store")
-# The WAL size (pages of 4 KiB) at which the WAL is restarted: 64 MiB, about every two seconds
-# at 600 certificates a second. Every writer waits for the locked pass (0-1.5 ms now that each
-# round syncs the database file; 32-64 ms before), so it is kept rare; 256 MiB gave no gain.
+# The WAL size (pages of 4 KiB) at which the WAL is restarted: 64 MiB. Every writer waits for
+# the locked pass, so it is kept rare, while the WAL file stays a bounded size.
 RESTART_PAGES = 16384
 # what a serving process's own automatic checkpoint is raised to: 128 MiB
 FALLBACK_PAGES = 2 * RESTART_PAGES
-# Seconds between rounds. Each round's syncs slow the requests that overlap them (a request's
-# time in its turn: 2.1 ms on average outside a sync, 3.3 ms during one), so small syncs
-# often beat large ones rarely. Issuance bench, three alternating pairs each: p99/p50 1.53-1.62
-# at 0.1 s against 1.70-1.87 at 0.25 s, and 1.80-1.94 at 0.25 s against 2.02-2.37 at 1 s.
+# Seconds between rounds. Each round's syncs slow the requests that overlap them, so small
+# syncs often keep the tail shorter than large ones rarely (docs/performance.md).
 INTERVAL = 0.1
 # macOS has no fdatasync; fsync does the same and more
 _datasync = getattr(os, "fdatasync", os.fsync)

@@ -25,7 +25,8 @@ from pkiforge.store.writer_lock import WriterLock, sqlite_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
-# opening a store needs one query instead of importing alembic (a third of CLI start-up)
+# opening a store needs one query instead of importing alembic (slow to import, for every CLI
+# command)
 SCHEMA_HEAD = "0008"
 READONLY = "pkiforge_readonly"
 Synchronous = Literal["normal", "full"]  # PRAGMA synchronous, in lower case

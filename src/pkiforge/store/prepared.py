@@ -1,12 +1,17 @@
 """Hot statements run on the driver's cursor, with SQLAlchemy's own compilation and types.
 
-Every issuance runs seven statements (identity standing, service and name view, reservation,
-activation, audit chain). Through `Connection.execute` each cost about 38 µs in-process where
-SQLite needed about 3: execution contexts, events and result objects. A `Prepared` statement
-is compiled by SQLAlchemy once per dialect and keeps the dialect's bind and result processors
-(JSON, SQLite's DateTime strings, psycopg's Json wrapper), so values are converted exactly as
-`Connection.execute` converts them; only the bookkeeping around the cursor is skipped.
-Driver errors are raised as SQLAlchemy's exceptions, as `Connection.execute` raises them.
+Every issuance runs a handful of these (identity standing, service and name view, reservation,
+activation, audit chain), and through `Connection.execute` most of each one's cost is
+SQLAlchemy's execution context, events and result objects rather than the database's work. A
+`Prepared` statement is compiled by SQLAlchemy once per dialect and keeps the dialect's bind
+and result processors (JSON, SQLite's DateTime strings, psycopg's Json wrapper), so values are
+converted exactly as `Connection.execute` converts them; only the bookkeeping around the cursor
+is skipped. Driver errors are raised as SQLAlchemy's exceptions, as `Connection.execute` raises
+them.
+
+It reads SQLAlchemy internals (the compiler's bind names and positions, types' processors, the
+driver connection), so SQLAlchemy is pinned to the minor version
+tests/store/test_prepared_contract.py has checked (docs/dependencies.md).
 """
 
 from __future__ import annotations
