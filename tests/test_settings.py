@@ -141,6 +141,21 @@ def test_a_bad_environment_value_names_the_variable(
         load_settings(tmp_path)
 
 
+@pytest.mark.parametrize("threads", [0, -1])
+def test_server_threads_below_one_is_refused_naming_the_setting(
+    tmp_path: Path, threads: int
+) -> None:
+    write_config(tmp_path, f"server:\n  threads: {threads}\n")
+    with pytest.raises(ValueError, match=r"server\.threads must be at least 1.*0 \(inline\)"):
+        load_settings(tmp_path)
+
+
+def test_server_threads_is_unset_by_default_and_takes_a_pool_size(tmp_path: Path) -> None:
+    assert load_settings(tmp_path).server.threads is None
+    write_config(tmp_path, "server:\n  threads: 8\n")
+    assert load_settings(tmp_path).server.threads == 8
+
+
 def test_bad_env_value_is_a_value_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PKIFORGE_CRL__NEXT_UPDATE", "tomorrow")
     with pytest.raises(ValueError, match="invalid duration 'tomorrow'"):

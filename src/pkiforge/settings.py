@@ -131,9 +131,9 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 8443
     workers: int = 1
-    # per worker process: 0 runs requests inline in the event loop, N in N threads; unset
-    # means inline for SQLite (all local CPU) and 16 threads for PostgreSQL (network waits)
-    threads: int | None = Field(default=None, ge=0, le=256)
+    # per worker process: the threads that run the synchronous core (endpoints, dependencies);
+    # unset means anyio's default thread pool
+    threads: int | None = Field(default=None, le=256)
     hostnames: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
     # a reverse proxy at these addresses may forward the client certificate (URL-encoded PEM)
     trusted_proxies: list[str] = Field(default_factory=list)
@@ -143,6 +143,17 @@ class ServerSettings(_Section):
     tls_profile: str = "server"
     tls_key_type: str = "p256"
     tls_renew_at: float = Field(default=2 / 3, gt=0, lt=1)
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_at_least_one(cls, value: int | None) -> int | None:
+        # every request runs in a thread of this pool: 0 would leave none to run it
+        if value is not None and value < 1:
+            raise ValueError(
+                "server.threads must be at least 1 (threads per worker that run requests); "
+                "0 (inline) is no longer supported: leave it unset for the default"
+            )
+        return value
 
 
 class RateLimitSettings(_Section):
@@ -215,13 +226,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'pkiforge.db').resolve()}"
-
-    @property
-    def effective_threads(self) -> int:
-        """Request threads per worker (0: inline); see `ServerSettings.threads`."""
-        if self.server.threads is not None:
-            return self.server.threads
-        return 0 if self.effective_database_url.startswith("sqlite") else 16
 
     def public_dict(self) -> dict[str, Any]:
         """Settings as plain data for `config show`; the DB URL password is masked."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import multiprocessing
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +172,8 @@ def nonce_backend(settings: Settings) -> str:
     """Which nonce store the settings select: memory, database or redis.
 
     `auto` picks redis when a Redis URL is set (several replicas), database with several
-    workers on one database, memory for one process; a worker process of `pkiforge serve`
-    never picks memory, whatever `server.workers` says.
+    workers (`server.workers`, which `pkiforge serve --workers` sets) on one database, memory
+    for one process.
 
     Raises:
         ValueError: `redis` asked for without a Redis URL.
@@ -187,8 +186,7 @@ def nonce_backend(settings: Settings) -> str:
         return auth.nonce_store
     if url:
         return "redis"
-    several = settings.server.workers > 1 or multiprocessing.parent_process() is not None
-    return "database" if several else "memory"
+    return "database" if settings.server.workers > 1 else "memory"
 
 
 def build_app_state(settings: Settings, pki: Pki) -> AppState:
@@ -220,7 +218,6 @@ def build_app_state(settings: Settings, pki: Pki) -> AppState:
         registry=registry,
         trusted_proxies=proxies,
         whitelist=load_whitelist(settings.home) or Whitelist(),
-        threads=settings.effective_threads,
     )
 
 

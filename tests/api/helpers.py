@@ -119,6 +119,7 @@ def make_api(
     limit: int = 100,
     max_body: int = 64 * 1024,
     sqlite_synchronous: Literal["normal", "full"] = "full",
+    threads: int | None = None,
 ) -> Api:
     """A PKI in `home` with a whitelist file, an app and a TestClient (fake identity)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,9 @@ def make_api(
     settings = pki.settings.model_copy(
         update={
             "rate_limits": RateLimitSettings(issuance_limit=limit),
-            "server": pki.settings.server.model_copy(update={"max_body_bytes": max_body}),
+            "server": pki.settings.server.model_copy(
+                update={"max_body_bytes": max_body, "threads": threads}
+            ),
         }
     )
     app = build_app(settings, pki)

@@ -3,8 +3,8 @@ breaks it, before any user does.
 
 server/tls.py subclasses uvicorn's HTTP protocol classes to hand the verified client
 certificate to the app (the ASGI TLS extension): it overrides `connection_made(transport)`,
-wraps the transport, and replaces `self.app`, which each request reads. server/workers.py
-builds those protocols itself and drives `uvicorn.Server` from its own socket channel.
+and replaces `self.app`, which each request reads. server/run.py serves several worker
+processes with `uvicorn.supervisors.Multiprocess(config, sockets=[...]).run()`.
 pyproject.toml pins uvicorn to the minor versions this module has passed with.
 """
 
@@ -32,6 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
+from uvicorn.supervisors import Multiprocess
 
 from pkiforge.server.config import uvicorn_config
 from pkiforge.server.tls import TLSFiles, TLSH11Protocol, TLSHttpToolsProtocol
@@ -53,8 +54,7 @@ def test_the_protocol_methods_server_overrides_keep_their_shape(base: type, ours
     assert issubclass(ours, base)
     # tls.py: connection_made(transport) is where the connection's TLS object is read
     assert _parameters(base.connection_made) == ["self", "transport"]
-    assert _parameters(base.connection_lost) == ["self", "exc"]
-    # workers.py builds each connection's protocol with these keywords
+    # uvicorn builds each connection's protocol with these keywords
     assert _parameters(base.__init__)[:4] == ["self", "config", "server_state", "app_state"]
 
 
@@ -72,17 +72,22 @@ async def test_a_protocol_holds_the_app_it_calls_as_self_app(base: type, ours: t
     assert protocol.app is config.loaded_app
 
 
-def test_the_server_parts_workers_drive_are_there() -> None:
-    """server/workers.py subclasses `uvicorn.Server` and reads its state."""
-    server = uvicorn.Server(uvicorn.Config(_app_factory, factory=True, lifespan="off"))
-    assert _parameters(uvicorn.Server.startup) == ["self", "sockets"]
-    assert _parameters(uvicorn.Server.shutdown) == ["self", "sockets"]
-    assert _parameters(uvicorn.Server.on_tick) == ["self", "counter"]
-    assert isinstance(server.server_state.connections, set)
+def test_the_supervisor_api_run_calls_is_there(
+    pki: tuple[TLSFiles, tuple[str, str], Path],
+) -> None:
+    """server/run.py: `Multiprocess(config, sockets=[listener]).run()` with `config.workers`
+    processes, each running `uvicorn.Server(config).run(sockets)` on the shared socket."""
+    assert _parameters(Multiprocess.__init__) == ["self", "config", "sockets"]
+    assert _parameters(Multiprocess.run) == ["self"]
+    assert _parameters(uvicorn.Server.run) == ["self", "sockets"]
+    # a dead worker is replaced; SIGINT and SIGTERM stop them all
+    for method in ("keep_subprocess_alive", "handle_int", "handle_term"):
+        assert callable(getattr(Multiprocess, method))
+    config = uvicorn_config(_app_factory, pki[0], "127.0.0.1", 8443, workers=3)
+    assert config.workers == 3 and config.http == TLSHttpToolsProtocol
     assert "ssl_context_factory" in inspect.signature(uvicorn.Config).parameters
-    config = server.config
     config.load()
-    assert config.lifespan_class is not None and config.http_protocol_class is not None
+    assert config.http_protocol_class is TLSHttpToolsProtocol
 
 
 # --- one real mTLS request through the real server -------------------------------------------

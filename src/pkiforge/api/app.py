@@ -30,7 +30,6 @@ from pkiforge.api.routers import (
     services,
 )
 from pkiforge.api.state import AppState
-from pkiforge.api.turns import TakeTurns
 
 # routes are matched in this order and no two routers' paths overlap: the ones every service
 # calls most (health checks, issuance and renewal) are tried first
@@ -57,10 +56,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # request threads per worker when the core runs in threads (api/blocking.py); the
-        # limiter also bounds the few blocking calls made in threads whatever the mode
-        limiter = anyio.to_thread.current_default_thread_limiter()
-        limiter.total_tokens = max(state.threads, 4)
+        # synchronous endpoints and dependencies run in anyio's thread pool (FastAPI's own
+        # machinery); `server.threads` sizes it, else anyio's default applies
+        if settings.server.threads is not None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server.threads
         running = [asyncio.create_task(task()) for task in tasks]
         state.signing.start()
         _freeze_startup_objects()
@@ -85,7 +84,6 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     openapi.document(app, routes, pki.ctx.config.profiles)
-    app.add_middleware(TakeTurns, turns=state.turns)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(Latency, histogram=state.api.latency)
     return app

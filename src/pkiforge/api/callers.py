@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -50,15 +49,14 @@ def _enrolling_caller(request: Request, state: AppState, verify: IdentityVerifie
     )
 
 
-async def enrolling_caller(request: Request, verify: VerifierDep) -> Caller:
+def enrolling_caller(request: Request, verify: VerifierDep) -> Caller:
     """`Authorization: Bearer pkf_...` (a one-time enrollment token), else the mTLS service.
 
     The token is checked here but spent only when the certificate is issued. State and
     address come from the request rather than as sub-dependencies: this is the issuance
     route's, and every dependency FastAPI solves costs more than the lookup.
     """
-    state = app_state(request)
-    return await state.run(partial(_enrolling_caller, request, state, verify))
+    return _enrolling_caller(request, app_state(request), verify)
 
 
 CallerDep = Annotated[Caller, Depends(service_caller)]

@@ -10,7 +10,6 @@ from urllib.parse import unquote
 from cryptography import x509
 from fastapi import Depends, Request
 
-from pkiforge.api.blocking import blocking
 from pkiforge.api.state import AppState
 from pkiforge.auth.mtls import ServiceIdentity
 from pkiforge.errors import AuthenticationFailed
@@ -95,7 +94,6 @@ async def mtls_verifier() -> IdentityVerifier:
 VerifierDep = Annotated[IdentityVerifier, Depends(mtls_verifier)]
 
 
-@blocking
 def service_identity(request: Request, state: StateDep, verify: VerifierDep) -> ServiceIdentity:
     """The calling service, as a dependency; 401 without a valid client certificate."""
     return verify(request, state)

@@ -8,10 +8,10 @@ yields `Actor("key", key_id, address)`. `ServiceDep` keeps meaning "mTLS only".
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from pkiforge.actor import Actor
 from pkiforge.api.deps import (
@@ -42,11 +42,11 @@ async def authenticated_actor(
         signing = state.signing
         body = await request.body()
         http = request_from_scope(request.scope, body, signing.trusted_origin)
-        identity = await state.run(partial(signing.authenticate, http, address))
+        identity = await run_in_threadpool(signing.authenticate, http, address)
         request.state.identity = identity
         return Actor("key", identity.key_id, address)
     try:
-        service = await state.run(partial(verify, request, state))
+        service = await run_in_threadpool(verify, request, state)
     except AuthenticationFailed as exc:
         if exc.data.get("reason") != "no-cert":
             raise

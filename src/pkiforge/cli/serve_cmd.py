@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -61,12 +63,15 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
 def _serve(state: CliState, listener: socket.socket, host: str, port: int, workers: int) -> None:
     """Ensure the server certificate, then serve on `listener` until interrupted."""
     from pkiforge.server.certificate import ensure_server_certificate, start_renewal_thread
-    from pkiforge.server.run import serve
+    from pkiforge.server.run import serve, stop_with_supervisor
     from pkiforge.server.tls import reload_loop
     from pkiforge.store.checkpoint import WalCheckpointer
     from pkiforge.wiring import ServingApp
 
-    settings = state.settings
+    # the workers' settings say how many they are (e.g. for the nonce store's choice)
+    settings = state.settings.model_copy(
+        update={"server": state.settings.server.model_copy(update={"workers": workers})}
+    )
     files = ensure_server_certificate(state.pki, settings)
     stop = start_renewal_thread(
         lambda: ensure_server_certificate(state.pki, settings), RENEW_CHECK_SECONDS
@@ -79,7 +84,7 @@ def _serve(state: CliState, listener: socket.socket, host: str, port: int, worke
         settings,
         state.passphrase_file.resolve() if state.passphrase_file else None,
         checkpointed=checkpointer is not None,
-        tasks=(reload_loop,),
+        tasks=(reload_loop, *([partial(stop_with_supervisor, os.getpid())] if workers > 1 else [])),
     )
     err.print(f"serving https://{host}:{port} (CA in {state.home})")
     err.print(

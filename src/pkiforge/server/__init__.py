@@ -2,5 +2,5 @@
 
 It imports api/ only through the app the composition root (wiring.py) builds; api/ never
 imports it. `tls.py` hands the verified client certificate to the app (the ASGI TLS
-extension); `run.serve` serves in one process or hands connections to `workers.Supervisor`'s.
+extension); `run.serve` serves in one process or in uvicorn's worker processes.
 """

@@ -19,14 +19,17 @@ def ssl_factory(files: TLSFiles, _config: Any, _default: Any) -> ssl.SSLContext:
     return server_context(files)
 
 
-def uvicorn_config(app: AppFactory, files: TLSFiles, host: str, port: int) -> uvicorn.Config:
-    """The uvicorn configuration of one serving process: our TLS context and protocol; the
-    app is built by `app` in the process that serves it."""
+def uvicorn_config(
+    app: AppFactory, files: TLSFiles, host: str, port: int, *, workers: int = 1
+) -> uvicorn.Config:
+    """The uvicorn configuration of the serving processes: our TLS context and protocol; the
+    app is built by `app` in each process that serves it."""
     return uvicorn.Config(
         app,
         factory=True,
         host=host,
         port=port,
+        workers=workers,
         http=TLSHttpToolsProtocol,
         ssl_context_factory=partial(ssl_factory, files),
         timeout_graceful_shutdown=10,

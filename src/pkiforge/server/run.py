@@ -1,21 +1,38 @@
-"""Serve an app on a listening socket: in this process, or in several worker processes."""
+"""Serve an app on a listening socket: in this process, or in uvicorn's worker processes."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import socket
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from pkiforge.server.config import AppFactory, uvicorn_config
 from pkiforge.server.tls import TLSFiles
-from pkiforge.server.workers import Supervisor
+
+PARENT_CHECK_SECONDS = 1.0
 
 
 def serve(app: AppFactory, files: TLSFiles, listener: socket.socket, *, workers: int) -> None:
     """Serve the app `app` builds on `listener`, in this process or in `workers` processes
-    (blocks; closes it). With several, `app` must be picklable: each worker calls it."""
+    that share it (blocks until SIGINT/SIGTERM). With several, `app` must be picklable: each
+    worker calls it; uvicorn's supervisor restarts a worker that dies."""
     host, port = listener.getsockname()[:2]
+    config = uvicorn_config(app, files, host, port, workers=workers)
     if workers > 1:
-        Supervisor(app, files, host, port, workers).run(listener)
+        Multiprocess(config, sockets=[listener]).run()
         return
-    uvicorn.Server(uvicorn_config(app, files, host, port)).run(sockets=[listener])
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+async def stop_with_supervisor(supervisor: int) -> None:
+    """In a worker: stop gracefully (SIGTERM to itself) once its parent is no longer the
+    supervisor (pid `supervisor`), so that no orphan keeps serving the shared socket."""
+    while True:
+        if os.getppid() != supervisor:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        await asyncio.sleep(PARENT_CHECK_SECONDS)

@@ -4,8 +4,7 @@ uvicorn verifies client certificates but does not hand them to the application. 
 protocol classes below (one per uvicorn HTTP implementation) read the peer certificate from the
 connection's SSL object when the connection is made and add `scope["extensions"]["tls"]`
 (the ASGI TLS extension: `client_cert_chain` as PEM strings, `tls_version`, `cipher_suite`) to
-every request on that connection. They also hand uvicorn a transport that sends each response
-as one TLS record (`server/coalesce.py`).
+every request on that connection.
 
 The protocol classes override uvicorn internals: pyproject.toml pins uvicorn to the minor
 versions tests/server/test_uvicorn_contract.py checks.
@@ -28,7 +27,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pkiforge.pairs import resolve_pair
-from pkiforge.server.coalesce import CoalescingTransport
 
 log = logging.getLogger("pkiforge.server")
 RELOAD_SECONDS = 5.0
@@ -158,7 +156,7 @@ class TLSH11Protocol(H11Protocol):
     """h11 with the ASGI TLS extension."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport))
+        super().connection_made(transport)
         tls = tls_extension(transport)
         if tls is not None:
             self.app = _WithTLS(self.app, tls)
@@ -168,7 +166,7 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
     """httptools with the ASGI TLS extension."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport))
+        super().connection_made(transport)
         tls = tls_extension(transport)
         if tls is not None:
             self.app = _WithTLS(self.app, tls)

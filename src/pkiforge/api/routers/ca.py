@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep
 from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
@@ -73,28 +72,24 @@ def _cert_response(cert: x509.Certificate, fmt: str) -> Response:
 
 
 @router.get("/ca", response_model=list[CAInfo])
-@blocking
 def list_cas(state: StateDep) -> list[CAInfo]:
     """The root and every intermediate."""
     return [_info(ca) for ca in state.pki.hierarchy.all()]
 
 
 @router.get("/ca/root", responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}}}})
-@blocking
 def root_certificate(state: StateDep, format: Format = "pem") -> Response:
     """The root certificate (the trust anchor every service installs)."""
     return _ca_response("root", state, format)
 
 
 @router.get("/ca/intermediate", responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}}}})
-@blocking
 def default_intermediate(state: StateDep, format: Format = "pem") -> Response:
     """The default issuing intermediate's certificate."""
     return _ca_response(state.settings.ca.default_issuer, state, format)
 
 
 @router.get("/ca/{name}", responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}}}})
-@blocking
 def ca_certificate(name: CAName, state: StateDep, format: Format = "pem") -> Response:
     """One CA certificate."""
     return _ca_response(name, state, format)
@@ -108,14 +103,12 @@ def _ca_response(name: str, state: AppState, format: str) -> Response:
 
 
 @router.get("/ca/{name}/info", response_model=CAInfo)
-@blocking
 def ca_info(name: CAName, state: StateDep) -> CAInfo:
     """What is known about one CA."""
     return _info(state.pki.hierarchy.get(name))
 
 
 @router.get("/ca/{name}/chain", responses={200: {"content": {PEM_CHAIN: {}}}})
-@blocking
 def ca_chain(name: CAName, state: StateDep) -> Response:
     """PEM bundle: the CA, then its issuers up to the root."""
     certs = state.pki.hierarchy.chain(name)
@@ -144,7 +137,6 @@ class CARevokedOut(BaseModel):
 
 
 @router.post("/ca/{name}/revoke", response_model=CARevokedOut)
-@blocking
 def revoke_ca(
     name: CAName,
     caller: CallerDep,
@@ -176,14 +168,12 @@ def revoke_ca(
 
 
 @router.get("/crl", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})
-@blocking
 def default_crl(state: StateDep, format: Format = "der") -> Response:
     """The default issuer's CRL."""
     return _crl_response(state.settings.ca.default_issuer, state, format)
 
 
 @router.get("/crl/{issuer}", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})
-@blocking
 def crl(issuer: CAName, state: StateDep, format: Format = "der") -> Response:
     """The issuer's signed CRL (DER `application/pkix-crl`, or PEM with ?format=pem); a
     revocation is on it within seconds (`crl.rebuild_delay`)."""
@@ -217,7 +207,6 @@ class RevocationStatus(BaseModel):
 
 
 @router.get("/crl/check/{serial:serial}", response_model=RevocationStatus)
-@blocking
 def check(serial: Serial, state: StateDep) -> RevocationStatus:
     """Is this certificate revoked? (404 if the serial is unknown.)"""
     try:

@@ -9,7 +9,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Body, Query, Request, Response
 
-from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep, EnrollingCallerDep
 from pkiforge.api.deps import StateDep, app_state
 from pkiforge.api.problems import responses
@@ -86,7 +85,7 @@ def _render(state: AppState, record: CertificateRecord, key: str | None = None) 
 
 
 @router.post("/request", status_code=201, response_model=CertificateOut)
-async def request_certificate(
+def request_certificate(
     body: CertificateRequest, caller: EnrollingCallerDep, request: Request, response: Response
 ) -> CertificateOut:
     """Issue a certificate from a CSR (or with a server-made key, where policy allows).
@@ -94,21 +93,16 @@ async def request_certificate(
     Authenticate with a client certificate, or `Authorization: Bearer pkf_...` (a one-time
     enrollment token) for a service's first certificate.
     """
-    # the busiest route takes what it needs from the request, not as dependencies: each one
-    # FastAPI solves costs more than the lookup (5% of the request's instructions)
+    # the busiest route takes the state from the request, not as a dependency: each
+    # dependency FastAPI solves costs more than the lookup
     state = app_state(request)
-
-    def issue() -> CertificateOut:
-        issued = state.api.certificates.request(issue_request(body), caller)
-        record, key = issued.record, issued.key
-        response.headers["Location"] = f"/api/v1/certificates/{record.serial_hex}"
-        return _render(state, record, private_key_pem(key).decode() if key is not None else None)
-
-    return await state.run(issue)
+    issued = state.api.certificates.request(issue_request(body), caller)
+    record, key = issued.record, issued.key
+    response.headers["Location"] = f"/api/v1/certificates/{record.serial_hex}"
+    return _render(state, record, private_key_pem(key).decode() if key is not None else None)
 
 
 @router.get("", response_model=CertificateList)
-@blocking
 def list_certificates(
     filters: Annotated[CertificateFilters, Query()], caller: CallerDep, state: StateDep
 ) -> CertificateList:
@@ -129,7 +123,6 @@ def list_certificates(
 
 
 @router.get("/{serial:serial}", response_model=CertificateOut)
-@blocking
 def get_certificate(serial: Serial, caller: CallerDep, state: StateDep) -> CertificateOut:
     """One certificate by its hex serial."""
     return _render(state, state.api.certificates.get(_serial(serial), caller))
@@ -139,7 +132,6 @@ def get_certificate(serial: Serial, caller: CallerDep, state: StateDep) -> Certi
     "/{serial:serial}/download",
     responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}, PEM_CHAIN: {}}}},
 )
-@blocking
 def download_certificate(
     serial: Serial,
     caller: CallerDep,
@@ -163,7 +155,6 @@ def download_certificate(
 
 
 @router.post("/{serial:serial}/renew", status_code=201, response_model=CertificateOut)
-@blocking
 def renew_certificate(
     serial: Serial,
     caller: CallerDep,
@@ -194,7 +185,6 @@ def _revoke(
 
 
 @router.post("/{serial:serial}/revoke", response_model=CertificateOut)
-@blocking
 def revoke_certificate(
     serial: Serial,
     caller: CallerDep,
@@ -206,7 +196,6 @@ def revoke_certificate(
 
 
 @router.delete("/{serial:serial}/revoke", response_model=CertificateOut)
-@blocking
 def revoke_certificate_delete(
     serial: Serial,
     caller: CallerDep,

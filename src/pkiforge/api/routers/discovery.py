@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep
 from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
@@ -21,7 +20,6 @@ ServiceId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 @router.get("/services", response_model=list[DiscoveredService])
-@blocking
 def discover_services(
     caller: CallerDep,
     state: StateDep,
@@ -34,7 +32,6 @@ def discover_services(
 
 
 @router.get("/services/{service_id}", response_model=DiscoveredService)
-@blocking
 def discover_service(
     service_id: ServiceId, caller: CallerDep, state: StateDep
 ) -> DiscoveredService:
@@ -45,7 +42,6 @@ def discover_service(
 
 
 @router.get("/services/{service_id}/cert", response_model=ServiceCertificate)
-@blocking
 def discover_certificate(
     service_id: ServiceId, caller: CallerDep, state: StateDep
 ) -> ServiceCertificate:

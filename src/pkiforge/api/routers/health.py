@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from pkiforge.api.blocking import blocking
 from pkiforge.api.deps import StateDep
 from pkiforge.errors import StoreUnavailable
 
@@ -18,7 +17,6 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-@blocking
 def readyz(state: StateDep) -> dict[str, str]:
     """The database answers and a CA exists; 503 problem+json otherwise."""
     if not state.pki.hierarchy.all():  # a query: fails with StoreUnavailable when the DB is down

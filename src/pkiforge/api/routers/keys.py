@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from pkiforge.actor import Actor
-from pkiforge.api.blocking import blocking
 from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
 from pkiforge.api.schemas.keys import (
@@ -79,7 +78,6 @@ async def whoami(actor: ActorDep, request: Request) -> WhoAmIOut:
 
 
 @router.post("", status_code=201, response_model=KeyOut)
-@blocking
 def register_key(
     body: KeyRegistrationIn, actor: ActorDep, state: StateDep, response: Response
 ) -> KeyOut:
@@ -91,7 +89,6 @@ def register_key(
 
 
 @router.get("", response_model=KeyPage)
-@blocking
 def list_keys(
     actor: ActorDep,
     state: StateDep,
@@ -113,7 +110,6 @@ def list_keys(
 
 
 @router.get("/events", response_model=list[EventOut])
-@blocking
 def list_events(
     actor: ActorDep,
     state: StateDep,
@@ -129,7 +125,6 @@ def list_events(
 
 
 @router.get("/{key_id}", response_model=KeyOut)
-@blocking
 def get_key(key_id: KeyId, actor: ActorDep, state: StateDep) -> KeyOut:
     """One registered key (admins, or the key itself)."""
     _self_or_admin(state, actor, key_id)
@@ -137,7 +132,6 @@ def get_key(key_id: KeyId, actor: ActorDep, state: StateDep) -> KeyOut:
 
 
 @router.get("/{key_id}/usage", response_model=list[UsageOut])
-@blocking
 def key_usage(
     key_id: KeyId,
     actor: ActorDep,
@@ -150,7 +144,6 @@ def key_usage(
 
 
 @router.post("/{key_id}/revoke", response_model=KeyOut)
-@blocking
 def revoke_key(key_id: KeyId, body: RevocationIn, actor: ActorDep, state: StateDep) -> KeyOut:
     """Revoke a key for good; this replica refuses it at once, the others within 5 s."""
     _self_or_admin(state, actor, key_id)
@@ -158,7 +151,6 @@ def revoke_key(key_id: KeyId, body: RevocationIn, actor: ActorDep, state: StateD
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
-@blocking
 def delete_key(
     key_id: KeyId,
     actor: ActorDep,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from functools import partial
 from typing import Annotated
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from pkiforge.api.blocking import blocking
 from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
 from pkiforge.ca.ocsp import MAX_REQUEST_BYTES, OCSPResponder
@@ -45,11 +44,10 @@ async def ocsp_post(request: Request, state: StateDep) -> Response:
         body += chunk
         if len(body) > MAX_REQUEST_BYTES:
             raise InvalidInput("OCSP request too large", field="body")
-    return await state.run(partial(_answer, state, body))
+    return await run_in_threadpool(_answer, state, body)
 
 
 @router.get("/ocsp/{encoded:path}", responses={200: {"content": {OCSP_RESPONSE: {}}}})
-@blocking
 def ocsp_get(encoded: Annotated[str, Path(max_length=4096)], state: StateDep) -> Response:
     """The base64 (URL-encoded) DER OCSPRequest in the path.
 

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from pkiforge.api.blocking import blocking
 from pkiforge.api.callers import CallerDep
 from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
@@ -29,7 +28,6 @@ def _out(state: AppState, service: ServiceRecord) -> ServiceOut:
 
 
 @router.post("/register", status_code=201, response_model=ServiceOut)
-@blocking
 def register_service(
     body: ServiceRegistration, caller: CallerDep, state: StateDep, response: Response
 ) -> ServiceOut:
@@ -40,7 +38,6 @@ def register_service(
 
 
 @router.get("", response_model=list[ServiceOut])
-@blocking
 def list_services(caller: CallerDep, state: StateDep) -> list[ServiceOut]:
     """Every registered service (needs the `list` operation)."""
     require(caller, Operation.LIST)
@@ -48,7 +45,6 @@ def list_services(caller: CallerDep, state: StateDep) -> list[ServiceOut]:
 
 
 @router.get("/{service_id}", response_model=ServiceOut)
-@blocking
 def get_service(service_id: ServiceId, caller: CallerDep, state: StateDep) -> ServiceOut:
     """One service: its own record, or any with the `list` operation."""
     if service_id == caller.service_id:
@@ -59,7 +55,6 @@ def get_service(service_id: ServiceId, caller: CallerDep, state: StateDep) -> Se
 
 
 @router.put("/{service_id}", response_model=ServiceOut)
-@blocking
 def update_service(
     service_id: ServiceId, body: ServiceUpdate, caller: CallerDep, state: StateDep
 ) -> ServiceOut:
