@@ -18,8 +18,8 @@ def sqlite_path(url: URL) -> str | None:
 class WriterLock:
     """A thread lock in this process and `flock` on `<database>.writer-lock` across processes.
 
-    SQLite's own busy handler polls with sleeps of up to 100 ms, which turned lock contention
-    between request threads into second-long tail latencies; these locks wake waiters at once.
+    SQLite's own busy handler polls with sleeps of up to 100 ms, which turns lock contention
+    between request threads into long tail latencies; these locks wake waiters at once.
     Each instance opens its own descriptor, so two instances in one process also exclude each
     other (flock locks belong to the open file, not to the process).
     """
