@@ -86,3 +86,21 @@ async def test_without_full_nothing_waits(tmp_path: Path, syncs: list[str]) -> N
         await made.client.aclose()
         made.pki.close()
     assert syncs == []
+
+
+async def test_an_issuance_waits_for_one_sync_that_covers_its_reservation(
+    durable_api: Api, syncs: list[str]
+) -> None:
+    assert (await register(durable_api, "billing", ["billing.internal"])).status_code == 201
+    headers = durable_api.as_("billing")
+    first = await durable_api.client.post(
+        REQ, headers=headers, json={"csr": make_csr("billing.internal")}
+    )
+    assert first.status_code == 201, first.text
+    before = len(syncs)
+    r = await durable_api.client.post(
+        REQ, headers=headers, json={"csr": make_csr("billing.internal")}
+    )
+    assert r.status_code == 201, r.text
+    # the pending row is committed without a wait; the issued row's sync writes both out
+    assert len(syncs) - before == 1

@@ -249,3 +249,15 @@ def test_without_a_wal_sync_a_commit_waits_for_nothing(tmp_path: Path) -> None:
             tx.conn.execute(text("CREATE TABLE t (x INTEGER)"))
     finally:
         plain.close()
+
+
+def test_a_commit_that_need_not_be_durable_waits_for_no_sync_and_the_next_one_covers_it(
+    store: SqlStore, recorder: _Recorder
+) -> None:
+    with store.transaction(durable=False) as tx:
+        tx.conn.execute(text("INSERT INTO t VALUES (1)"))
+    assert recorder.syncs == []
+    recorder.write(2)
+    assert len(recorder.syncs) == 1
+    assert {1, 2} <= recorder.syncs[0].saw
+    recorder.check_every_write_was_synced_before_it_returned()

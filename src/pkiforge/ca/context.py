@@ -4,6 +4,11 @@ Record before sign (DESIGN.md): `reserve` commits a `pending` row for a fresh se
 anything is signed; `complete` commits the signed certificate and its audit entry in one
 transaction before the caller sees it. A crash in between leaves a `pending` row that still
 accounts for the serial; a signing error marks the row `failed`.
+
+The reservation need not be on disk before signing: the certificate exists only in this
+process until `complete`'s durable commit, whose sync writes the reservation out too. So a
+crash that loses the reservation loses the certificate with it, and nothing signed ever leaves
+without its record.
 """
 
 from __future__ import annotations
@@ -162,7 +167,7 @@ class CAContext:
                 created_at=self.clock.now(),
             )
             try:
-                with self.store.transaction() as tx:
+                with self.store.transaction(durable=False) as tx:
                     tx.certificates.add(pending)
                 return pending
             except Conflict:

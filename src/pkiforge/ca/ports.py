@@ -130,8 +130,15 @@ class Transaction(Protocol):
 
 
 class Store(Protocol):
-    def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Transaction]:
-        """Commit on normal exit, roll back on exception; `readonly` promises no writes."""
+    def transaction(
+        self, *, readonly: bool = False, durable: bool = True
+    ) -> AbstractContextManager[Transaction]:
+        """Commit on normal exit, roll back on exception; `readonly` promises no writes.
+
+        `durable=False` may return before the commit is on disk: for a write that nobody acts
+        on until a later durable commit of the same process, whose sync covers it too (as
+        PostgreSQL's `synchronous_commit = off` for one transaction).
+        """
 
 
 class RateLimiter(Protocol):

@@ -176,8 +176,13 @@ class SqlStore:
         return cls(engine, durable)
 
     @contextmanager
-    def transaction(self, *, readonly: bool = False) -> Iterator[SqlTransaction]:
+    def transaction(
+        self, *, readonly: bool = False, durable: bool = True
+    ) -> Iterator[SqlTransaction]:
         """Commit on normal exit, roll back on exception; `readonly` ones never wait for writers.
+
+        `durable=False` returns without waiting for the shared sync; the next durable commit's
+        sync covers it, because a sync of the WAL writes out every frame written before it.
 
         Raises:
             StoreUnavailable: the database failed underneath (never a partial write).
@@ -196,7 +201,7 @@ class SqlStore:
                     tx.close()
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(_describe(exc)) from None
-        if not readonly and self.durable is not None:
+        if durable and not readonly and self.durable is not None:
             # committed, out of the writer lock and with the connection back in the pool
             self.durable.barrier()
 
