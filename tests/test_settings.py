@@ -96,6 +96,63 @@ def test_explicit_overrides_and_home_win(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize(
+    ("file", "env", "override", "winner"),
+    [
+        (None, None, None, "default"),
+        ("file", None, None, "file"),
+        (None, "env", None, "env"),
+        (None, None, "override", "override"),
+        ("file", "env", None, "env"),
+        ("file", None, "override", "override"),
+        (None, "env", "override", "override"),
+        ("file", "env", "override", "override"),
+    ],
+)
+def test_each_source_wins_over_the_ones_before_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    file: str | None,
+    env: str | None,
+    override: str | None,
+    winner: str,
+) -> None:
+    """defaults < config file < environment < explicit overrides (command-line options)."""
+    urls = {"file": "sqlite:///file.db", "env": "sqlite:///env.db", "override": "sqlite:///o.db"}
+    ports = {"default": 8443, "file": 1001, "env": 1002, "override": 1003}
+    if file:
+        write_config(tmp_path, f"database_url: {urls[file]}\nserver:\n  port: {ports[file]}\n")
+    if env:
+        monkeypatch.setenv("PKIFORGE_DATABASE_URL", urls[env])
+        monkeypatch.setenv("PKIFORGE_SERVER__PORT", str(ports[env]))
+    overrides: dict[str, object] = {}
+    if override:
+        overrides = {"database_url": urls[override], "server": {"port": ports[override]}}
+    s = load_settings(tmp_path, **overrides)
+    assert s.database_url == urls.get(winner)
+    assert s.server.port == ports[winner]
+
+
+def test_a_nested_override_keeps_the_other_keys_of_its_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(tmp_path, "server:\n  host: 10.0.0.1\n")
+    monkeypatch.setenv("PKIFORGE_SERVER__WORKERS", "3")
+    s = load_settings(tmp_path, server={"port": 1003})
+    assert (s.server.host, s.server.workers, s.server.port) == ("10.0.0.1", 3, 1003)
+
+
+def test_a_bad_override_is_named_as_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PKIFORGE_SERVER__PORT", "1002")
+    with pytest.raises(ValueError) as info:
+        load_settings(tmp_path, server={"port": 70000})
+    assert str(info.value).startswith("server.port: Input should be less")
+    assert str(info.value).endswith("(from the command line)")
+    assert "PKIFORGE_SERVER__PORT" not in str(info.value)
+
+
+@pytest.mark.parametrize(
     ("text", "words"),
     [
         ("ca: [unclosed\n", "not valid YAML"),

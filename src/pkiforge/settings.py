@@ -240,7 +240,8 @@ class Settings(BaseSettings):
 
 
 def load_settings(home: Path, **overrides: Any) -> Settings:
-    """Read `<home>/config.yaml` (if any), apply env and explicit overrides.
+    """Read `<home>/config.yaml` (if any), then the environment, then explicit `overrides`
+    (command-line options; a section is a nested dict): each later source wins.
 
     Raises:
         ValueError: the file is not valid YAML or has unknown/invalid keys.
@@ -262,30 +263,38 @@ def load_settings(home: Path, **overrides: Any) -> Settings:
                 f"{', '.join(k for k in Settings.model_fields if k != 'home')}"
             )
         data.update(loaded)
-    data.update({k: v for k, v in overrides.items() if v is not None})
     data["home"] = home
-    return _merge_env(data, path)
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    return _merge_env(data, explicit, path)
 
 
-def _merge_env(file_values: dict[str, Any], path: Path) -> Settings:
+def _merge_env(file_values: dict[str, Any], explicit: dict[str, Any], path: Path) -> Settings:
+    """defaults < config file < environment < explicit overrides (command-line options)."""
     try:
         env_only = Settings.model_validate({})  # defaults + environment
     except ValidationError as exc:
         raise ValueError(_report("the environment", exc, None)) from None
     # exclude_unset, not exclude_defaults: an env value equal to the default still wins
     env_set = env_only.model_dump(exclude_unset=True)
-    merged = _deep_merge(file_values, env_set)
+    merged = _deep_merge(_deep_merge(file_values, env_set), explicit)
     merged["home"] = file_values["home"]  # the caller's --home always wins
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ValueError(_report(str(path) if path.exists() else "", exc, env_set)) from None
+        source = str(path) if path.exists() else ""
+        raise ValueError(_report(source, exc, env_set, explicit)) from None
 
 
-def _report(source: str, exc: ValidationError, env_set: dict[str, Any] | None) -> str:
-    """One line per problem, named by its dotted key (`ca.root_validity: ...`) or, for a value
-    from the environment, its variable (`env_set` None: all of them came from there); a lone
-    problem is one line after the file's path. Values are never shown: one may be a secret."""
+def _report(
+    source: str,
+    exc: ValidationError,
+    env_set: dict[str, Any] | None,
+    explicit: dict[str, Any] | None = None,
+) -> str:
+    """One line per problem, named by its dotted key (`ca.root_validity: ...`) and, for a value
+    from the command line or the environment, where it came from (`env_set` None: all of them
+    came from the environment); a lone problem is one line after the file's path. Values are
+    never shown: one may be a secret."""
     lines: list[str] = []
     for error in exc.errors(include_url=False, include_input=False):
         loc = tuple(str(part) for part in error["loc"])
@@ -298,6 +307,8 @@ def _report(source: str, exc: ValidationError, env_set: dict[str, Any] | None) -
         env = "PKIFORGE_" + "__".join(loc).upper()
         if env_set is None:
             lines.append(f"{env}: {message}")
+        elif explicit is not None and _is_set(explicit, loc):
+            lines.append(f"{'.'.join(loc)}: {message} (from the command line)")
         elif _is_set(env_set, loc):
             lines.append(f"{'.'.join(loc)}: {message} (from {env})")
         else:

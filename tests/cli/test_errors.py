@@ -203,6 +203,17 @@ def test_missing_database_server_is_a_clear_error(workdir: Path) -> None:
     assert r.code == 7 and r.stderr.startswith("error: database unavailable")
 
 
+def test_database_url_option_wins_over_the_environment(workdir: Path) -> None:
+    """--database-url beats PKIFORGE_DATABASE_URL, as --home beats PKIFORGE_HOME."""
+    env_db = f"sqlite:///{workdir / 'from-env.db'}"
+    run = make_runner(workdir / "E", workdir, {"PKIFORGE_DATABASE_URL": env_db})
+    option_db = f"sqlite:///{workdir / 'from-option.db'}"
+    shown = run("--database-url", option_db, "config", "show", "--json")
+    assert shown.code == 0 and json.loads(shown.stdout)["database_url"] == option_db
+    r = run("--database-url", "postgresql://nobody@127.0.0.1:1/none", "cert", "list")
+    assert r.code == 7 and r.stderr.startswith("error: database unavailable")
+
+
 def test_schema_head_constant_matches_migrations() -> None:
     from pkiforge.store.db import SCHEMA_HEAD, head_revision
 
