@@ -24,6 +24,7 @@ from .helpers import SERVICE_HEADER, WHITELIST, fake_verifier
 
 ADMIN = {SERVICE_HEADER: "ops"}
 NOT_ADMIN = {SERVICE_HEADER: "billing"}
+KEYS_ONLY = {SERVICE_HEADER: "key-manager"}  # whitelisted for `keys` and nothing else
 
 
 class KeysApi:
@@ -33,7 +34,9 @@ class KeysApi:
         import yaml
 
         home.mkdir(parents=True, exist_ok=True)
-        (home / "service_whitelist.yaml").write_text(yaml.safe_dump(WHITELIST))
+        key_manager = {"service_id": "key-manager", "allowed_operations": ["keys"]}
+        whitelist = {**WHITELIST, "services": [*WHITELIST["services"], key_manager]}
+        (home / "service_whitelist.yaml").write_text(yaml.safe_dump(whitelist))
         self.pki: Pki = make_pki(home)
         settings = self.pki.settings.model_copy(update={"auth": AuthSettings(**auth)})
         self.app = build_app(settings, self.pki)
@@ -129,6 +132,7 @@ WHO = [
     ("no-credentials", {}, 401),
     ("not-admin", NOT_ADMIN, 403),
     ("admin", ADMIN, 200),
+    ("keys-operation", KEYS_ONLY, 200),
 ]
 
 
@@ -136,6 +140,18 @@ WHO = [
 async def test_only_admins_manage_keys(api: KeysApi, headers: dict[str, str], status: int) -> None:
     response = await api.client.get("/api/v1/keys", headers=headers)
     assert response.status_code == status, response.text
+
+
+async def test_the_keys_operation_grants_key_management_and_nothing_else(api: KeysApi) -> None:
+    public = private_key("client-p256").public_key()
+    pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    body = {"public_key": pem, "client_name": "shop", "email": "dev@shop.example"}
+    registered = await api.client.post("/api/v1/keys", json=body, headers=KEYS_ONLY)
+    assert registered.status_code == 201, registered.text
+    listed = await api.client.get("/api/v1/certificates", headers=KEYS_ONLY)
+    assert listed.status_code == 403, listed.text
 
 
 @pytest.mark.parametrize("name", ["client-ed25519", "client-p256", "client-rsa2048"])

@@ -34,6 +34,7 @@ class Operation(StrEnum):
     DISCOVER = "discover"
     LIST = "list"
     ADMIN = "admin"  # act for any service
+    KEYS = "keys"  # manage the request-signing key registry, without admin's other rights
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,11 @@ from pkiforge.api.state import AppState
 from pkiforge.auth.keys import KeyStatus
 from pkiforge.auth.registry import MAX_OFFSET, MAX_PAGE, MAX_USAGE_DAYS, KeyQuery
 from pkiforge.auth.verify import VerifiedIdentity
+from pkiforge.ca.authorization import Operation
 from pkiforge.errors import PermissionDenied
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"], responses=responses(400, 404, 409))
 KeyId = Annotated[str, Path(min_length=1, max_length=64)]
-KEYS_OPERATION = "keys"  # a whitelist operation that grants key management without admin
 
 
 def require_key_admin(state: AppState, actor: Actor) -> None:
@@ -46,9 +46,7 @@ def require_key_admin(state: AppState, actor: Actor) -> None:
     """
     if actor.kind == "service":
         policy = state.whitelist.policy_for(actor.id)
-        if policy is not None and (
-            policy.is_admin or any(op.value == KEYS_OPERATION for op in policy.operations)
-        ):
+        if policy is not None and (policy.is_admin or Operation.KEYS in policy.operations):
             return
     raise PermissionDenied(
         f"{actor} may not manage signing keys: needs the admin (or keys) operation",
