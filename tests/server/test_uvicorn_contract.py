@@ -17,7 +17,8 @@ import ipaddress
 import json
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -160,16 +161,17 @@ def _app_factory() -> Any:
     return _echo_tls
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS.keys())
-async def test_a_verified_client_certificate_reaches_the_app(
-    pki: tuple[TLSFiles, tuple[str, str], Path], protocol: str
-) -> None:
-    files, client, root = pki
+@asynccontextmanager
+async def _serving(
+    files: TLSFiles, log_level: str, http: type[asyncio.Protocol] | None = None
+) -> AsyncIterator[int]:
+    """A uvicorn server with our TLS configuration on a free local port, for the block."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     config = uvicorn_config(_app_factory, files, "127.0.0.1", port)
-    config.http = PROTOCOLS[protocol][1]
-    config.log_level = "warning"
+    if http is not None:
+        config.http = http
+    config.log_level = log_level
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     try:
@@ -178,6 +180,18 @@ async def test_a_verified_client_certificate_reaches_the_app(
                 break
             await asyncio.sleep(0.01)
         assert server.started, "the server did not start"
+        yield port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS.keys())
+async def test_a_verified_client_certificate_reaches_the_app(
+    pki: tuple[TLSFiles, tuple[str, str], Path], protocol: str
+) -> None:
+    files, client, root = pki
+    async with _serving(files, "warning", PROTOCOLS[protocol][1]) as port:
         with_cert = ssl.create_default_context(cafile=str(root))
         with_cert.load_cert_chain(*client)
         async with httpx.AsyncClient(verify=with_cert) as http:
@@ -185,9 +199,6 @@ async def test_a_verified_client_certificate_reaches_the_app(
             again = (await http.get(f"https://127.0.0.1:{port}/")).json()  # same connection
         async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(root))) as http:
             anonymous = (await http.get(f"https://127.0.0.1:{port}/")).json()
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 15)
     presented = Path(client[0]).read_text()
     assert tls["client_cert_chain"] == [presented] and again == tls
     assert tls["tls_version"] in (0x0303, 0x0304) and tls["cipher_suite"]
@@ -203,22 +214,9 @@ async def test_a_certificate_from_another_ca_is_refused_in_the_handshake(
     stranger = _cert("stranger", stranger_key, None, stranger_key, ExtendedKeyUsageOID.CLIENT_AUTH)
     (tmp_path / "stranger.pem").write_bytes(stranger.public_bytes(Encoding.PEM))
     (tmp_path / "stranger.key").write_bytes(data_file("key-p521.pem"))
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn_config(_app_factory, files, "127.0.0.1", port)
-    config.log_level = "critical"
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        for _ in range(500):
-            if server.started or serving.done():
-                break
-            await asyncio.sleep(0.01)
+    async with _serving(files, "critical") as port:
         ctx = ssl.create_default_context(cafile=str(root))
         ctx.load_cert_chain(str(tmp_path / "stranger.pem"), str(tmp_path / "stranger.key"))
         async with httpx.AsyncClient(verify=ctx) as http:
             with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
                 await http.get(f"https://127.0.0.1:{port}/")
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 15)
