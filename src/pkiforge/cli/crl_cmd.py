@@ -26,6 +26,18 @@ class CRLFormat(StrEnum):
     der = "der"
 
 
+DER_SUFFIXES = (".der", ".crl")
+
+
+def _chosen(fmt: CRLFormat | None, out_file: Path | None) -> CRLFormat:
+    """The format asked for; without --format, DER for a `.der`/`.crl` file, else PEM."""
+    if fmt is not None:
+        return fmt
+    if out_file is not None and out_file.suffix in DER_SUFFIXES:
+        return CRLFormat.der
+    return CRLFormat.pem
+
+
 def _encode(record: CRLRecord, fmt: CRLFormat) -> bytes:
     if fmt is CRLFormat.der:
         return record.der
@@ -64,11 +76,11 @@ def generate(
     issuer: IssuerOpt,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the CRL here.")] = None,
     fmt: Annotated[
-        CRLFormat,
+        CRLFormat | None,
         typer.Option(
-            "--format", help="pem or der (default: pem; der if --out ends in .der or .crl)"
+            "--format", help="pem or der (default: der if --out ends in .der or .crl, else pem)"
         ),
-    ] = CRLFormat.pem,
+    ] = None,
     root_key: Annotated[
         Path | None, typer.Option("--root-key", help="Offline root key, to sign the root's CRL.")
     ] = None,
@@ -81,15 +93,13 @@ def generate(
     record = state.pki.revocation.generate_crl(
         issuer, key_ref=str(root_key.resolve()) if root_key else None
     )
+    chosen = _chosen(fmt, out_file)
     if out_file is not None:
-        chosen = fmt
-        if fmt is CRLFormat.pem and out_file.suffix in (".der", ".crl"):
-            chosen = CRLFormat.der
         write_output(out_file, _encode(record, chosen))
     if json_out:
         emit_json(_describe(record))
     elif out_file is None:
-        write_output(Path("-"), _encode(record, fmt))
+        write_output(Path("-"), _encode(record, chosen))
     else:
         count = len(x509.load_der_x509_crl(record.der))
         out.print(
