@@ -218,6 +218,9 @@ def build_app_state(settings: Settings, pki: Pki) -> AppState:
         registry=registry,
         trusted_proxies=proxies,
         whitelist=load_whitelist(settings.home) or Whitelist(),
+        # SQLite's work is local and short: on the event loop; PostgreSQL's waits on the
+        # network: in the thread pool, where they overlap
+        core_inline=pki.store.engine.dialect.name == "sqlite",
     )
 
 

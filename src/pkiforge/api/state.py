@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import anyio.to_thread
 from prometheus_client import CollectorRegistry
 
 from pkiforge.api.keyauth import KeyAuth
@@ -14,8 +17,10 @@ from pkiforge.ca.authorization import Caller, Whitelist
 from pkiforge.clock import Clock
 from pkiforge.pki import Pki
 from pkiforge.settings import Settings
+from pkiforge.store.durable import deferred
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+R = TypeVar("R")
 
 
 @dataclass
@@ -30,6 +35,24 @@ class AppState:
     registry: CollectorRegistry  # the metrics of this app, and only of it
     trusted_proxies: tuple[Network, ...] = ()
     whitelist: Whitelist = field(default_factory=Whitelist)
+    # run core calls on the event loop rather than in the thread pool (api/core_calls.py)
+    core_inline: bool = False
+
+    async def run(self, call: Callable[[], R]) -> R:
+        """Run a core call as this process runs them, and return once its commits are durable.
+
+        Raises:
+            whatever `call` raises; StoreUnavailable if the sync its commits owe fails.
+        """
+        with deferred() as sync:
+            try:
+                if self.core_inline:
+                    return call()
+                return await anyio.to_thread.run_sync(call)
+            finally:
+                durable = self.pki.store.durable
+                if sync.owed and durable is not None:
+                    await durable.settle()
 
     @property
     def clock(self) -> Clock:

@@ -141,7 +141,8 @@ class SqlStore:
     """The `Store` port over SQLAlchemy.
 
     `durable` (SQLite with `synchronous=NORMAL`): each write transaction, once committed, waits
-    for a sync of the WAL that began after its commit (store/durable.py) before it returns.
+    for a sync of the WAL that began after its commit (store/durable.py) before it returns, or
+    inside `durable.deferred()` leaves that wait to the coroutine that opened it.
     """
 
     def __init__(self, engine: Engine, durable: WalSync | None = None) -> None:
@@ -203,7 +204,7 @@ class SqlStore:
             raise StoreUnavailable(_describe(exc)) from None
         if durable and not readonly and self.durable is not None:
             # committed, out of the writer lock and with the connection back in the pool
-            self.durable.barrier()
+            self.durable.committed()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -13,15 +13,24 @@ from its start, it has checkpointed every frame into the database file and synce
 so a commit whose frames were overwritten is already on disk. SQLite takes no POSIX lock on the
 WAL file (only on the database and `-shm` files), so opening and closing it here cannot drop
 one of SQLite's locks, which closing a descriptor of a locked file would.
+
+A commit made by a thread waits for the sync in that thread (`barrier`). A coroutine that runs
+core calls can instead open `deferred()` around them: commits made inside only note that a
+sync is owed, and the coroutine awaits `settle()` before it uses their result, so no thread
+sits blocked while the disk works. The guarantee is the same (nothing is answered before its
+commit is on disk); who waits is what differs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from pkiforge.errors import StoreUnavailable
 
@@ -38,6 +47,35 @@ class _Round:
         self.failure: str | None = None
 
 
+class Deferred:
+    """Whether commits made while this was current still wait for a sync of the WAL."""
+
+    __slots__ = ("owed",)
+
+    def __init__(self) -> None:
+        self.owed = False
+
+
+# set by `deferred()`; copied into worker threads with the rest of the context, so a commit
+# in a thread that a deferring coroutine started marks the coroutine's `Deferred`
+_current: ContextVar[Deferred | None] = ContextVar("pkiforge_deferred_sync", default=None)
+
+
+@contextmanager
+def deferred() -> Iterator[Deferred]:
+    """Within it, durable commits leave their sync owed instead of waiting for it in place.
+
+    The caller must `await WalSync.settle()` when the result says `owed`, before anything
+    reports those commits as done.
+    """
+    mine = Deferred()
+    token = _current.set(mine)
+    try:
+        yield mine
+    finally:
+        _current.reset(token)
+
+
 class WalSync:
     """Shared syncs of one SQLite database's WAL file, for the threads of one process."""
 
@@ -49,6 +87,65 @@ class WalSync:
         self.syncs = 0  # completed, for tests and curiosity
         # called with the seconds each `barrier` waited (the API's metric), if set
         self.on_wait: Callable[[float], None] | None = None
+        # `settle`'s rounds, on the event loop of the process (futures of the loop's thread)
+        self._async_running: asyncio.Future[None] | None = None
+        self._async_next: asyncio.Future[None] | None = None
+
+    def committed(self) -> None:
+        """After a durable commit: wait for its sync here, or leave it owed (`deferred`).
+
+        Raises:
+            StoreUnavailable: the sync failed (only when waiting here).
+        """
+        owner = _current.get()
+        if owner is not None:
+            owner.owed = True
+        else:
+            self.barrier()
+
+    async def settle(self) -> None:
+        """Return once everything committed before this call is on disk, without a thread
+        waiting: coroutines of one event loop share the syncs, as threads share `barrier`'s.
+
+        Raises:
+            StoreUnavailable: the sync failed; the commit may not survive a power loss.
+        """
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        if self._async_next is None:
+            self._async_next = loop.create_future()
+        mine = self._async_next
+        if self._async_running is None:
+            self._start_async(loop)
+        try:
+            # shielded: a cancelled waiter must not cancel the round others wait for
+            await asyncio.shield(mine)
+        finally:
+            if self.on_wait is not None:
+                self.on_wait(time.perf_counter() - start)
+
+    def _start_async(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the waiting round's sync in the loop's executor; the next waits for it."""
+        round_, self._async_next = self._async_next, None
+        assert round_ is not None
+        running = loop.run_in_executor(None, self._sync)
+        self._async_running = running
+
+        def finished(done: asyncio.Future[None]) -> None:
+            self._async_running = None
+            failure = done.exception()
+            if failure is None:
+                self.syncs += 1
+                round_.set_result(None)
+            else:
+                if isinstance(failure, StoreUnavailable):
+                    log.error("%s; the commits waiting for it fail", failure)
+                round_.set_exception(failure)
+                round_.exception()  # retrieved here too: its waiters may all be cancelled
+            if self._async_next is not None:
+                self._start_async(loop)
+
+        running.add_done_callback(finished)
 
     def barrier(self) -> None:
         """Return once everything committed before this call is on disk.

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pkiforge.api.callers import CallerDep
+from pkiforge.api.core_calls import core_call
 from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
 from pkiforge.api.schemas.common import CA_NAME_PATTERN, Serial
@@ -137,6 +138,7 @@ class CARevokedOut(BaseModel):
 
 
 @router.post("/ca/{name}/revoke", response_model=CARevokedOut)
+@core_call
 def revoke_ca(
     name: CAName,
     caller: CallerDep,

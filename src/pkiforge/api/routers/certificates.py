@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from pkiforge.api.callers import CallerDep, EnrollingCallerDep
+from pkiforge.api.core_calls import core_call
 from pkiforge.api.deps import StateDep, app_state
 from pkiforge.api.problems import responses
 from pkiforge.api.schemas.certificates import (
@@ -85,6 +86,7 @@ def _render(state: AppState, record: CertificateRecord, key: str | None = None) 
 
 
 @router.post("/request", status_code=201, response_model=CertificateOut)
+@core_call
 def request_certificate(
     body: CertificateRequest, caller: EnrollingCallerDep, request: Request, response: Response
 ) -> CertificateOut:
@@ -155,6 +157,7 @@ def download_certificate(
 
 
 @router.post("/{serial:serial}/renew", status_code=201, response_model=CertificateOut)
+@core_call
 def renew_certificate(
     serial: Serial,
     caller: CallerDep,
@@ -185,6 +188,7 @@ def _revoke(
 
 
 @router.post("/{serial:serial}/revoke", response_model=CertificateOut)
+@core_call
 def revoke_certificate(
     serial: Serial,
     caller: CallerDep,
@@ -196,6 +200,7 @@ def revoke_certificate(
 
 
 @router.delete("/{serial:serial}/revoke", response_model=CertificateOut)
+@core_call
 def revoke_certificate_delete(
     serial: Serial,
     caller: CallerDep,

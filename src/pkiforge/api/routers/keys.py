@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from pkiforge.actor import Actor
+from pkiforge.api.core_calls import core_call
 from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
 from pkiforge.api.schemas.keys import (
@@ -76,6 +77,7 @@ async def whoami(actor: ActorDep, request: Request) -> WhoAmIOut:
 
 
 @router.post("", status_code=201, response_model=KeyOut)
+@core_call
 def register_key(
     body: KeyRegistrationIn, actor: ActorDep, state: StateDep, response: Response
 ) -> KeyOut:
@@ -142,6 +144,7 @@ def key_usage(
 
 
 @router.post("/{key_id}/revoke", response_model=KeyOut)
+@core_call
 def revoke_key(key_id: KeyId, body: RevocationIn, actor: ActorDep, state: StateDep) -> KeyOut:
     """Revoke a key for good; this replica refuses it at once, the others within 5 s."""
     _self_or_admin(state, actor, key_id)
@@ -149,6 +152,7 @@ def revoke_key(key_id: KeyId, body: RevocationIn, actor: ActorDep, state: StateD
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
+@core_call
 def delete_key(
     key_id: KeyId,
     actor: ActorDep,

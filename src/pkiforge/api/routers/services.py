@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from pkiforge.api.callers import CallerDep
+from pkiforge.api.core_calls import core_call
 from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
 from pkiforge.api.schemas.services import (
@@ -28,6 +29,7 @@ def _out(state: AppState, service: ServiceRecord) -> ServiceOut:
 
 
 @router.post("/register", status_code=201, response_model=ServiceOut)
+@core_call
 def register_service(
     body: ServiceRegistration, caller: CallerDep, state: StateDep, response: Response
 ) -> ServiceOut:
@@ -55,6 +57,7 @@ def get_service(service_id: ServiceId, caller: CallerDep, state: StateDep) -> Se
 
 
 @router.put("/{service_id}", response_model=ServiceOut)
+@core_call
 def update_service(
     service_id: ServiceId, body: ServiceUpdate, caller: CallerDep, state: StateDep
 ) -> ServiceOut:
