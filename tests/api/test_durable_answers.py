@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fastapi.routing import APIRoute
 
+from pkiforge.api.app import ROUTERS
 from pkiforge.errors import StoreUnavailable
 from pkiforge.store.durable import WalSync
 
@@ -104,3 +109,47 @@ async def test_an_issuance_waits_for_one_sync_that_covers_its_reservation(
     assert r.status_code == 201, r.text
     # the pending row is committed without a wait; the issued row's sync writes both out
     assert len(syncs) - before == 1
+
+
+async def test_the_answer_waits_for_the_sync_its_commit_owes(
+    durable_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await register(durable_api, "billing", ["billing.internal"])).status_code == 201
+    gate, started = threading.Event(), threading.Event()
+    real = WalSync._sync
+
+    def held(self: WalSync) -> None:
+        started.set()
+        assert gate.wait(10), "gate never opened"
+        real(self)
+
+    monkeypatch.setattr(WalSync, "_sync", held)
+    answer = asyncio.create_task(
+        durable_api.client.post(
+            REQ, headers=durable_api.as_("billing"), json={"csr": make_csr("billing.internal")}
+        )
+    )
+    while not started.is_set():
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert not answer.done()  # committed, but not answered before the disk has it
+    gate.set()
+    assert (await answer).status_code == 201
+
+
+def test_on_sqlite_the_core_runs_on_the_event_loop(durable_api: Api) -> None:
+    assert durable_api.app.state.pkiforge.core_inline
+
+
+def test_every_route_that_writes_calls_the_core_as_a_coroutine() -> None:
+    """A plain `def` route would still be durable (its thread waits for the sync) but would
+    hold a thread meanwhile: routes that change state go through `@core_call`."""
+    writing = [
+        r
+        for router in ROUTERS
+        for r in router.routes
+        if isinstance(r, APIRoute) and r.methods & {"POST", "PUT", "PATCH", "DELETE"}
+    ]
+    assert writing
+    plain = [r.path for r in writing if not inspect.iscoroutinefunction(r.endpoint)]
+    assert plain == []
