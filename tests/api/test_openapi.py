@@ -174,9 +174,11 @@ async def test_pem_and_uri_fields_are_checked_as_documented(
 
 
 def _profiles(doc: dict[str, Any]) -> list[str]:
-    enum: list[str] = doc["components"]["schemas"]["CertificateRequest"]["properties"]["profile"][
-        "enum"
-    ]
+    """The names `profile` may take (it may also be null: the default)."""
+    profile = doc["components"]["schemas"]["CertificateRequest"]["properties"]["profile"]
+    names = [branch for branch in profile["anyOf"] if branch.get("type") == "string"]
+    assert {"type": "null"} in profile["anyOf"] and len(names) == 1, profile
+    enum: list[str] = names[0]["enum"]
     return enum
 
 

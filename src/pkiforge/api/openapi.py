@@ -67,7 +67,9 @@ def finish(document: dict[str, Any], routes: Sequence[APIRoute], profiles: list[
     schemas.update(problem.pop("$defs", {}))
     schemas["Problem"] = problem
     profile = schemas["CertificateRequest"]["properties"]["profile"]
-    profile["enum"] = profiles
+    for branch in profile.get("anyOf", [profile]):  # a name, or null for the default
+        if branch.get("type") == "string":
+            branch["enum"] = profiles
 
 
 def statuses(route: APIRoute) -> list[int]:

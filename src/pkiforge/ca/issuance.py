@@ -43,7 +43,7 @@ from pkiforge.ca.metadata import check_metadata
 from pkiforge.ca.models import CARecord, CAStatus, CertificateRecord, CertStatus, Revocation
 from pkiforge.ca.policy import DEFAULT_RULES, Draft
 from pkiforge.ca.ports import IssuanceEvents, RateLimiter, Transaction
-from pkiforge.ca.profiles import Profile, get_profile
+from pkiforge.ca.profiles import DEFAULT_PROFILE, Profile, get_profile
 from pkiforge.errors import Conflict, InvalidInput, PkiError, PolicyViolation
 from pkiforge.x509.csr import check_csr
 from pkiforge.x509.keys import generate_key
@@ -113,8 +113,9 @@ class Issuance:
             PolicyViolation, InvalidName, InvalidCSR, WeakKey, InvalidInput: refused request.
             NotFound, Conflict: unknown or unusable issuer. BadPassphrase: key locked.
         """
-        check_token_profile(rules, request.profile)
-        profile = get_profile(self.ctx.config.profiles, request.profile)
+        name = request.profile or rules.token_profile or DEFAULT_PROFILE
+        check_token_profile(rules, name)
+        profile = get_profile(self.ctx.config.profiles, name)
         default = profile.default_validity
         if request.default_validity is not None:
             default = min(request.default_validity, profile.max_validity)

@@ -29,7 +29,7 @@ class IssueRequest:
     common_name: str | None = None
     names: Sequence[SubjectName] = ()  # parsed with wildcards allowed; the profile decides
     service_id: str | None = None
-    profile: str = "service"
+    profile: str | None = None  # None: an enrollment token's own, else DEFAULT_PROFILE
     issuer: str | None = None
     validity: dt.timedelta | None = None
     public_key: CertificatePublicKeyTypes | None = None

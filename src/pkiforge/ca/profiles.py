@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pkiforge.errors import InvalidInput
 from pkiforge.x509.extensions import eku_oids
 
+DEFAULT_PROFILE = "service"  # a request that names none, unless an enrollment token has its own
+
 
 @dataclass(frozen=True)
 class Profile:

@@ -158,7 +158,9 @@ def enroll(
         typer.Option(help="SHA-256 of the root, to fetch and trust it when --ca does not exist."),
     ] = None,
     service_id: Annotated[str | None, typer.Option(help="Default: the token's.")] = None,
-    profile: Annotated[str, typer.Option(help="Certificate profile (the token's).")] = "service",
+    profile: Annotated[
+        str | None, typer.Option(help="Certificate profile (default: the token's).")
+    ] = None,
     key_type: Annotated[str, typer.Option(help="p256, p384, ed25519, rsa2048 ...")] = "p256",
 ) -> None:
     """Get a service's first certificate with a one-time token; the key is made on this host."""

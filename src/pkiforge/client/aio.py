@@ -114,7 +114,7 @@ class AsyncPkiClient:
         identity: Identity,
         *,
         service_id: str | None = None,
-        profile: str = "service",
+        profile: str | None = None,
         key_type: KeyType = "p256",
     ) -> Certificate:
         """First certificate with a one-time token; the key is made here and stored 0600.

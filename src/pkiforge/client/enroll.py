@@ -50,9 +50,10 @@ def prepare_enrollment(
     *,
     service_id: str | None = None,
     key_type: KeyType = "p256",
-    profile: str = "service",
+    profile: str | None = None,
 ) -> Enrollment:
-    """Make a key on this host and a CSR for `names` (the first DNS name becomes the CN).
+    """Make a key on this host and a CSR for `names` (the first DNS name becomes the CN);
+    without `profile` the server issues the token's.
 
     Raises:
         InvalidInput / InvalidName: no names, or a malformed one.

@@ -20,7 +20,7 @@ class CertificateRequest:
     san_dns: tuple[str, ...] = ()
     san_ip: tuple[str, ...] = ()
     san_uri: tuple[str, ...] = ()
-    profile: str = "service"
+    profile: str | None = None  # None: the server's default (an enrollment token's own profile)
     issuer: str | None = None
     validity_days: int | None = None
     key_type: str | None = None
@@ -34,7 +34,7 @@ class CertificateRequest:
             "san_dns": list(self.san_dns),
             "san_ip": list(self.san_ip),
             "san_uri": list(self.san_uri),
-            "profile": self.profile,
+            **({"profile": self.profile} if self.profile is not None else {}),
             "issuer": self.issuer,
             "validity_days": self.validity_days,
             "key_type": self.key_type,

@@ -58,8 +58,11 @@ class CertificateRequest(_Strict):
     san_dns: list[Name] = Field(default_factory=list, max_length=100)
     san_ip: list[Name] = Field(default_factory=list, max_length=100)
     san_uri: list[Uri] = Field(default_factory=list, max_length=20)
-    profile: str = Field(
-        default="service", min_length=1, max_length=64, description="one of the server's profiles"
+    profile: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="one of the server's profiles; default: a token's own, else service",
     )
     issuer: str | None = Field(default=None, max_length=63, pattern=CA_NAME_PATTERN)
     validity_days: ValidityDays | None = None
