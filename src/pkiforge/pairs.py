@@ -10,6 +10,7 @@ symlink names the live one; replacing that symlink (one `rename(2)`) is the only
     .tls.pem.pkiforge/current  -> g-<id>                   (the commit point)
     .tls.pem.pkiforge/previous -> g-<id'>
     .tls.pem.pkiforge/g-<id>/{cert.pem,key.pem}            (written in full and fsynced first)
+    .tls.pem.pkiforge/.gitignore                           (`*`: git ignores the folder)
 
 Why it is old-or-new: a new generation is written, fsynced and only then published; `current`
 is replaced by `rename(2)`, which POSIX makes atomic, and the directory is fsynced after it.
@@ -97,6 +98,7 @@ def install_pair(cert: Path, key: Path, pair: Pair) -> None:
     """Make `pair` the live certificate and key at `cert` and `key`; keep the old as `.bak`."""
     root = state_dir(cert)
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    _ignore(root)
     _adopt(cert, key, root)
     generation = _write_generation(root, pair)
     old = _target(root / CURRENT)
@@ -119,6 +121,14 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     _write_file(tmp, data, mode)
     os.replace(tmp, path)
     _sync_dir(path.parent)
+
+
+def _ignore(root: Path) -> None:
+    """Keep the generations out of version control: a `.gitignore` of `*` ignores the folder,
+    itself included, when the certificate lives in a repository (a deployment's config)."""
+    ignore = root / ".gitignore"
+    if not ignore.exists():
+        write_atomic(ignore, b"# pkiforge's certificate generations: machine state\n*\n")
 
 
 def _adopt(cert: Path, key: Path, root: Path) -> None:

@@ -11,10 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.helpers import WHITELIST
 from tests.api.server import Home, Server, env, make_home, start_server
 
 pytestmark = pytest.mark.slow
+
+# billing may hold any number of certificates: each test enrolls it afresh
+WHITELIST = {
+    "services": [
+        {
+            "service_id": "billing",
+            "allowed_operations": ["request", "renew"],
+            "allowed_names": ["billing.internal"],
+        }
+    ]
+}
 
 
 @dataclass
@@ -73,3 +83,37 @@ def test_enroll_without_profile_gets_the_tokens_profile(pki: Pki, tmp_path: Path
     r = pki.enroll(tmp_path, pki.token("billing", "server"))
     assert r.returncode == 0, r.stderr
     assert ekus(tmp_path / "tls.pem") == "TLS Web Server Authentication"
+
+
+def test_enroll_refuses_to_replace_a_pair_without_force(pki: Pki, tmp_path: Path) -> None:
+    assert pki.enroll(tmp_path, pki.token("billing", "service")).returncode == 0
+    cert, key = tmp_path / "tls.pem", tmp_path / "tls.key"
+    old = cert.read_bytes(), key.read_bytes()
+    token = pki.token("billing", "service")
+    refused = pki.enroll(tmp_path, token)
+    assert refused.returncode == 5, refused.stderr
+    assert refused.stderr == f"error: {cert} already exists; use --force to replace it\n"
+    assert (cert.read_bytes(), key.read_bytes()) == old
+
+    replaced = pki.enroll(tmp_path, token, "--force")  # the refusal did not spend the token
+    assert replaced.returncode == 0, replaced.stderr
+    assert cert.read_bytes() != old[0] and key.read_bytes() != old[1]
+    backup_cert, backup_key = tmp_path / "tls.pem.bak", tmp_path / "tls.key.bak"
+    assert (backup_cert.read_bytes(), backup_key.read_bytes()) == old
+    assert backup_key.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_files_beside_the_pair_are_all_git_sees(pki: Pki, tmp_path: Path) -> None:
+    """The hidden folder of generations ignores itself: a config repository sees the files."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    for extra in ((), ("--force",)):
+        assert pki.enroll(tmp_path, pki.token("billing", "service"), *extra).returncode == 0
+    shown = subprocess.run(
+        ["git", "-C", str(tmp_path), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert sorted(line[3:] for line in shown.splitlines()) == [
+        "tls.key", "tls.key.bak", "tls.pem", "tls.pem.bak"
+    ]  # fmt: skip

@@ -162,10 +162,13 @@ def enroll(
         str | None, typer.Option(help="Certificate profile (default: the token's).")
     ] = None,
     key_type: Annotated[str, typer.Option(help="p256, p384, ed25519, rsa2048 ...")] = "p256",
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace --cert and --key (kept as .bak).")
+    ] = False,
 ) -> None:
     """Get a service's first certificate with a one-time token; the key is made on this host."""
     from pkiforge.ca.enrollment import parse_token
-    from pkiforge.cli.files import check_folders
+    from pkiforge.cli.files import check_folders, check_writable
     from pkiforge.client.enroll import fetch_root
     from pkiforge.client.sync import PkiClient
     from pkiforge.pairs import write_atomic
@@ -177,6 +180,7 @@ def enroll(
         raise InvalidInput(f"--token: {exc}", field="token") from None
     identity = _identity(cert, key, ca)
     check_folders({"--cert": identity.cert, "--key": identity.key, "--ca": identity.ca})
+    check_writable([identity.cert, identity.key], force)  # before the token is spent
     if not identity.ca.exists():
         if not root_fingerprint:
             raise InvalidInput(f"{identity.ca} does not exist: pass --root-fingerprint", field="ca")
