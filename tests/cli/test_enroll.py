@@ -1,4 +1,5 @@
-"""`pkiforge enroll` against a real HTTPS server: the token's profile, what it writes over."""
+"""`pkiforge enroll` and `agent` against a real HTTPS server: the token's profile, what enroll
+writes over, what the agent checks before it renews."""
 
 from __future__ import annotations
 
@@ -117,3 +118,33 @@ def test_the_files_beside_the_pair_are_all_git_sees(pki: Pki, tmp_path: Path) ->
     assert sorted(line[3:] for line in shown.splitlines()) == [
         "tls.key", "tls.key.bak", "tls.pem", "tls.pem.bak"
     ]  # fmt: skip
+
+
+PID_FILES = [
+    ("missing", None, "cannot read"),
+    ("not-a-pid", "nginx\n", "does not hold a process id"),
+    ("no-such-process", "99999999\n", "No such process"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [p[1:] for p in PID_FILES], ids=[p[0] for p in PID_FILES]
+)
+def test_agent_checks_the_pid_file_before_renewing(
+    pki: Pki, tmp_path: Path, content: str | None, message: str
+) -> None:
+    assert pki.enroll(tmp_path, pki.token("billing", "service")).returncode == 0
+    cert = tmp_path / "tls.pem"
+    before = cert.read_bytes()
+    pid_file = tmp_path / "svc.pid"
+    if content is not None:
+        pid_file.write_text(content)
+    r = pkiforge(
+        "agent", "--server", pki.server.url,
+        "--cert", str(cert), "--key", str(tmp_path / "tls.key"), "--ca", str(pki.home.root),
+        "--once", "--renew-before", "3650d", "--attempts", "1",
+        "--signal", "HUP", "--pid-file", str(pid_file),
+    )  # fmt: skip
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.startswith("error: --pid-file ") and message in r.stderr, r.stderr
+    assert cert.read_bytes() == before  # fail closed: nothing renewed

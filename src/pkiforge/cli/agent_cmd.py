@@ -72,9 +72,14 @@ def _hook(
         if not (sig and pid_file):
             raise usage_error("--signal and --pid-file go together", ctx)
         try:
-            return signal_hook(parse_signal(sig), pid_file)
+            hook = signal_hook(parse_signal(sig), pid_file)
         except ValueError as exc:
             raise InvalidInput(str(exc), field="--signal") from None
+        try:
+            hook.check()  # before any renewal: fail closed, nothing renewed
+        except ValueError as exc:
+            raise InvalidInput(f"--pid-file {exc}", field="--pid-file") from None
+        return hook
     return None
 
 

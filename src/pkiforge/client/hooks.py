@@ -72,9 +72,30 @@ class _Signal:
     def __init__(self, sig: signal.Signals, pid_file: Path) -> None:
         self.sig, self.pid_file = sig, pid_file
 
+    def check(self) -> None:
+        """Fail before any renewal, not after it, when the pid file names no process this
+        agent may signal (signal 0 probes without sending anything).
+
+        Raises:
+            ValueError: unreadable, not a pid, no such process, or not ours to signal.
+        """
+        try:
+            os.kill(self._pid(), 0)
+        except OSError as exc:
+            raise ValueError(f"{self.pid_file}: {exc.strerror or exc}") from None
+
+    def _pid(self) -> int:
+        try:
+            text = self.pid_file.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read {self.pid_file}: {exc.strerror or exc}") from None
+        if not text.isdigit() or int(text) <= 0:
+            raise ValueError(f"{self.pid_file} does not hold a process id: {text[:20]!r}")
+        return int(text)
+
     def __call__(self, _cert: Certificate) -> None:
         try:
-            pid = int(self.pid_file.read_text().strip())
+            pid = self._pid()
             os.kill(pid, self.sig)
         except (OSError, ValueError) as exc:
             raise HookFailed(f"cannot send {self.sig.name} via {self.pid_file}: {exc}") from None
