@@ -11,6 +11,7 @@ from pkiforge import __version__
 from pkiforge.cli import (
     agent_cmd,
     audit_cmd,
+    backup_cmd,
     ca_cmd,
     cert_cmd,
     crl_cmd,
@@ -80,6 +81,7 @@ app.add_typer(crl_cmd.app, name="crl")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(token_cmd.app, name="token")
 app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(backup_cmd.app, name="backup")
 
 
 def run() -> None:

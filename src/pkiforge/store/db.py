@@ -124,6 +124,14 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     return before, current_revision(engine)
 
 
+def upgrade_in(conn: Connection) -> None:
+    """Bring the schema to the newest migration inside the caller's transaction (PostgreSQL's
+    DDL is transactional: a restore creates the schema and its rows in one)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(conn), "head")
+
+
 class SqlTransaction(Unit):
     """The repositories of one transaction; see `SqlStore.transaction`."""
 
