@@ -81,10 +81,10 @@ def _entry(name: str, sha256: str, size: int, mode: int) -> FileEntry:
     return FileEntry(path=name, sha256=sha256, size=size, mode=mode)
 
 
-def _key_refs(database: Path) -> list[str]:
+def _key_refs(database: Path) -> list[tuple[str, str | None]]:
     conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
-        return [r[0] for r in conn.execute("SELECT key_ref FROM cas WHERE key_ref IS NOT NULL")]
+        return [(r[0], r[1]) for r in conn.execute("SELECT name, key_ref FROM cas ORDER BY name")]
     finally:
         conn.close()
 

@@ -63,7 +63,7 @@ class Manifest:
     counts: Counts
     files: list[FileEntry]
     includes_ca_passphrase: bool = False
-    # CA keys the database names outside the data directory (an offline root): not in it
+    # CA keys not in the archive: kept offline (`name (offline)`) or outside the home (path)
     keys_outside_home: list[str] = field(default_factory=list)
     format: int = FORMAT
 
@@ -114,11 +114,11 @@ def read_counts(database: Path) -> tuple[Counts, str | None, list[str]]:
                 revision = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
             certificates = c.execute(select(func.count()).select_from(CertificateRow)).scalar()
             revoked = c.execute(select(func.count()).select_from(RevocationRow)).scalar()
-            cas = c.execute(select(CARow.name, CARow.crl_number)).tuples().all()
+            cas = c.execute(select(CARow.name, CARow.crl_number)).all()
             published = dict(
-                c.execute(select(CRLRow.issuer, func.max(CRLRow.number)).group_by(CRLRow.issuer))
-                .tuples()
-                .all()
+                c.execute(
+                    select(CRLRow.issuer, func.max(CRLRow.number)).group_by(CRLRow.issuer)
+                ).all()
             )
             entries = c.execute(select(func.count()).select_from(AuditRow)).scalar()
             tx = SqlTransaction(c)

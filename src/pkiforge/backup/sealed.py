@@ -209,6 +209,8 @@ def unseal(
             nonce = _unb64(header["nonce"])
             if len(nonce) != 12:
                 raise ValueError("bad nonce")
+        except InvalidInput:
+            raise  # a passphrase given for a key, or the reverse: say which
         except (KeyError, ValueError, TypeError):
             raise IntegrityError(
                 f"{name}: its header is not one this version reads", field="backup"

@@ -142,9 +142,9 @@ class HomeFile:
 
 
 def home_files(
-    home: Path, key_refs: list[str], *, passphrase: bool
+    home: Path, key_refs: list[tuple[str, str | None]], *, passphrase: bool
 ) -> tuple[list[HomeFile], list[str]]:
-    """The data directory's files a restore needs, and the CA keys kept outside it.
+    """The data directory's files a restore needs, and the CA keys it does not hold.
 
     Configuration, whitelist, every file under `ca/` (the CA keys, encrypted), the keys the
     database names elsewhere in the home, the server's TLS files; the CA passphrase only when
@@ -160,7 +160,10 @@ def home_files(
             if path.is_file():
                 found[path.relative_to(home).as_posix()] = path
     outside: list[str] = []
-    for ref in key_refs:
+    for name, ref in key_refs:
+        if ref is None:
+            outside.append(f"{name} (offline)")
+            continue
         scheme, _, location = ref.partition(":")
         if scheme != "file":
             outside.append(ref)  # another key backend keeps it: nothing to copy
