@@ -82,7 +82,7 @@ def test_postgres_backup_restores_into_sqlite(pg_source: Pki, tmp_path: Path) ->
 def test_postgres_backup_restores_into_an_empty_postgres(
     pg_source: Pki, tmp_path: Path, empty_database: str
 ) -> None:
-    manifest = backup(pg_source, tmp_path / "b.pkb")
+    backup(pg_source, tmp_path / "b.pkb")
     # the source database is not empty: refused, nothing written
     with pytest.raises(Conflict, match="already holds pkiforge tables"):
         restore(

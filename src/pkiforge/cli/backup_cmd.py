@@ -252,9 +252,10 @@ def _show_restore(report: RestoreReport) -> None:
             ("next CRL numbers", ", ".join(f"{c.issuer} {c.next_number}" for c in after.crls)),
         ]
     )
+    gap = dt.timedelta(seconds=int(after.gap.total_seconds()))
     err.print(
         f"Certificates issued, revocations and CRLs after "
-        f"{after.backup_created_at.isoformat(timespec='seconds')} (a gap of {dt.timedelta(seconds=int(after.gap.total_seconds()))}) are "
+        f"{after.backup_created_at.isoformat(timespec='seconds')} (a gap of {gap}) are "
         f"unknown to the restored store; the gap is in the audit trail. How to find them "
         f"again: {RECOVERY_DOC}."
     )
