@@ -315,3 +315,28 @@ def test_database_figures_must_match_the_manifest(source: Pki, tmp_path: Path) -
     opened = open_backup(tmp_path / "b.pkb", SECRET, folder)
     assert "audit_entries in the database copy differs from the manifest" in opened.problems
     assert "the audit chain's head differs from the manifest" in opened.problems
+
+
+def test_the_database_nonce_store_refuses_signatures_from_before_the_restore(
+    source: Pki, tmp_path: Path
+) -> None:
+    """With the database nonce store's memory start (issue 21): a process that began before
+    the restore (another replica, say) refuses a signature made before it, accepts one after."""
+    nonces = pytest.importorskip("pkiforge.store.nonces")
+    from pkiforge.clock import FixedClock
+    from pkiforge.errors import AuthenticationFailed
+
+    assert nonces.MEMORY_ROW == NONCE_MEMORY_ROW
+    backup(source, tmp_path / "b.pkb")
+    restore(tmp_path / "b.pkb", tmp_path / "restored", NOW + HOUR)
+    restored = open_restored(tmp_path / "restored", NOW + HOUR)
+    try:
+        started = FixedClock(NOW + HOUR - dt.timedelta(minutes=10))
+        store = nonces.SqlNonceStore(restored.store, clock=started)
+        made_before = NOW + HOUR - dt.timedelta(minutes=1)
+        with pytest.raises(AuthenticationFailed):
+            store.check_and_store("key", "n1", 300, created=made_before)
+        started.advance(dt.timedelta(minutes=11))
+        assert store.check_and_store("key", "n2", 300, created=NOW + HOUR + dt.timedelta(seconds=5))
+    finally:
+        restored.close()

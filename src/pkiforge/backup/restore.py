@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import Connection, Table, func, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pkiforge.backup.aftercare import DEFAULT_MARGIN, AftercareReport, apply_aftercare
 from pkiforge.backup.archive import OpenedBackup, open_backup
@@ -24,7 +25,7 @@ from pkiforge.backup.manifest import HOME, Manifest, sqlite_url
 from pkiforge.backup.sealed import Secret
 from pkiforge.backup.snapshot import copy_rows
 from pkiforge.clock import Clock, SystemClock
-from pkiforge.errors import Conflict, IntegrityError, InvalidInput
+from pkiforge.errors import Conflict, IntegrityError, InvalidInput, StoreUnavailable
 from pkiforge.settings import CONFIG_FILE
 from pkiforge.store.db import SCHEMA_HEAD, SqlStore, make_engine, upgrade_in
 from pkiforge.store.tables import Base
@@ -165,6 +166,8 @@ def _check_empty_database(url: str) -> None:
     try:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
+    except (OperationalError, InterfaceError):
+        raise StoreUnavailable("the target database cannot be reached") from None
     finally:
         engine.dispose()
     ours = tables & ({t.name for t in Base.metadata.sorted_tables} | {"alembic_version"})
@@ -187,6 +190,8 @@ def _import(database: Path, url: str) -> None:
             for table in Base.metadata.sorted_tables:
                 copy_rows(src, table, out)
                 _move_sequences(out, table)
+    except (OperationalError, InterfaceError):
+        raise StoreUnavailable("the target database failed during the import") from None
     finally:
         source.dispose()
         target.dispose()
