@@ -112,6 +112,9 @@ RULES = {
     "api/ does not reach into the client, the CLI or the server that hosts it": Rule(
         "pkiforge.api", forbidden=("pkiforge.client", "pkiforge.cli", "pkiforge.server")
     ),
+    "backup/ works below the edges: the CLI calls it, never the reverse": Rule(
+        "pkiforge.backup", forbidden=EDGES
+    ),
     "client/ is a library for services: no server side": Rule(
         "pkiforge.client",
         forbidden=(

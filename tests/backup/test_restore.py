@@ -340,3 +340,23 @@ def test_the_database_nonce_store_refuses_signatures_from_before_the_restore(
         assert store.check_and_store("key", "n2", 300, created=NOW + HOUR + dt.timedelta(seconds=5))
     finally:
         restored.close()
+
+
+def test_which_database_a_restore_writes(source: Pki, tmp_path: Path) -> None:
+    """A SQLite path in the restored config is not followed (the home gets its own file, and
+    the report says the config names another); an explicit SQLite URL is refused."""
+    config = source.settings.home / "config.yaml"
+    config.write_text(f"database_url: sqlite:///{tmp_path / 'elsewhere.db'}\n")
+    backup(source, tmp_path / "b.pkb")
+    report = restore(tmp_path / "b.pkb", tmp_path / "restored", NOW + HOUR)
+    assert report.database == "sqlite" and report.config_names_other_database
+    assert (tmp_path / "restored" / "pkiforge.db").is_file()
+    assert not (tmp_path / "elsewhere.db").exists()
+    with pytest.raises(InvalidInput, match="must be a PostgreSQL URL"):
+        restore(
+            tmp_path / "b.pkb",
+            tmp_path / "other",
+            NOW + HOUR,
+            database_url=f"sqlite:///{tmp_path / 'x.db'}",
+        )
+    assert not (tmp_path / "other").exists()

@@ -80,14 +80,8 @@ def restore_backup(
         target_home = staging / "home"
         target_home.mkdir(mode=0o700, exist_ok=True)
         _apply_modes(opened, target_home)
-        url = options.database_url or _configured_url(target_home)
-        postgres = url is not None and make_url(url).get_backend_name() == "postgresql"
-        if url is not None and not postgres:
-            raise InvalidInput(
-                "restore into PostgreSQL by --database-url, or into the SQLite file in the "
-                "home by giving none",
-                field="database_url",
-            )
+        url = _target_url(options.database_url, _configured_url(target_home))
+        postgres = url is not None
         if postgres:
             assert url is not None
             _check_empty_database(url)
@@ -147,6 +141,36 @@ def _apply_modes(opened: OpenedBackup, target_home: Path) -> None:
     for entry in opened.manifest.files:
         if entry.path.startswith(HOME):
             os.chmod(target_home / entry.path[len(HOME) :], entry.mode & 0o644)
+
+
+def _target_url(explicit: str | None, configured: str | None) -> str | None:
+    """The PostgreSQL database to restore into, None for the SQLite file in the home.
+
+    The restored config's PostgreSQL URL counts (a database there that is not empty is
+    refused); its SQLite path does not: the restore writes the home's own file, and says that
+    the config names another.
+
+    Raises:
+        InvalidInput: `--database-url` names a SQLite file.
+    """
+    if explicit is not None:
+        if _backend(explicit) != "postgresql":
+            raise InvalidInput(
+                "--database-url must be a PostgreSQL URL; without it the restore writes the "
+                "SQLite database into the home",
+                field="database_url",
+            )
+        return explicit
+    if configured is not None and _backend(configured) == "postgresql":
+        return configured
+    return None
+
+
+def _backend(url: str) -> str | None:
+    try:
+        return make_url(url).get_backend_name()
+    except Exception:  # not a URL SQLAlchemy can parse: no database of ours
+        return None
 
 
 def _configured_url(home: Path) -> str | None:
