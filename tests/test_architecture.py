@@ -95,6 +95,10 @@ RULES = {
         "pkiforge.ca",
         forbidden=(*EDGES, "pkiforge.settings", "pkiforge.store", *FRAMEWORKS),
     ),
+    "scheduler/ is core too: no edges, settings, storage or frameworks": Rule(
+        "pkiforge.scheduler",
+        forbidden=(*EDGES, "pkiforge.settings", "pkiforge.store", *FRAMEWORKS),
+    ),
     "x509/ is pure X.509: itself, errors, clock and cryptography": Rule(
         "pkiforge.x509",
         allowed=("pkiforge.x509", "pkiforge.errors", "pkiforge.clock", "cryptography"),

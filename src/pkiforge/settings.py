@@ -186,6 +186,67 @@ class AuthSettings(_Section):
     block_seconds: int = Field(default=300, ge=1)
 
 
+class RotationPolicySettings(_Section):
+    """When certificates count as due, as the origin documents write it (`rotation_policy`).
+
+    The server holds no service's key, so it renews nothing itself: the expiry scan runs every
+    `check_interval_hours`, finds certificates within `notification_days` of expiry, and counts
+    one not renewed within `renew_before_expiry_days` as overdue. `max_retries` and
+    `retry_delay_hours` govern notification delivery.
+    """
+
+    check_interval_hours: float = Field(default=6, gt=0, le=24 * 7)
+    renew_before_expiry_days: int = Field(default=30, ge=1, le=3650)
+    notification_days: list[int] = Field(default_factory=lambda: [30, 7, 1])
+    max_retries: int = Field(default=3, ge=0, le=100)
+    retry_delay_hours: float = Field(default=1, gt=0, le=24 * 7)
+
+    @field_validator("notification_days")
+    @classmethod
+    def _thresholds(cls, value: list[int]) -> list[int]:
+        if any(day < 1 or day > 3650 for day in value):
+            raise ValueError("rotation_policy.notification_days must be days from 1 to 3650")
+        return sorted(set(value), reverse=True)
+
+
+class SchedulerSettings(_Section):
+    """The jobs pkiforge runs by itself (docs/operations.md, Scheduler)."""
+
+    # run the jobs inside `pkiforge serve` (every worker and replica may: the lease lets one
+    # run each job at a time); off, `pkiforge scheduler run` from cron or a timer does it
+    enabled: bool = True
+    tick: dt.timedelta = Field(
+        default=dt.timedelta(seconds=15),
+        ge=dt.timedelta(seconds=1),
+        le=dt.timedelta(hours=1),
+    )
+    # a job's lease lasts `lease` without renewal; its holder renews it every `lease_renew`
+    lease: dt.timedelta = Field(default=dt.timedelta(seconds=30), ge=dt.timedelta(seconds=1))
+    lease_renew: dt.timedelta = Field(default=dt.timedelta(seconds=10), gt=dt.timedelta(0))
+    # how often the CRL job looks for CRLs due for replacement (crl.next_update decides when)
+    crl_interval: dt.timedelta = Field(default=dt.timedelta(minutes=1), ge=dt.timedelta(seconds=1))
+    tidy_interval: dt.timedelta = Field(default=dt.timedelta(days=1), ge=dt.timedelta(minutes=1))
+    # an expired certificate is archived (left out of the inventory's queries) this long
+    # after its notAfter
+    archive_after: dt.timedelta = Field(default=dt.timedelta(days=90), ge=dt.timedelta(0))
+
+    _v = field_validator(
+        "tick",
+        "lease",
+        "lease_renew",
+        "crl_interval",
+        "tidy_interval",
+        "archive_after",
+        mode="before",
+    )(_duration)
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> SchedulerSettings:
+        if self.lease_renew >= self.lease:
+            raise ValueError("scheduler.lease_renew must be shorter than scheduler.lease")
+        return self
+
+
 class Settings(BaseSettings):
     """All configuration; build with `load_settings(home)`."""
 
@@ -207,6 +268,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    rotation_policy: RotationPolicySettings = Field(default_factory=RotationPolicySettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,7 @@ import datetime as dt
 import ipaddress
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from pkiforge.api.state import AppState
     from pkiforge.auth.mtls import ClientCertificateVerifier
     from pkiforge.ca.ports import RateLimiter
+    from pkiforge.scheduler.core import Scheduler
 
 __all__ = [
     "Pki",
@@ -58,6 +60,7 @@ __all__ = [
     "build_app",
     "build_app_state",
     "build_pki",
+    "build_scheduler",
     "ca_config",
     "nonce_backend",
     "open_engine",
@@ -90,6 +93,37 @@ def build_pki(
         revocation,
         CARevocationService(ctx, revocation),
     )
+
+
+def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
+    """The scheduler and its jobs (scheduler/jobs.py) over `pki`, configured by the
+    `scheduler` and `rotation_policy` settings."""
+    from pkiforge.ca.expiry_scan import ExpiryPolicy, ExpiryScan
+    from pkiforge.ca.tidy import Tidy
+    from pkiforge.scheduler.core import LeasePolicy, Scheduler
+    from pkiforge.scheduler.jobs import Intervals, standard_jobs
+    from pkiforge.store.scheduler_repos import SqlLeaseStore
+
+    cfg, policy = settings.scheduler, settings.rotation_policy
+    expiry = ExpiryScan(
+        pki.ctx,
+        ExpiryPolicy(
+            dt.timedelta(days=policy.renew_before_expiry_days), tuple(policy.notification_days)
+        ),
+    )
+    jobs = standard_jobs(
+        pki.ctx,
+        pki.revocation,
+        expiry,
+        Tidy(pki.ctx, pki.revocation, cfg.archive_after),
+        Intervals(
+            crl_refresh=cfg.crl_interval,
+            expiry_scan=dt.timedelta(hours=policy.check_interval_hours),
+            tidy=cfg.tidy_interval,
+        ),
+    )
+    lease = LeasePolicy(cfg.lease.total_seconds(), cfg.lease_renew.total_seconds())
+    return Scheduler(jobs, SqlLeaseStore(pki.store), pki.ctx.clock, policy=lease)
 
 
 def ca_config(settings: Settings) -> CAConfig:
@@ -207,6 +241,10 @@ def build_app_state(settings: Settings, pki: Pki) -> AppState:
         from pkiforge.api.metrics import durable_wait
 
         pki.store.durable.on_wait = durable_wait(registry).observe
+    from pkiforge.api.scheduler_metrics import SchedulerCollector
+    from pkiforge.store.scheduler_repos import SqlLeaseStore
+
+    registry.register(SchedulerCollector(SqlLeaseStore(pki.store).states))
     redis = _RedisClients()
     proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.server.trusted_proxies)
     return AppState(
@@ -262,7 +300,11 @@ class ServingApp:
         )
         home, file = settings.home, self.passphrase_file
         pki = build_pki(settings, lambda: secrets_.resolve(home, file, prompt=False), store=store)
-        return build_app(settings, pki, self.tasks)
+        tasks = tuple(self.tasks)
+        if settings.scheduler.enabled:
+            tick = settings.scheduler.tick.total_seconds()
+            tasks += (partial(build_scheduler(settings, pki).run_forever, tick),)
+        return build_app(settings, pki, tasks)
 
 
 class _RedisClients:

@@ -125,8 +125,27 @@ class CertificateQuery:
     expiring_before: dt.datetime | None = None
     now: dt.datetime | None = None  # needed for status=expired/active and expiring filters
     serial_prefix: str | None = None  # leading digits of `format_serial`
+    # archived certificates (expired past the tidy job's retention) are left out unless asked
+    include_archived: bool = False
     limit: int = 100
     offset: int = 0
+
+
+@dataclass(frozen=True)
+class ExpiringCertificate:
+    """An active certificate near its notAfter, as the expiry scan sees it."""
+
+    serial: int
+    issuer: str
+    service_id: str | None
+    common_name: str
+    names: tuple[str, ...]
+    not_after: dt.datetime
+    renewed: bool  # a renewal of it has been issued: it is superseded, nothing is due
+
+    @property
+    def serial_hex(self) -> str:
+        return format_serial(self.serial)
 
 
 @dataclass(frozen=True)

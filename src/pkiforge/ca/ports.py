@@ -19,6 +19,7 @@ from pkiforge.ca.models import (
     CertStatus,
     CRLRecord,
     CRLState,
+    ExpiringCertificate,
     Revocation,
 )
 from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
@@ -52,6 +53,21 @@ class CertificateRepository(Protocol):
         from `revocation.revoked_at` (unless an earlier revocation already did)."""
 
     def revoked(self, issuer: str) -> list[CertificateRecord]: ...
+
+
+class MaintenanceRepository(Protocol):
+    """What the scheduled jobs ask of the certificates (ca/expiry_scan.py, ca/tidy.py)."""
+
+    def expiring(self, until: dt.datetime, now: dt.datetime) -> list[ExpiringCertificate]:
+        """Active, unarchived certificates with `now` < notAfter <= `until`, soonest first."""
+
+    def expired_on_crl(self, issuer: str, after: dt.datetime, until: dt.datetime) -> int:
+        """Revoked certificates of `issuer` whose notAfter is in (`after`, `until`]: entries a
+        CRL signed at `after` lists that one signed at `until` leaves out."""
+
+    def archive(self, expired_before: dt.datetime, at: dt.datetime, limit: int) -> int:
+        """Mark at most `limit` unarchived certificates with notAfter <= `expired_before`
+        archived at `at`; return how many were marked."""
 
 
 class CRLRepository(Protocol):
@@ -127,6 +143,8 @@ class Transaction(Protocol):
     def services(self) -> ServiceRepository: ...
     @property
     def tokens(self) -> TokenRepository: ...
+    @property
+    def maintenance(self) -> MaintenanceRepository: ...
 
 
 class Store(Protocol):

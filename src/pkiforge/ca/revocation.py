@@ -116,6 +116,24 @@ class RevocationService:
         """
         return self._publish(issuer, None, actor, only_if_due=True)[0]
 
+    def refresh_if_due(self, issuer: str, *, actor: Actor = SYSTEM) -> CRLRecord | None:
+        """Sign the issuer's next CRL if it is due (`ca/crl_freshness.py`), as serving would
+        on the next request: the scheduler's CRL job, so that no request waits for it and a
+        CRL nobody asks for is still replaced before its nextUpdate. None when not due, or
+        when another process signed it first.
+
+        Raises:
+            NotFound: unknown CA. Conflict: key offline. BadPassphrase.
+        """
+        with self.ctx.store.transaction(readonly=True) as tx:
+            state = tx.crls.state(issuer)
+        if state is None:
+            raise NotFound(f"no CA named {issuer!r}", field="issuer")
+        if self.ctx.clock.now() < self._due(state):
+            return None
+        record, _ = self._publish(issuer, None, actor, only_if_due=True)
+        return record if record.number > state.number else None
+
     def current_crl(self, issuer: str, actor: Actor = SYSTEM) -> ServedCRL:
         """The CRL to serve: the stored one until it is due (`ca/crl_freshness.py`), then a
         new one. With the key offline the stored one is served until its nextUpdate.

@@ -18,6 +18,7 @@ from pkiforge.cli import (
     init_cmd,
     keys_cmd,
     request_cmd,
+    scheduler_cmd,
     serve_cmd,
     system_cmd,
     token_cmd,
@@ -82,6 +83,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(token_cmd.app, name="token")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(backup_cmd.app, name="backup")
+app.add_typer(scheduler_cmd.app, name="scheduler")
 
 
 def run() -> None:

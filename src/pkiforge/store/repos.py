@@ -131,7 +131,10 @@ _CERT_SELECT = select(*_CERT_COLUMNS).select_from(
 _CERT_GET = _CERT_SELECT.where(_CERTS.c.serial_number == bindparam("b_serial"))
 # the revoked certificates, found by serial from the revocations (few): filtering the outer
 # join above to revoked rows would make SQLite read every certificate for each CRL
-_REVOKED_SELECT = _CERT_SELECT.where(_CERTS.c.serial_number.in_(select(_REVS.c.serial_number)))
+# (archived ones have been expired for the tidy job's retention: no CRL lists them any more)
+_REVOKED_SELECT = _CERT_SELECT.where(
+    _CERTS.c.serial_number.in_(select(_REVS.c.serial_number)), _CERTS.c.archived_at.is_(None)
+)
 _CERT_STANDING = Prepared(
     select(_CERTS.c.status, _CERTS.c.fingerprint_sha256).where(
         _CERTS.c.serial_number == bindparam("b_serial")
@@ -235,6 +238,10 @@ class SqlCertificateRepository(Repo):
         if q.serial_prefix:
             out.append(c.serial_number.startswith(q.serial_prefix, autoescape=True))
         now = utc(q.now or dt.datetime.now(dt.UTC))
+        # an archived certificate expired long ago: a query for unexpired ones (the quota
+        # count, discovery) cannot find one and need not read the rows to check
+        if not q.include_archived and q.status is not CertStatus.ACTIVE and not q.expiring_before:
+            out.append(c.archived_at.is_(None))
         if q.status is CertStatus.EXPIRED:
             out.append(and_(c.status == CertStatus.ACTIVE.value, c.not_after <= now))
         elif q.status is CertStatus.ACTIVE:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -107,6 +108,9 @@ class CertificateRow(Base):
     metadata_: Mapped[dict[str, Any] | None] = mapped_column(
         "metadata", JSON(none_as_null=True), nullable=True
     )
+    # set by the scheduler's tidy job once the certificate has been expired for the retention:
+    # the inventory's queries leave it out; it stays readable by serial (migration 0009)
+    archived_at: Mapped[dt.datetime | None] = mapped_column(TS)
 
     __table_args__ = (
         Index(
@@ -118,6 +122,8 @@ class CertificateRow(Base):
         # a service's certificates by standing: its active ones are one range of the index,
         # however many it has had (the quota count, discovery, listing by service)
         Index("ix_certificates_service_standing", "service_id", "status", "not_after"),
+        # whether a certificate was renewed: the expiry scan's question (migration 0009)
+        Index("ix_certificates_renewed_from", "renewed_from"),
     )
 
 
@@ -229,3 +235,21 @@ class NonceRow(Base):
 
     nonce_key: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[dt.datetime] = mapped_column(TS, index=True)
+
+
+class SchedulerJobRow(Base):
+    """One scheduler job: its lease (who runs it, until when) and its last run (migration
+    0009). The lease is taken with one conditional UPDATE (store/scheduler_repos.py)."""
+
+    __tablename__ = "scheduler_jobs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    last_success_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_duration: Mapped[float | None] = mapped_column(Float)
+    runs: Mapped[int] = mapped_column(Integer, server_default="0")
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
