@@ -107,12 +107,7 @@ def test_two_replicas_run_each_job_once_per_due_time(
     for _ in range(rounds):
         start = threading.Barrier(2)
         outcomes: list[Outcome] = []
-
-        def go(scheduler: Scheduler) -> None:
-            start.wait()
-            outcomes.extend(r.outcome for r in scheduler.run_due())
-
-        threads = [threading.Thread(target=go, args=(s,)) for s in replicas]
+        threads = [threading.Thread(target=_together, args=(s, start, outcomes)) for s in replicas]
         for t in threads:
             t.start()
         for t in threads:
@@ -121,6 +116,11 @@ def test_two_replicas_run_each_job_once_per_due_time(
         assert Outcome.FAILED not in outcomes
         clock.advance(HOUR)
     assert runs == {"crl": rounds, "scan": rounds, "tidy": rounds}
+
+
+def _together(scheduler: Scheduler, start: threading.Barrier, outcomes: list[Outcome]) -> None:
+    start.wait()
+    outcomes.extend(r.outcome for r in scheduler.run_due())
 
 
 def test_a_held_lease_is_taken_over_once_it_expires(stores: tuple[SqlStore, SqlStore]) -> None:
@@ -147,9 +147,7 @@ def test_the_holder_renews_its_lease_while_the_job_runs(
 ) -> None:
     """A job running longer than the lease keeps it: the renewals move its expiry along."""
     clock = FixedClock(NOW)
-    other = Scheduler(
-        [counting("slow", Counter())], SqlLeaseStore(stores[1]), clock, policy=LEASE
-    )
+    other = Scheduler([counting("slow", Counter())], SqlLeaseStore(stores[1]), clock, policy=LEASE)
     seen: list[Outcome] = []
 
     def slow(job: JobContext) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def _line(report: JobReport) -> str:
 
 
 def _summary(result: Any) -> str:
-    shown = {k: v for k, v in dict(result).items() if v not in ([], {}, None)}
+    shown = {k: v for k, v in dict(result).items() if v not in ([], {}, None) and k != "scanned_at"}
     return f"({', '.join(f'{k}={v}' for k, v in shown.items())})" if shown else ""
 
 
@@ -98,12 +98,14 @@ def run(
         if not json_out:
             err.print(f"{job.name}: running...")
 
-    reports = scheduler.run_due(only, force=force, on_start=started)
+    reports = []
+    for job in scheduler.jobs:
+        if only is None or job.name in only:
+            reports.append(scheduler.run_job(job, force=force, on_start=started))
+            if not json_out:
+                err.print(_line(reports[-1]), markup=False)
     if json_out:
         emit_json([_report_json(r) for r in reports])
-    else:
-        for report in reports:
-            err.print(_line(report), markup=False)
     failed = [r for r in reports if r.outcome is Outcome.FAILED]
     if failed:
         first = failed[0].exception
