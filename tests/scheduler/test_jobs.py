@@ -8,6 +8,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 
 from pkiforge.ca.hierarchy import InitOptions
@@ -205,3 +206,18 @@ def _has_crl(pki: Pki) -> bool:
 def _revoked(pki: Pki) -> list[CertificateRecord]:
     with pki.store.transaction(readonly=True) as tx:
         return tx.certificates.revoked("services")
+
+
+def test_tidy_archives_in_batches_each_audited(
+    pki: Pki, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pkiforge.ca import tidy
+
+    monkeypatch.setattr(tidy, "BATCH", 2)
+    certs = [issue(pki, validity=(1 + n % 3) * DAY) for n in range(5)]
+    clock.advance(10 * DAY)
+    result = run(scheduler_of(pki, archive_after=DAY), TIDY)
+    assert result["archived"] == 5
+    assert [e.details["count"] for e in audit_actions(pki, "cert.archive")] == [1, 2, 2]
+    listed = pki.certificates.search(CertificateQuery(now=clock.now(), limit=100))
+    assert not {c.serial for c in certs} & {r.serial for r in listed}

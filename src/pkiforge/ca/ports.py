@@ -65,9 +65,16 @@ class MaintenanceRepository(Protocol):
         """Revoked certificates of `issuer` whose notAfter is in (`after`, `until`]: entries a
         CRL signed at `after` lists that one signed at `until` leaves out."""
 
-    def archive(self, expired_before: dt.datetime, at: dt.datetime, limit: int) -> int:
-        """Mark at most `limit` unarchived certificates with notAfter <= `expired_before`
-        archived at `at`; return how many were marked."""
+    def archive(
+        self,
+        expired_before: dt.datetime,
+        at: dt.datetime,
+        limit: int,
+        expired_from: dt.datetime | None = None,
+    ) -> tuple[int, dt.datetime | None]:
+        """Mark the first `limit` unarchived certificates with `expired_from` <= notAfter <=
+        `expired_before`, soonest first, archived at `at`; return how many, and the notAfter
+        of the last (the next batch starts there: it need not pass the archived ones again)."""
 
 
 class CRLRepository(Protocol):

@@ -64,10 +64,10 @@ class Tidy:
         transaction with its audit entry; return how many."""
         now = self.ctx.clock.now()
         cutoff = now - self.archive_after
-        total = 0
+        total, start = 0, None
         while still_held():
             with self.ctx.store.transaction() as tx:
-                count = tx.maintenance.archive(cutoff, now, BATCH)
+                count, start = tx.maintenance.archive(cutoff, now, BATCH, start)
                 if count:
                     self.ctx.audit(
                         tx,

@@ -70,23 +70,31 @@ class SqlMaintenanceRepository(Repo):
         )
         return int(self.c.execute(stmt).scalar() or 0)
 
-    def archive(self, expired_before: dt.datetime, at: dt.datetime, limit: int) -> int:
+    def archive(
+        self,
+        expired_before: dt.datetime,
+        at: dt.datetime,
+        limit: int,
+        expired_from: dt.datetime | None = None,
+    ) -> tuple[int, dt.datetime | None]:
         c = _CERTS.c
+        window = [c.not_after <= utc(expired_before), c.archived_at.is_(None)]
+        if expired_from is not None:
+            window.append(c.not_after >= utc(expired_from))
         batch = (
-            select(c.serial_number)
-            .where(c.not_after <= utc(expired_before), c.archived_at.is_(None))
-            .order_by(c.not_after)
-            .limit(limit)
+            select(c.serial_number, c.not_after).where(*window).order_by(c.not_after).limit(limit)
         )
-        serials = [row.serial_number for row in self.c.execute(batch)]
-        if not serials:
-            return 0
+        rows = self.c.execute(batch).all()
+        if not rows:
+            return 0, None
         result = self.c.execute(
             update(_CERTS)
-            .where(and_(c.serial_number.in_(serials), c.archived_at.is_(None)))
+            .where(
+                and_(c.serial_number.in_([r.serial_number for r in rows]), c.archived_at.is_(None))
+            )
             .values(archived_at=utc(at))
         )
-        return _rowcount(result)
+        return _rowcount(result), utc(rows[-1].not_after)
 
 
 def _rowcount(result: Any) -> int:
