@@ -21,7 +21,7 @@ from pkiforge.store.scheduler_repos import SqlLeaseStore
 from tests.api.server import Home, env, make_home, start_server
 from tests.conftest import _empty_postgres
 
-LEASE = {"scheduler": {"lease": 3, "lease_renew": 0.5}}
+LEASE = {"scheduler": {"lease": 5, "lease_renew": 0.5}}
 
 # a process that takes the `tidy` lease with the real scheduler and store, and blocks in the job
 BLOCKER = """
@@ -37,7 +37,7 @@ def block(job):
 
 store = SqlStore.open(sys.argv[1])
 jobs = [Job("tidy", dt.timedelta(days=1), block)]
-Scheduler(jobs, SqlLeaseStore(store), SystemClock(), policy=LeasePolicy(3, 0.5)).run_due()
+Scheduler(jobs, SqlLeaseStore(store), SystemClock(), policy=LeasePolicy(5, 0.5)).run_due()
 """
 
 
@@ -84,15 +84,17 @@ def test_a_holder_killed_with_sigkill_is_taken_over_after_its_lease(tmp_path: Pa
             "the holder renewed its lease",
         )
         # while it lives and past its first lease, another process leaves the job to it
-        time.sleep(3.5)
+        time.sleep(5.5)
         code, reports, _ = run_once(home, "--job", "tidy")
         assert (code, outcomes(reports)) == (0, {"tidy": "held"})
         blocker.send_signal(signal.SIGKILL)
         blocker.wait(10)
+        dead = leases.state("tidy")
+        assert dead is not None and dead.runs == 0 and dead.lease_expires_at is not None
         code, reports, _ = run_once(home, "--job", "tidy")
-        state = leases.state("tidy")
-        assert state is not None and state.runs == 0
-        if outcomes(reports) == {"tidy": "held"}:  # killed within its lease: wait it out
+        if outcomes(reports) == {"tidy": "held"}:  # its lease still runs: wait it out
+            state = leases.state("tidy")
+            assert state is not None and state.runs == 0 and state.holder == dead.holder
             assert state.lease_expires_at is not None
             wait_until(
                 lambda: dt.datetime.now(dt.UTC) > state.lease_expires_at,  # type: ignore[operator]
@@ -102,6 +104,8 @@ def test_a_holder_killed_with_sigkill_is_taken_over_after_its_lease(tmp_path: Pa
         assert (code, outcomes(reports)) == (0, {"tidy": "ran"})
         state = leases.state("tidy")
         assert state is not None and state.runs == 1 and state.holder is None
+        # taken over only once the dead holder's lease had run out, never before
+        assert state.last_run_at is not None and state.last_run_at >= dead.lease_expires_at
     finally:
         if blocker.poll() is None:
             blocker.kill()
