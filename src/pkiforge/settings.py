@@ -28,6 +28,7 @@ from pydantic_settings import (
 from pkiforge.durations import parse_duration
 
 CONFIG_FILE = "config.yaml"
+DATABASE_FILE = "pkiforge.db"  # the default SQLite database, in the data directory
 MIN_PORT, MAX_PORT = 1, 65535  # a TCP port to listen on (0, "any free port", is refused)
 Port = Annotated[int, Field(ge=MIN_PORT, le=MAX_PORT)]
 
@@ -288,7 +289,7 @@ class Settings(BaseSettings):
         """The configured URL, or SQLite in the data directory."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.home / 'pkiforge.db').resolve()}"
+        return f"sqlite:///{(self.home / DATABASE_FILE).resolve()}"
 
     def public_dict(self) -> dict[str, Any]:
         """Settings as plain data for `config show`; the DB URL password is masked."""

@@ -20,6 +20,31 @@ def test_missing_home_names_the_path_and_init(workdir: Path) -> None:
     assert not (workdir / "no-such-home").exists()
 
 
+READ_COMMANDS = [
+    ["cert", "list"],
+    ["ca", "list"],
+    ["ca", "show", "root"],
+    ["crl", "show", "--issuer", "root"],
+    ["audit", "verify"],
+    ["token", "list"],
+    ["keys", "list"],
+]
+
+
+def test_a_folder_without_a_ca_is_not_taken_for_an_empty_one(workdir: Path) -> None:
+    """Read commands in a folder that exists but holds no pkiforge database say so, and create
+    nothing (they used to create an empty database and list nothing, exit 0)."""
+    folder = workdir / "just-a-folder"
+    folder.mkdir()
+    run = make_runner(folder, workdir)
+    for args in READ_COMMANDS:
+        r = run(*args)
+        assert r.code == 4, (args, r.stderr)
+        assert r.stderr.startswith(f"error: no pkiforge data directory at {folder.resolve()}")
+        assert "`pkiforge init`" in r.stderr and "--home" in r.stderr, r.stderr
+        assert list(folder.iterdir()) == [], args
+
+
 def test_wrong_passphrase_names_the_ca_and_never_the_passphrase(pkiforge: Pkiforge) -> None:
     wrong = "not-the-right-passphrase-either"
     r = pkiforge(

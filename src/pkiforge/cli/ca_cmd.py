@@ -175,6 +175,7 @@ def import_ca(
 ) -> None:
     """Adopt an existing CA: NAME `root` for a self-signed root, else an intermediate."""
     state: CliState = ctx.obj
+    state.create = name == ROOT_NAME  # adopting a root may start a data directory
     certificate, private = _read_ca(state, name, cert, key, key_passphrase_file)
     if name == ROOT_NAME:
         ca = state.pki.hierarchy.import_root(certificate, private)

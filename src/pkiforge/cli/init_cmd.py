@@ -125,6 +125,7 @@ def _prepare_home(state: CliState, trust_domain: str | None, organization: str |
         ca["organization"] = organization
     # the inventory and the audit trail are nobody else's business: a new home is 0700
     state.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state.create = True
     if not ca:
         return
     config.write_text(yaml.safe_dump({"ca": ca}, sort_keys=False), encoding="utf-8")

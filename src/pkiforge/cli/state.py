@@ -8,7 +8,7 @@ from pathlib import Path
 from pkiforge import passphrase as secrets_
 from pkiforge.errors import NotFound
 from pkiforge.pki import Pki
-from pkiforge.settings import Settings, load_settings
+from pkiforge.settings import DATABASE_FILE, Settings, load_settings
 from pkiforge.wiring import build_pki
 
 
@@ -19,6 +19,8 @@ class CliState:
     home: Path
     database_url: str | None = None
     passphrase_file: Path | None = None
+    # init, run and `ca import root` make the data directory's database; others need it
+    create: bool = False
     _settings: Settings | None = None
     _pki: Pki | None = field(default=None, repr=False)
 
@@ -33,19 +35,37 @@ class CliState:
         """The services over the store (opened on first use).
 
         Raises:
-            NotFound: the data directory of the default SQLite database does not exist.
+            NotFound: no default SQLite database in the data directory (unless `create`).
         """
         if self._pki is None:
             settings = self.settings
-            if settings.database_url is None and not self.home.is_dir():
-                # SQLite would only say "unable to open database file"
-                raise NotFound(
-                    f"no pkiforge data directory at {self.home.resolve()}: `pkiforge init` "
-                    "creates it (or give the existing one with --home or PKIFORGE_HOME)",
-                    field="home",
-                )
+            if settings.database_url is None:
+                self._require_home()
             self._pki = build_pki(settings, self.passphrase)
         return self._pki
+
+    def _require_home(self) -> None:
+        """Refuse a folder that holds no pkiforge database: opening it would create an empty
+        one (or SQLite would only say "unable to open database file"), and a read command
+        would then report an empty CA rather than the wrong folder.
+
+        Raises:
+            NotFound: naming the folder, `pkiforge init` and --home.
+        """
+        where = self.home.resolve()
+        if not self.home.is_dir():
+            raise NotFound(
+                f"no pkiforge data directory at {where}: `pkiforge init` creates it "
+                "(or give the existing one with --home or PKIFORGE_HOME)",
+                field="home",
+            )
+        if not self.create and not (self.home / DATABASE_FILE).is_file():
+            raise NotFound(
+                f"no pkiforge data directory at {where} (the folder has no {DATABASE_FILE}): "
+                "`pkiforge init` creates one there (or give the existing one with --home or "
+                "PKIFORGE_HOME)",
+                field="home",
+            )
 
     def close(self) -> None:
         if self._pki is not None:
