@@ -232,6 +232,12 @@ def list_certs(
     expiring_within: Annotated[
         str | None, typer.Option(help="Only active certificates expiring within e.g. 30d.")
     ] = None,
+    archived: Annotated[
+        bool,
+        typer.Option(
+            "--archived", help="Include certificates the tidy job archived (long expired)."
+        ),
+    ] = False,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     json_out: JsonOpt = False,
@@ -256,6 +262,7 @@ def list_certs(
         service_id=service,
         expiring_before=window,
         now=now,
+        include_archived=archived,
         limit=limit,
         offset=offset,
     )
