@@ -148,3 +148,20 @@ def test_agent_checks_the_pid_file_before_renewing(
     assert r.returncode == 3, r.stderr
     assert r.stderr.startswith("error: --pid-file ") and message in r.stderr, r.stderr
     assert cert.read_bytes() == before  # fail closed: nothing renewed
+
+
+def test_a_root_fingerprint_of_the_wrong_length_is_named_so(pki: Pki, tmp_path: Path) -> None:
+    """Without ca.pem, enroll fetches the root and pins it: a SHA-1-long value is refused as
+    the wrong length before the server is asked, not as a mismatch (exit 8)."""
+    token = pki.token("billing", "service")
+    args = ["--ca", str(tmp_path / "ca.pem"), "--root-fingerprint"]
+    r = pki.enroll(tmp_path, token, *args, "ab" * 20)
+    assert r.returncode == 3, r.stderr
+    assert "wrong length: 40 hex digits, a SHA-256 has 64" in r.stderr, r.stderr
+    assert "mismatch" not in r.stderr and not (tmp_path / "ca.pem").exists()
+    shown = subprocess.run(  # openssl's own line is taken as it is printed
+        ["openssl", "x509", "-in", str(pki.home.root), "-noout", "-fingerprint", "-sha256"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    r = pki.enroll(tmp_path, token, *args, shown)
+    assert r.returncode == 0, r.stderr

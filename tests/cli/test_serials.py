@@ -63,9 +63,13 @@ def test_an_ambiguous_prefix_says_how_many_match(cli: Pkiforge) -> None:
         )
 
 
-def test_too_short_or_unknown_prefix_is_not_found(cli: Pkiforge) -> None:
-    r = cli("cert", "show", "1234")
-    assert r.code == 4 and "a prefix needs at least 8 hex digits" in r.stderr
+def test_too_short_a_prefix_is_invalid_input_and_an_unknown_one_not_found(cli: Pkiforge) -> None:
+    for command in (["show"], ["revoke", "--reason", "superseded"], ["renew"], ["export"]):
+        r = cli(
+            "cert", command[0], "1234", *command[1:], *(["--out", "-"] * (command == ["export"]))
+        )
+        assert r.code == 3, (command, r.stderr)
+        assert "a prefix needs at least 8 hex digits" in r.stderr
     r = cli("cert", "show", "abcdef0123")
     assert r.code == 4 and "no certificate with serial abcdef0123" in r.stderr
 

@@ -105,7 +105,8 @@ class OperatorCertificates:
         digits that starts exactly one stored serial (as `cert list` shows them).
 
         Raises:
-            InvalidInput: not hex, or a prefix that more than one serial starts with.
+            InvalidInput: not hex, a prefix too short to take, or one that more than one
+                serial starts with.
             NotFound: no certificate has it.
         """
         try:
@@ -116,10 +117,10 @@ class OperatorCertificates:
             if tx.certificates.get(serial) is not None:
                 return serial
             digits = format_serial(serial)  # normalised: lower case, no leading zeros
-            if len(digits) < MIN_SERIAL_PREFIX:
-                raise NotFound(
-                    f"no certificate with serial {digits} (a prefix needs at least "
-                    f"{MIN_SERIAL_PREFIX} hex digits)",
+            if len(digits) < MIN_SERIAL_PREFIX:  # the value is wrong, not the store
+                raise InvalidInput(
+                    f"no certificate with serial {digits}, and a prefix needs at least "
+                    f"{MIN_SERIAL_PREFIX} hex digits",
                     field="serial",
                 )
             query = CertificateQuery(serial_prefix=digits, limit=2)

@@ -174,7 +174,7 @@ def enroll(
     """Get a service's first certificate with a one-time token; the key is made on this host."""
     from pkiforge.ca.enrollment import parse_token
     from pkiforge.cli.files import check_folders, check_writable
-    from pkiforge.client.enroll import fetch_root
+    from pkiforge.client.enroll import fetch_root, parse_fingerprint
     from pkiforge.client.sync import PkiClient
     from pkiforge.pairs import write_atomic
     from pkiforge.x509.keys import parse_key_type
@@ -183,6 +183,8 @@ def enroll(
         parse_token(token)
     except AuthenticationFailed as exc:  # refused here, before a key is made or a server asked
         raise InvalidInput(f"--token: {exc}", field="token") from None
+    if root_fingerprint is not None:
+        root_fingerprint = parse_fingerprint(root_fingerprint)
     identity = _identity(cert, key, ca)
     check_folders({"--cert": identity.cert, "--key": identity.key, "--ca": identity.ca})
     check_writable([identity.cert, identity.key], force)  # before the token is spent

@@ -30,6 +30,7 @@ from pkiforge.x509.keys import KeyType, generate_key
 __all__ = [
     "Enrollment",
     "fetch_root",
+    "parse_fingerprint",
     "prepare_enrollment",
     "same_key",
     "store_certificate",
@@ -101,6 +102,35 @@ def same_key(cert: x509.Certificate, key: CertificateIssuerPrivateKeyTypes) -> b
     )
 
 
+SHA256_HEX_DIGITS = 64
+_FINGERPRINT_PREFIXES = ("sha256 fingerprint=", "sha256:")  # as openssl and step print them
+
+
+def parse_fingerprint(text: str) -> str:
+    """A SHA-256 fingerprint as 64 lower-case hex digits; colons, spaces and a `sha256:` or
+    openssl's `SHA256 Fingerprint=` prefix are allowed.
+
+    Raises:
+        InvalidInput: not hex, or not the length of a SHA-256.
+    """
+    value = text.strip().lower()
+    for prefix in _FINGERPRINT_PREFIXES:
+        value = value.removeprefix(prefix)
+    value = value.replace(":", "").replace(" ", "")
+    if any(c not in "0123456789abcdef" for c in value):
+        raise InvalidInput(
+            "root fingerprint is not hex: give the SHA-256 `pkiforge ca show root` prints",
+            field="root_fingerprint",
+        )
+    if len(value) != SHA256_HEX_DIGITS:
+        raise InvalidInput(
+            f"root fingerprint has the wrong length: {len(value)} hex digits, a SHA-256 has "
+            f"{SHA256_HEX_DIGITS} (as `pkiforge ca show root` prints it)",
+            field="root_fingerprint",
+        )
+    return value
+
+
 def fetch_root(base_url: str, fingerprint: str, *, timeout: float = 10.0) -> bytes:
     """Download the root certificate once, trusting it only if its SHA-256 matches `fingerprint`.
 
@@ -108,10 +138,11 @@ def fetch_root(base_url: str, fingerprint: str, *, timeout: float = 10.0) -> byt
     hands out the root's fingerprint (`pkiforge ca show root`) with the token.
 
     Raises:
+        InvalidInput: `fingerprint` is not a SHA-256 (checked before the server is asked).
         Unreachable: the server cannot be reached.
         IntegrityError: the server's root has another fingerprint.
     """
-    wanted = fingerprint.lower().removeprefix("sha256:").replace(":", "")
+    wanted = parse_fingerprint(fingerprint)
     insecure = ssl.create_default_context()
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE  # the pin below is the check
