@@ -176,7 +176,7 @@ def show_cas(cas: list[CARecord]) -> None:
         for c in cas
         for s in [ca_summary(c)]
     ]
-    table(None, ["name", "kind", "status", "key", "parent", "expires", "key"], rows)
+    table(None, ["name", "kind", "status", "key", "parent", "expires", "key file"], rows)
 
 
 def show_ca(ca: CARecord) -> None:

@@ -99,14 +99,30 @@ def table(
     rows: Sequence[Sequence[Any]],
     whole: Collection[str] = (),
 ) -> None:
-    """Rows under a header; the `whole` columns (serials) are never folded, so that a value
-    can be copied from any terminal width and pasted back into a command."""
+    """Rows under a header: a Rich table on a terminal, where the `whole` columns (serials) are
+    never folded, so that a value can be copied from any width and pasted into a command;
+    piped or redirected, plain aligned lines (`plain_table`)."""
+    cells = [[str(v) if v is not None else "-" for v in row] for row in rows]
+    if not out.is_terminal:
+        sys.stdout.write(plain_table(title, columns, cells))
+        sys.stdout.flush()
+        return
     t = Table(title=title, show_lines=False, header_style="bold")
     for col in columns:
         t.add_column(col, overflow="fold", no_wrap=col in whole)
-    for row in rows:
-        t.add_row(*[str(v) if v is not None else "-" for v in row])
+    for row in cells:
+        t.add_row(*row)
     out.print(t)
+
+
+def plain_table(title: str | None, columns: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+    """One line per row, columns padded with spaces, every value whole: no box and no folding
+    at any width, for `grep`, `less` and logs (`--json` is the format for programs)."""
+    widths = [max(len(value) for value in column) for column in zip(columns, *cells, strict=True)]
+    lines = [title] if title else []
+    for row in (columns, *cells):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines) + "\n"
 
 
 def fields(pairs: Sequence[tuple[str, Any]]) -> None:
