@@ -15,6 +15,7 @@
     ├── StoreUnavailable                   the database or nonce store cannot answer (fail closed)
     ├── IntegrityError                     audit chain or stored data does not check out
     ├── Unreachable                        (client) the server could not be reached
+    ├── UntrustedServer                    (client) the server's TLS certificate does not verify
     └── ServerError                        (client) the server answered with an unexpected status
 
 Only `api/problems.py` maps these to HTTP and only `cli/` maps them to exit codes.
@@ -99,6 +100,11 @@ class IntegrityError(PkiError):
 
 class Unreachable(PkiError):
     """The server could not be reached or did not answer (DNS, refused, TLS, timeout)."""
+
+
+class UntrustedServer(PkiError):
+    """The server's TLS certificate does not verify against the CAs the client trusts (or is
+    not for its host): a trust configuration to fix, not an outage to wait out."""
 
 
 class ServerError(PkiError):

@@ -159,11 +159,26 @@ def test_keys_list_agrees_with_curl_and_needs_the_client_certificate(remote: Rem
     assert remote.server.curl("/api/v1/keys")[0] == 401  # curl agrees: no certificate, no list
 
 
-def test_the_server_certificate_is_verified(remote: Remote) -> None:
+UNTRUSTED = 9  # docs/cli.md: the server's TLS certificate is not trusted
+
+
+def test_the_server_certificate_is_verified_and_a_failure_says_so(remote: Remote) -> None:
+    """Not "server unavailable": the verification failure, and the option that fixes it."""
     other = certifi.where()  # public roots: none of them issued this private CA's server
-    args = ["--server", remote.server.url, "--cert", remote.admin[0], "--key", remote.admin[1]]
-    result = pkiforge(remote, "keys", "list", *args, "--cacert", str(other))
-    assert result.returncode == 7 and "CERTIFICATE_VERIFY_FAILED" in result.stderr, result.stderr
+    mtls = ["--cert", remote.admin[0], "--key", remote.admin[1]]
+    key_id = remote.registered_key("untrusted")
+    for command in (
+        ["keys", "list", "--server", remote.server.url, *mtls],
+        ["request", "GET", f"{remote.server.url}/api/v1/keys/whoami", "--key-id", key_id,
+         "--private-key", str(remote.files / "untrusted.key"), *mtls],
+        ["agent", "--server", remote.server.url, *remote.service_pair("billing"), "--once",
+         "--renew-before", "3650d", "--attempts", "1"],
+    ):  # fmt: skip
+        result = pkiforge(remote, *command, "--cacert", str(other))
+        assert result.returncode == UNTRUSTED, (command[0], result.stderr)
+        assert f"error: the server at {remote.server.url}" in result.stderr, result.stderr
+        assert "is not trusted" in result.stderr and "unable to get local issuer" in result.stderr
+        assert result.stderr.rstrip().endswith("with --cacert FILE"), result.stderr
 
 
 USAGE = [

@@ -92,3 +92,32 @@ def test_a_real_refused_connection_is_unreachable() -> None:
     pki = PkiClient("https://127.0.0.1:9", verify=False, timeout=2)
     with pki, pytest.raises(Unreachable):
         pki.healthz()
+
+
+def _raised_by_httpx(cause: BaseException) -> httpx.ConnectError:
+    """The ConnectError httpx raises for `cause`, chained as httpx chains it."""
+    try:
+        try:
+            raise cause
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc)) from exc
+    except httpx.ConnectError as exc:
+        return exc
+
+
+def test_a_certificate_that_does_not_verify_is_untrusted_not_unreachable() -> None:
+    import ssl
+
+    from pkiforge.client.errors import retryable, transport_error
+    from pkiforge.errors import UntrustedServer
+
+    failure = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] failed")
+    failure.verify_message = "unable to get local issuer certificate"
+    error = transport_error(BASE, _raised_by_httpx(failure))
+    assert isinstance(error, UntrustedServer) and not retryable(error)
+    assert str(error) == (
+        f"the server at {BASE} is not trusted: its TLS certificate does not verify against "
+        "the trusted CA certificates (unable to get local issuer certificate)"
+    )
+    refused = transport_error(BASE, _raised_by_httpx(ConnectionRefusedError(111, "refused")))
+    assert isinstance(refused, Unreachable) and retryable(refused)

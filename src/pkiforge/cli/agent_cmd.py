@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pkiforge.cli.output import err
+from pkiforge.cli.remote import trust_hint
 from pkiforge.cli.usage import exclusive, usage_error
 from pkiforge.durations import parse_duration
-from pkiforge.errors import AuthenticationFailed, InvalidInput, NotFound
+from pkiforge.errors import AuthenticationFailed, InvalidInput, NotFound, UntrustedServer
 
 if TYPE_CHECKING:  # the client (httpx) is imported by these two commands only, when they run
     from pkiforge.client.agent import Hook, Renewer
@@ -25,7 +26,8 @@ CertOpt = Annotated[Path, typer.Option("--cert", help="Certificate chain file (P
 KeyOpt = Annotated[Path, typer.Option("--key", help="Private key file (PEM, kept 0600).")]
 ServerOpt = Annotated[str, typer.Option("--server", help="pkiforge API, e.g. https://pki:8443.")]
 CaOpt = Annotated[
-    Path | None, typer.Option("--ca", help="CA bundle (default: ca.pem next to --cert).")
+    Path | None,
+    typer.Option("--ca", "--cacert", help="CA bundle (default: ca.pem next to --cert)."),
 ]
 
 
@@ -144,7 +146,10 @@ def agent(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if once:
-        outcome = worker.run_once(attempts, stop)
+        try:
+            outcome = worker.run_once(attempts, stop)
+        except UntrustedServer as exc:
+            raise trust_hint(exc) from None
         err.print("renewed" if outcome is Outcome.RENEWED else "not due yet")
         return
     err.print(f"keeping {cert} fresh (server {server})")
@@ -192,15 +197,18 @@ def enroll(
         if not root_fingerprint:
             raise InvalidInput(f"{identity.ca} does not exist: pass --root-fingerprint", field="ca")
         write_atomic(identity.ca, fetch_root(server, root_fingerprint))
-    with PkiClient(server, verify=identity.ca) as client:
-        issued = client.enroll(
-            token,
-            name,
-            identity,
-            service_id=service_id,
-            profile=profile,
-            key_type=parse_key_type(key_type),
-        )
+    try:
+        with PkiClient(server, verify=identity.ca) as client:
+            issued = client.enroll(
+                token,
+                name,
+                identity,
+                service_id=service_id,
+                profile=profile,
+                key_type=parse_key_type(key_type),
+            )
+    except UntrustedServer as exc:
+        raise trust_hint(exc) from None
     err.print(
         f"enrolled {issued.service_id}: serial {issued.serial}, valid until {issued.not_after}"
     )

@@ -28,6 +28,7 @@ from pkiforge.errors import (
     ServerError,
     StoreUnavailable,
     Unreachable,
+    UntrustedServer,
 )
 
 out = Console(highlight=False, soft_wrap=True)
@@ -35,7 +36,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # The documented exit codes (README, CLI section); every failure ends with one of them.
 OK, UNEXPECTED, USAGE, INVALID_INPUT, NOT_FOUND = range(5)
-CONFLICT, REFUSED, UNAVAILABLE, INTEGRITY = range(5, 9)
+CONFLICT, REFUSED, UNAVAILABLE, INTEGRITY, UNTRUSTED = range(5, 10)
 INTERRUPTED = 130  # the shells' convention for Ctrl-C
 EXIT_TABLE: dict[int, str] = {
     OK: "ok",
@@ -47,6 +48,7 @@ EXIT_TABLE: dict[int, str] = {
     REFUSED: "wrong passphrase or not allowed",
     UNAVAILABLE: "database or server unavailable",
     INTEGRITY: "integrity failure",
+    UNTRUSTED: "the server's TLS certificate is not trusted (give its CA with --cacert)",
     INTERRUPTED: "interrupted (Ctrl-C, or end of input at the passphrase prompt)",
 }
 EXIT_CODES: tuple[tuple[type[PkiError], int], ...] = (
@@ -61,6 +63,7 @@ EXIT_CODES: tuple[tuple[type[PkiError], int], ...] = (
     (Unreachable, UNAVAILABLE),
     (ServerError, UNAVAILABLE),
     (IntegrityError, INTEGRITY),
+    (UntrustedServer, UNTRUSTED),
 )
 
 

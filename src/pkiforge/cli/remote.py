@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pkiforge.errors import InvalidInput
+from pkiforge.errors import InvalidInput, PkiError, UntrustedServer
 
 if TYPE_CHECKING:  # imported when a command calls a server: the others start without it
     from pkiforge.client.core import Reply
@@ -30,6 +30,15 @@ CACertOpt = Annotated[
     Path | None, typer.Option("--cacert", help="CA bundle to trust (default: system).")
 ]
 TIMEOUT = 30.0
+
+
+def trust_hint(exc: PkiError) -> PkiError:
+    """`exc`, with what to do about it when the server was not trusted."""
+    if not isinstance(exc, UntrustedServer):
+        return exc
+    return UntrustedServer(
+        f"{exc}; pass the CA certificate that issued it with --cacert FILE", **exc.data
+    )
 
 
 def tls_context(cert: Path | None, key: Path | None, cacert: Path | None) -> ssl.SSLContext:
@@ -95,4 +104,7 @@ def call(
     """
     from pkiforge.client.core import Call
 
-    return pki.send(Call(method, path, _json, params=dict(params or {}), body=json))
+    try:
+        return pki.send(Call(method, path, _json, params=dict(params or {}), body=json))
+    except UntrustedServer as exc:
+        raise trust_hint(exc) from None

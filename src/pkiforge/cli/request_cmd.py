@@ -15,7 +15,8 @@ from pkiforge.cli import remote
 from pkiforge.cli.files import read_input
 from pkiforge.cli.output import emit_json, exit_code
 from pkiforge.cli.usage import exclusive
-from pkiforge.errors import InvalidInput, Unreachable
+from pkiforge.client.errors import transport_error
+from pkiforge.errors import InvalidInput
 
 if TYPE_CHECKING:  # imported when the command runs: the other commands start without it
     import httpx
@@ -79,7 +80,7 @@ def request_cmd(
         with httpx.Client(verify=tls, timeout=remote.TIMEOUT) as http:
             response = http.request(method.upper(), url, content=body, headers=headers, auth=auth)
     except httpx.TransportError as exc:
-        raise Unreachable(f"cannot reach {url}: {exc}") from None
+        raise remote.trust_hint(transport_error(url, exc)) from None
     _print(response, include, json_out)
     if response.status_code >= 400:
         raise typer.Exit(exit_for(response))

@@ -8,6 +8,7 @@ server, `pkiforge request` included.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,9 +24,17 @@ from pkiforge.errors import (
     ServerError,
     StoreUnavailable,
     Unreachable,
+    UntrustedServer,
 )
 
-__all__ = ["ServerError", "Unreachable", "error_from_problem", "retryable"]
+__all__ = [
+    "ServerError",
+    "Unreachable",
+    "UntrustedServer",
+    "error_from_problem",
+    "retryable",
+    "transport_error",
+]
 
 PROBLEM_PREFIX = "urn:pkiforge:problem:"
 _BY_STATUS: dict[int, type[PkiError]] = {
@@ -63,6 +72,34 @@ def error_from_problem(status: int, headers: Mapping[str, str], body: bytes) -> 
     if kind is not None:
         return kind(detail, **data)
     return ServerError(detail, **data)
+
+
+def transport_error(url: str, exc: BaseException) -> Unreachable | UntrustedServer:
+    """The error for a request that got no answer: `UntrustedServer` when the TLS handshake
+    failed on the server's certificate, naming the verification failure; else `Unreachable`."""
+    verification = _verification_failure(exc)
+    if verification is not None:
+        reason = verification.verify_message or verification.reason or "certificate verify failed"
+        return UntrustedServer(
+            f"the server at {url} is not trusted: its TLS certificate does not verify "
+            f"against the trusted CA certificates ({reason})",
+            reason=reason,
+        )
+    reason = str(exc) or type(exc).__name__
+    return Unreachable(f"cannot reach the PKI server at {url}: {reason}", reason=reason)
+
+
+def _verification_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error behind a transport error (httpx chains the ssl
+    module's exception as the cause or context of its own), if there is one."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain is short; never loop on a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def retryable(exc: BaseException) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from pkiforge.client.errors import Unreachable
+from pkiforge.client.errors import Unreachable, UntrustedServer, transport_error
 from pkiforge.client.tls import Identity, client_ssl_context
 
 __all__ = ["ClientOptions", "unreachable"]
@@ -56,7 +56,6 @@ class ClientOptions:
         return replace(self, identity=identity)
 
 
-def unreachable(base_url: str, exc: httpx.TransportError) -> Unreachable:
-    """A clear error for a request that never got an answer."""
-    reason = str(exc) or type(exc).__name__
-    return Unreachable(f"cannot reach the PKI server at {base_url}: {reason}", reason=reason)
+def unreachable(base_url: str, exc: httpx.TransportError) -> Unreachable | UntrustedServer:
+    """A clear error for a request that never got an answer (`transport_error`)."""
+    return transport_error(base_url, exc)
