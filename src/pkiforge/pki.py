@@ -9,6 +9,7 @@ from pkiforge.ca.context import CAContext
 from pkiforge.ca.hierarchy import HierarchyService
 from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.revocation import RevocationService
+from pkiforge.ca.rotation import RotationService
 from pkiforge.settings import Settings
 from pkiforge.store.db import SqlStore
 
@@ -24,6 +25,11 @@ class Pki:
     certificates: OperatorCertificates
     revocation: RevocationService
     ca_revocation: CARevocationService
+
+    @property
+    def rotation(self) -> RotationService:
+        """Rotating intermediates (stateless over the hierarchy)."""
+        return RotationService(self.hierarchy)
 
     def close(self) -> None:
         self.store.close()

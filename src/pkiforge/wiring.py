@@ -347,13 +347,13 @@ def _rate_limiter(settings: Settings, redis: _RedisClients) -> RateLimiter:
 def _identities(pki: Pki) -> ClientCertificateVerifier:
     """Who a client certificate names, checked against the active CAs and the store."""
     from pkiforge.auth.mtls import ClientCertificateVerifier
-    from pkiforge.ca.models import CAStatus, CertStatus
+    from pkiforge.ca.models import CertStatus
 
     def issuers() -> list[x509.Certificate]:
         return [
             ca.certificate
             for ca in pki.hierarchy.all()
-            if ca.certificate is not None and ca.status is CAStatus.ACTIVE
+            if ca.certificate is not None and ca.in_service  # retired: rotated, still valid
         ]
 
     def standing(serial: int) -> tuple[CertStatus, str | None] | None:

@@ -22,6 +22,25 @@ from pkiforge.x509.keys import check_public_key, signature_hash
 
 _CA_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 ROOT_NAME = "root"
+# a rotated intermediate's successors are `<name>.2`, `<name>.3` ...: the suffix is outside
+# what `validate_ca_name` accepts, so no CA an operator names can take a successor's name
+_GENERATION = re.compile(
+    r"^(?P<base>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\.(?P<n>[1-9][0-9]{0,5})$"
+)
+MAX_CA_RECORD_NAME = 63  # the `cas.name` column
+
+
+def lineage(name: str) -> tuple[str, int]:
+    """The CA name an intermediate was created under and its generation (1 for the first)."""
+    match = _GENERATION.match(name)
+    if match is None:
+        return name, 1
+    return match["base"], int(match["n"])
+
+
+def generation_name(base: str, generation: int) -> str:
+    """The record name of generation `generation` of CA `base`."""
+    return base if generation == 1 else f"{base}.{generation}"
 
 
 def validate_ca_name(name: str) -> str:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from pkiforge.ca.audit import next_entry
-from pkiforge.ca.ca_certs import keys_match
+from pkiforge.ca.ca_certs import keys_match, lineage
 from pkiforge.ca.config import CAConfig
 from pkiforge.ca.models import Actor, CARecord, CAStatus, CertificateRecord, CertStatus
 from pkiforge.ca.ports import KeyStore, Store, Transaction
@@ -124,15 +124,40 @@ class CAContext:
             raise NotFound(f"no CA named {name!r}", field="issuer")
         return ca
 
-    def signer(self, ca: CARecord, key_ref: str | None = None) -> SigningCA:
-        """Load the CA's key (or the one at `key_ref`) and check it matches its certificate.
+    def generations(self, name: str) -> list[CARecord]:
+        """Every generation of the CA `name` belongs to (see `ca/rotation.py`), newest first."""
+        base, _ = lineage(name)
+        found = [ca for ca in self.cas().values() if lineage(ca.name)[0] == base]
+        return sorted(found, key=lambda ca: lineage(ca.name)[1], reverse=True)
+
+    def issuing_ca(self, name: str) -> CARecord:
+        """The CA that issues under `name`: its newest active generation once it was rotated,
+        else the CA itself whatever its state (the caller says why it cannot issue).
 
         Raises:
-            Conflict: the CA is not active or its key is not held here.
+            NotFound: no CA of that name.
+        """
+        named = self.cas().get(name) or self.cas(fresh=True).get(name)
+        active = [ca for ca in self.generations(name) if ca.status is CAStatus.ACTIVE]
+        if active:
+            return active[0]
+        if named is None:
+            raise NotFound(f"no CA named {name!r}", field="issuer")
+        return named
+
+    def signer(
+        self, ca: CARecord, key_ref: str | None = None, *, retired: bool = False
+    ) -> SigningCA:
+        """Load the CA's key (or the one at `key_ref`) and check it matches its certificate;
+        `retired` lets a rotated CA sign too (CRLs and OCSP answers for what it issued).
+
+        Raises:
+            Conflict: the CA is not active (or retired, when allowed) or its key is not here.
             BadPassphrase, NotFound: from the key store.
             IntegrityError: the key does not belong to the CA certificate.
         """
-        if ca.status is not CAStatus.ACTIVE or ca.certificate is None:
+        usable = ca.in_service if retired else ca.status is CAStatus.ACTIVE
+        if not usable or ca.certificate is None:
             raise Conflict(f"CA {ca.name!r} is {ca.status.value}, not active", field="issuer")
         ref = key_ref or ca.key_ref
         if ref is None:

@@ -23,9 +23,11 @@ from pkiforge.ca.ca_certs import (
     check_ca_certificate,
     check_signed_by,
     keys_match,
+    lineage,
     validate_ca_name,
 )
 from pkiforge.ca.context import CAContext, fingerprint
+from pkiforge.ca.generations import overlap, retire_predecessors
 from pkiforge.ca.models import (
     OPERATOR,
     Actor,
@@ -95,6 +97,22 @@ class HierarchyService:
             chain.append(ca.certificate)
             current = ca.parent
         return chain
+
+    def bundle(self, name: str) -> list[x509.Certificate]:
+        """What relying parties of CA `name` need while it rotates: its current certificate,
+        the predecessors still valid (`ca/generations.py`), then its issuers up to the root.
+
+        Raises:
+            NotFound: unknown CA. Conflict: no generation of it has a certificate yet.
+        """
+        current = self.ctx.issuing_ca(name)
+        if current.kind is CAKind.ROOT:
+            return self.chain(current.name)
+        certs = overlap(self.ctx.generations(name), self.ctx.clock.now())
+        if not certs:
+            return self.chain(current.name)  # raises: no certificate yet
+        parent = current.parent or ROOT_NAME
+        return [*certs, *self.chain(parent)]
 
     def init_state(self) -> InitState:
         """How far `initialize` got here (a root alone may also be an imported one)."""
@@ -208,8 +226,8 @@ class HierarchyService:
         validity: dt.timedelta,
         actor: Actor,
     ) -> CARecord:
-        cert = self._sign_intermediate_key(name, key.public_key(), root, validity, actor)
-        record = self._active_intermediate(name, cert, self.ctx.keys.save(name, key))
+        cert = self.certify_key(name, key.public_key(), root, validity, actor)
+        record = self.active_intermediate(name, cert, self.ctx.keys.save(name, key))
         with self.ctx.store.transaction() as tx:
             tx.cas.add(record)
             self.ctx.audit(
@@ -218,7 +236,7 @@ class HierarchyService:
         self.ctx.forget_cas()
         return record
 
-    def _sign_intermediate_key(
+    def certify_key(
         self,
         name: str,
         public_key: CertificatePublicKeyTypes,
@@ -226,10 +244,11 @@ class HierarchyService:
         validity: dt.timedelta,
         actor: Actor,
     ) -> x509.Certificate:
+        """Sign the intermediate certificate of CA `name` (a successor keeps its subject)."""
         pub = as_issuer_public_key(public_key)
         check_public_key(pub)
         cfg, now = self.ctx.config, self.ctx.clock.now()
-        subject = ca_subject(cfg.organization, name, root=False)
+        subject = ca_subject(cfg.organization, lineage(name)[0], root=False)
         window = CAValidity.starting(
             now, validity, cfg.backdate, cap=root.certificate.not_valid_after_utc
         )
@@ -324,9 +343,10 @@ class HierarchyService:
         csr = load_csr(csr_data)
         if not csr_signature_valid(csr):
             raise InvalidCSR("CSR signature does not verify", field="csr")
-        ca_name = validate_ca_name(name or _name_from_csr(csr))
+        ca_name = name or _name_from_csr(csr)
+        validate_ca_name(lineage(ca_name)[0])  # a rotation's successor: `<name>.<n>`
         root = self.ctx.signer(self.ctx.get_ca(ROOT_NAME), root_key_ref)
-        return self._sign_intermediate_key(
+        return self.certify_key(
             ca_name,
             csr.public_key(),
             root,
@@ -347,7 +367,8 @@ class HierarchyService:
             InvalidInput: not a CA certificate, or the key does not match.
             IntegrityError: not issued by this root.
         """
-        name = validate_ca_name(name)
+        base, generation = lineage(name)
+        validate_ca_name(base)
         check_ca_certificate(cert, expect_root=False)
         root = self.ctx.get_ca(ROOT_NAME)
         assert root.certificate is not None
@@ -365,17 +386,25 @@ class HierarchyService:
         key_ref = (
             existing.key_ref if existing and existing.key_ref else self.ctx.keys.save(name, key)
         )
-        record = self._active_intermediate(name, cert, key_ref)
+        if generation > 1 and existing is None:
+            raise InvalidInput(
+                f"{name!r} is the name of a rotated CA's successor: start the rotation with "
+                f"`pkiforge ca rotate {base} --csr-out FILE`",
+                field="name",
+            )
+        record = self.active_intermediate(name, cert, key_ref)
         with self.ctx.store.transaction() as tx:
             (tx.cas.update if existing else tx.cas.add)(record)
             self._record_external(tx, name, cert, "intermediate-ca", ROOT_NAME)
             self.ctx.audit(
                 tx, actor, "ca.import-intermediate", name, {"serial": f"{cert.serial_number:x}"}
             )
+            if generation > 1:  # completes `ca rotate --csr-out`: the successor issues now
+                retire_predecessors(self.ctx, tx, record, actor)
         self.ctx.forget_cas()
         return record
 
-    def _active_intermediate(self, name: str, cert: x509.Certificate, key_ref: str) -> CARecord:
+    def active_intermediate(self, name: str, cert: x509.Certificate, key_ref: str) -> CARecord:
         return CARecord(
             name,
             CAKind.INTERMEDIATE,

@@ -283,7 +283,7 @@ class Issuance:
         return old
 
     def _issuer(self, name: str | None) -> CARecord:
-        ca = self.ctx.get_ca(name or self.ctx.config.default_issuer)
+        ca = self.ctx.issuing_ca(name or self.ctx.config.default_issuer)
         if ca.name == ROOT_NAME:
             raise PolicyViolation(
                 "the root CA only signs intermediates; choose an intermediate", field="issuer"

@@ -24,7 +24,7 @@ class CAKind(StrEnum):
 class CAStatus(StrEnum):
     ACTIVE = "active"
     PENDING = "pending"  # key made, waiting for the (offline) root to sign its CSR
-    RETIRED = "retired"
+    RETIRED = "retired"  # rotated: its successor issues; it still answers for what it issued
     REVOKED = "revoked"  # its certificate is on the root's CRL; it signs nothing any more
 
 
@@ -52,6 +52,12 @@ class CARecord:
     key_ref: str | None
     created_at: dt.datetime
     crl_number: int = 0
+
+    @property
+    def in_service(self) -> bool:
+        """Its certificates are trusted and it signs their CRLs and OCSP answers: active, or
+        retired by a rotation (it issues nothing new, but what it issued stays valid)."""
+        return self.certificate is not None and self.status in (CAStatus.ACTIVE, CAStatus.RETIRED)
 
 
 @dataclass(frozen=True)

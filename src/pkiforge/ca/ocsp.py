@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import ocsp
 
 from pkiforge.ca.context import CAContext
-from pkiforge.ca.models import CARecord, CAStatus, CertificateRecord, CertStatus
+from pkiforge.ca.models import CARecord, CertificateRecord, CertStatus
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict, NotFound
 from pkiforge.x509.keys import signature_hash
@@ -72,7 +72,7 @@ class OCSPResponder:
         if issuer is None:
             return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
         try:
-            signer = self.ctx.signer(issuer.ca)
+            signer = self.ctx.signer(issuer.ca, retired=True)
         except (Conflict, NotFound):  # key offline (root) or missing: ask again later
             return _unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
         record = self._record(request.serial_number, issuer.ca.name)
@@ -97,7 +97,7 @@ class OCSPResponder:
             cas = tx.cas.list()
         for ca in cas:
             cert = ca.certificate
-            if cert is None or ca.status is not CAStatus.ACTIVE:
+            if cert is None or not ca.in_service:
                 continue
             if (
                 digest(cert.subject.public_bytes()).digest() == request.issuer_name_hash

@@ -187,7 +187,7 @@ class RevocationService:
         self, issuer: str, key_ref: str | None, actor: Actor, *, only_if_due: bool
     ) -> tuple[CRLRecord, CRLState]:
         """Sign and store the next CRL (when `only_if_due`: only if the stored one is due)."""
-        signer = self.ctx.signer(self.ctx.get_ca(issuer), key_ref)
+        signer = self.ctx.signer(self.ctx.get_ca(issuer), key_ref, retired=True)
         with self.ctx.store.transaction() as tx:
             # one signer per issuer at a time (and strictly increasing numbers): a replica
             # that waited here finds the CRL the one before it signed, and keeps it

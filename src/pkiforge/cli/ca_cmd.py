@@ -65,9 +65,10 @@ def chain(
     out_file: Annotated[Path, typer.Option("--out", help="File, or - for stdout.")] = Path("-"),
     force: ForceOpt = False,
 ) -> None:
-    """PEM bundle of NAME followed by its issuers up to the root."""
+    """PEM bundle of NAME (its current certificate, then the predecessors a rotation left
+    that are still valid) followed by its issuers up to the root."""
     check_writable([out_file], force)
-    certs = ctx.obj.pki.hierarchy.chain(name)
+    certs = ctx.obj.pki.hierarchy.bundle(name)
     write_output(out_file, b"".join(c.public_bytes(Encoding.PEM) for c in certs))
 
 
@@ -120,6 +121,64 @@ def create_intermediate(
         emit_json(ca_summary(ca))
     else:
         show_ca(ca)
+
+
+@app.command("rotate")
+def rotate(
+    ctx: typer.Context,
+    name: str,
+    key_type: Annotated[
+        str | None, typer.Option(help="rsa2048, p256, p384, ed25519 (default: as now).")
+    ] = None,
+    validity: Annotated[str | None, typer.Option(help="e.g. 1825d (default).")] = None,
+    csr_out: Annotated[
+        Path | None,
+        typer.Option(help="Keep the new key here but write a CSR for an offline root to sign."),
+    ] = None,
+    root_key: RootKeyOpt = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Give intermediate NAME a successor with a new key, same name and purpose: new
+    certificates come from it at once; the predecessor keeps answering OCSP and signing
+    CRLs for what it issued until it expires."""
+    state: CliState = ctx.obj
+    exclusive(ctx, csr_out=csr_out, root_key=root_key)
+    exclusive(ctx, csr_out=csr_out, validity=validity)
+    kt = parse_key_type(key_type) if key_type else None
+    if csr_out is not None:
+        check_writable([csr_out], force)
+        with progress(not json_out) as step:
+            step(f"generating the key of {name}'s successor")
+            pending, csr = state.pki.rotation.rotate_csr(name, kt)
+        write_output(csr_out, csr.public_bytes(Encoding.PEM))
+        if json_out:
+            emit_json({"name": pending.name, "status": "pending", "csr": str(csr_out)})
+        else:
+            out.print(
+                f"Wrote the CSR of {pending.name!r}, the successor of {name!r}, to {csr_out}. "
+                f"Sign it where the root key is (pkiforge ca sign-intermediate --csr {csr_out} "
+                f"--name {pending.name}), then run pkiforge ca import-intermediate "
+                f"{pending.name} --cert SIGNED.pem; {name!r} issues until then."
+            )
+        return
+    with progress(not json_out) as step:
+        step(f"generating and certifying the key of {name}'s successor")
+        done = state.pki.rotation.rotate(
+            name,
+            kt,
+            parse_duration(validity) if validity else None,
+            root_key_ref=str(root_key.resolve()) if root_key else None,
+        )
+    if json_out:
+        emit_json({**ca_summary(done.successor), "retired": list(done.retired)})
+        return
+    show_ca(done.successor)
+    out.print(
+        f"{done.successor.name!r} issues for {name!r} from now on; retired: "
+        f"{', '.join(done.retired)} (they answer OCSP and sign CRLs for what they issued). "
+        f"Clients pick up the new bundle (pkiforge ca chain {name}) when they renew."
+    )
 
 
 @app.command("sign-intermediate")

@@ -88,7 +88,7 @@ def _ca_bundle(pki: Pki) -> bytes:
     return b"".join(
         ca.certificate.public_bytes(Encoding.PEM)
         for ca in pki.hierarchy.all()
-        if ca.certificate is not None and ca.status is CAStatus.ACTIVE
+        if ca.certificate is not None and ca.in_service  # a rotated CA's clients stay valid
     )
 
 

@@ -141,3 +141,18 @@ def private_key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def key_type_of(key: CertificatePublicKeyTypes) -> KeyType:
+    """The policy name (`p256`, `rsa2048` ...) of a public key, to make another of its kind.
+
+    Raises:
+        InvalidInput: a key type pkiforge does not make.
+    """
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return parse_key_type(key.curve.name)
+    if isinstance(key, rsa.RSAPublicKey):
+        return parse_key_type(f"rsa{key.key_size}")
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    raise InvalidInput("unsupported key type", field="key_type")

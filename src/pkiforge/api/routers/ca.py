@@ -20,7 +20,7 @@ from pkiforge.ca.authorization import require_admin
 from pkiforge.ca.crl import parse_reason, reason_name
 from pkiforge.ca.models import CARecord, parse_serial
 from pkiforge.errors import Conflict, InvalidInput
-from pkiforge.x509.keys import describe_key
+from pkiforge.x509.keys import describe_key, parse_key_type
 
 router = APIRouter(prefix="/api/v1", tags=["ca"], responses=responses(400, 404, 409))
 
@@ -97,7 +97,7 @@ def ca_certificate(name: CAName, state: StateDep, format: Format = "pem") -> Res
 
 
 def _ca_response(name: str, state: AppState, format: str) -> Response:
-    ca = state.pki.hierarchy.get(name)
+    ca = state.pki.ctx.issuing_ca(name)  # after a rotation: the successor issuing now
     if ca.certificate is None:
         raise Conflict(f"CA {name!r} has no certificate yet ({ca.status.value})")
     return _cert_response(ca.certificate, format)
@@ -111,8 +111,9 @@ def ca_info(name: CAName, state: StateDep) -> CAInfo:
 
 @router.get("/ca/{name}/chain", responses={200: {"content": {PEM_CHAIN: {}}}})
 def ca_chain(name: CAName, state: StateDep) -> Response:
-    """PEM bundle: the CA, then its issuers up to the root."""
-    certs = state.pki.hierarchy.chain(name)
+    """PEM bundle: the CA's current certificate, the predecessors a rotation left that are
+    still valid (clients trust both during the overlap), then its issuers up to the root."""
+    certs = state.pki.hierarchy.bundle(name)
     return Response(b"".join(c.public_bytes(Encoding.PEM) for c in certs), media_type=PEM_CHAIN)
 
 
@@ -169,10 +170,45 @@ def revoke_ca(
     )
 
 
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key_type: str | None = Field(default=None, max_length=16, description="default: as now")
+    validity_days: int | None = Field(default=None, ge=1, le=36500)
+
+
+class RotatedOut(BaseModel):
+    successor: CAInfo
+    retired: list[str]
+
+
+@router.post("/ca/{name}/rotate", response_model=RotatedOut)
+def rotate_ca(
+    name: CAName,
+    caller: CallerDep,
+    state: StateDep,
+    body: Annotated[RotateRequest | None, Body()] = None,
+) -> RotatedOut:
+    """Rotate an intermediate (admin only; the root key must be held by the server): a
+    successor with a new key issues from now on, the predecessor keeps answering OCSP and
+    signing CRLs for what it issued. With an offline root, use `pkiforge ca rotate --csr-out`."""
+    require_admin(caller, "rotate a CA")
+    body = body or RotateRequest()
+    done = state.pki.rotation.rotate(
+        name,
+        parse_key_type(body.key_type) if body.key_type else None,
+        dt.timedelta(days=body.validity_days) if body.validity_days else None,
+        actor=caller.actor,
+    )
+    return RotatedOut(successor=_info(done.successor), retired=list(done.retired))
+
+
 @router.get("/crl", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})
 def default_crl(state: StateDep, format: Format = "der") -> Response:
-    """The default issuer's CRL."""
-    return _crl_response(state.settings.ca.default_issuer, state, format)
+    """The CRL of the default issuer's current generation (after a rotation, each
+    predecessor's CRL stays at `/crl/{its name}`, the URL its certificates carry)."""
+    current = state.pki.ctx.issuing_ca(state.settings.ca.default_issuer)
+    return _crl_response(current.name, state, format)
 
 
 @router.get("/crl/{issuer}", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})

@@ -13,7 +13,8 @@ from starlette.convertors import StringConvertor, register_url_convertor
 # what `parse_serial` reads: up to 40 hex digits (20 octets, RFC 5280 §4.1.2.2), maybe after
 # `0x`, maybe in colon-separated octets
 SERIAL_PATTERN = r"^(?:0[xX])?(?:[0-9A-Fa-f]{1,40}|[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){1,19})$"
-CA_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# a CA name, or a rotated CA's successor `<name>.<generation>` (ca/generations.py)
+CA_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}(\.[1-9][0-9]{0,5})?$"
 # PEM framing (RFC 7468 §2); whether the content is a CSR or a key is checked after parsing
 PEM_PATTERN = r"^\s*-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----\s*$"
 # an absolute ASCII URI: a scheme (RFC 3986 §3.1), then printable characters without spaces
