@@ -45,7 +45,9 @@ def test_not_due_means_no_request(setup: tuple[FakeApi, Identity]) -> None:
     agent, renewed = make_agent(api, identity, dt.timedelta(minutes=30))
     before = len(api.requests)
     assert agent.check() is Outcome.NOT_DUE
-    assert len(api.requests) == before and renewed == []
+    # nothing but the CA bundle, fetched on the first pass (tests/agent/test_agent_bundle.py)
+    assert [r.url.path for r in api.requests[before:]] == ["/api/v1/ca/bundle"]
+    assert renewed == []
 
 
 def test_due_renews_with_a_new_key_and_runs_the_hook(setup: tuple[FakeApi, Identity]) -> None:
@@ -56,7 +58,7 @@ def test_due_renews_with_a_new_key_and_runs_the_hook(setup: tuple[FakeApi, Ident
     assert identity.key.read_bytes() != old_key
     assert format(serial_of_pair(identity.cert, identity.key), "x") == renewed[0]
     assert api.certs[format(old, "x")]["status"] == "superseded"
-    assert api.requests[-1].url.path.endswith(f"/{old:x}/renew")
+    assert api.requests[-2].url.path.endswith(f"/{old:x}/renew")  # then the CA bundle
 
 
 def test_reuse_key_keeps_the_key(setup: tuple[FakeApi, Identity]) -> None:

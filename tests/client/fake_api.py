@@ -39,6 +39,7 @@ class FakeApi:
     tokens: set[str] = field(default_factory=lambda: {TOKEN})
     fail: list[httpx.Response | Exception] = field(default_factory=list)
     requests: list[httpx.Request] = field(default_factory=list)
+    bundle: str | None = None  # what GET /ca/bundle serves; None: the fake CA's chain
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -74,6 +75,7 @@ class FakeApi:
             ("GET", r"/discovery/services/([^/]+)/cert", self._peer_cert),
             ("GET", r"/ca", self._cas),
             ("GET", r"/ca/root", lambda _r: httpx.Response(200, text=pem(self.ca.root))),
+            ("GET", r"/ca/bundle", lambda _r: self._pem(self.bundle or self.ca.chain_pem())),
             ("GET", r"/ca/([a-z0-9-]+)/chain", lambda _r, _n: self._pem(self.ca.chain_pem())),
             ("GET", r"/crl/check/([0-9a-f]+)", self._check),
             ("GET", r"/crl/([a-z0-9-]+)", self._crl),

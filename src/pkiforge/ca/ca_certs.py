@@ -27,6 +27,7 @@ ROOT_NAME = "root"
 _GENERATION = re.compile(
     r"^(?P<base>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\.(?P<n>[1-9][0-9]{0,5})$"
 )
+_RESERVED = frozenset({"bundle"})  # routes beside /api/v1/ca/{name}
 MAX_CA_RECORD_NAME = 63  # the `cas.name` column
 
 
@@ -49,6 +50,10 @@ def validate_ca_name(name: str) -> str:
     Raises:
         InvalidInput: malformed name.
     """
+    if name in _RESERVED:
+        raise InvalidInput(
+            f"CA name {name!r} is reserved: /api/v1/ca/{name} is another resource", field="name"
+        )
     if not _CA_NAME.match(name):
         raise InvalidInput(
             f"CA name {name!r} is invalid: use lower-case letters, digits and hyphens "

@@ -114,6 +114,22 @@ class HierarchyService:
         parent = current.parent or ROOT_NAME
         return [*certs, *self.chain(parent)]
 
+    def trust_bundle(self) -> list[x509.Certificate]:
+        """Every CA certificate a relying party of this PKI may meet: the intermediates that
+        issue or whose certificates are still valid (each with its predecessors after a
+        rotation), then the root. Revoked, pending and expired CAs are left out."""
+        now = self.ctx.clock.now()
+        cas = self.all()
+        certs = [
+            cert
+            for ca in cas
+            if ca.kind is CAKind.INTERMEDIATE and (cert := ca.certificate) is not None
+            if ca.status is CAStatus.ACTIVE
+            or (ca.status is CAStatus.RETIRED and cert.not_valid_after_utc > now)
+        ]
+        roots = [ca.certificate for ca in cas if ca.kind is CAKind.ROOT and ca.certificate]
+        return [*certs, *roots]
+
     def init_state(self) -> InitState:
         """How far `initialize` got here (a root alone may also be an imported one)."""
         cas = self.all()

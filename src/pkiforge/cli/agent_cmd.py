@@ -19,7 +19,8 @@ from pkiforge.durations import parse_duration
 from pkiforge.errors import AuthenticationFailed, InvalidInput, NotFound, UntrustedServer
 
 if TYPE_CHECKING:  # the client (httpx) is imported by these two commands only, when they run
-    from pkiforge.client.agent import Hook, Renewer
+    from pkiforge.client.agent import Renewer
+    from pkiforge.client.hooks import ExecHook, SignalHook
     from pkiforge.client.tls import Identity
 
 CertOpt = Annotated[Path, typer.Option("--cert", help="Certificate chain file (PEM, leaf first).")]
@@ -63,7 +64,7 @@ def _seconds(text: str, option: str) -> float:
 
 def _hook(
     ctx: typer.Context, command: str | None, sig: str | None, pid_file: Path | None
-) -> Hook | None:
+) -> ExecHook | SignalHook | None:
     from pkiforge.client.hooks import exec_hook, parse_signal, signal_hook
 
     exclusive(ctx, exec=command, signal=sig)
@@ -109,6 +110,13 @@ def agent(
     max_backoff: Annotated[str, typer.Option(help="Longest wait between retries.")] = "5m",
     attempts: Annotated[int, typer.Option(min=1, help="--once: tries before failing.")] = 5,
     reuse_key: Annotated[bool, typer.Option(help="Keep the key instead of a new one.")] = False,
+    bundle_interval: Annotated[
+        str,
+        typer.Option(
+            help="How often to fetch the CA bundle between renewals (a rotated CA's successor "
+            "arrives this way); 0: with renewals only."
+        ),
+    ] = "10m",
 ) -> None:
     """Keep a service's certificate fresh: renew over mTLS before expiry, crash-safely."""
     from pkiforge.client.agent import AgentConfig, Outcome, RenewalAgent
@@ -132,12 +140,17 @@ def agent(
         Backoff(cap=_seconds(max_backoff, "--max-backoff")),
         _seconds(check_interval, "--check-interval"),
         reuse_key,
+        bundle_interval=None
+        if bundle_interval.strip() in ("0", "0s")
+        else _seconds(bundle_interval, "--bundle-interval"),
     )
 
     def connect(identity: Identity) -> AbstractContextManager[Renewer]:
         return PkiClient(server, identity=identity)
 
-    worker = RenewalAgent(config, connect, on_renew=hook)
+    worker = RenewalAgent(
+        config, connect, on_renew=hook, on_bundle=hook.bundle_changed if hook else None
+    )
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:

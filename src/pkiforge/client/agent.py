@@ -5,10 +5,16 @@ key and CSR on this host (or reuses the key), renews over mTLS with the current 
 installs the new pair with `install_pair` (old-or-new on any crash, previous pair kept as
 `.bak`) and then runs the hook. `run` repeats passes until stopped, backing off (capped,
 jittered) while the server cannot help, and never touching the files on a failure.
+
+The CA bundle follows the PKI (`client/bundle.py`): it is fetched with every renewal and, on a
+pass with nothing to renew, once per `bundle_interval`; a changed bundle is installed and
+announced (`on_bundle`), so the successor of a rotated intermediate is trusted here before
+peers present certificates it issued, without a manual step.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import threading
@@ -20,6 +26,7 @@ from typing import Protocol
 
 from cryptography import x509
 
+from pkiforge.client.bundle import install_bundle
 from pkiforge.client.csr import csr_for_renewal, key_pem, key_type_of, load_key
 from pkiforge.client.enroll import same_key
 from pkiforge.client.errors import retryable
@@ -45,6 +52,8 @@ class Renewer(Protocol):
         self, serial: str | int, *, csr: str | None = None, validity_days: int | None = None
     ) -> Certificate: ...
 
+    def ca_bundle(self) -> str: ...
+
 
 Connect = Callable[[Identity], AbstractContextManager[Renewer]]
 
@@ -66,6 +75,8 @@ class AgentConfig:
     check_interval: float = 60.0
     reuse_key: bool = False
     validity_days: int | None = None
+    # seconds between fetches of the CA bundle when nothing is renewed; None: with renewals only
+    bundle_interval: float | None = 600.0
 
 
 class RenewalAgent:
@@ -77,14 +88,17 @@ class RenewalAgent:
         connect: Connect,
         *,
         on_renew: Hook | None = None,
+        on_bundle: Callable[[], None] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.connect = connect
         self.on_renew = on_renew
+        self.on_bundle = on_bundle  # the CA bundle changed without a renewal
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._rand = random.SystemRandom()
+        self._bundle_due: dt.datetime | None = None  # None: fetch on the first pass
 
     def current(self) -> x509.Certificate:
         """The live leaf certificate.
@@ -103,6 +117,7 @@ class RenewalAgent:
         with self._lock:
             cert = self.current()
             if not self.config.policy.is_due(cert, self.clock.now()):
+                self._refresh_bundle()
                 return Outcome.NOT_DUE
             self._renew(cert)
             return Outcome.RENEWED
@@ -127,14 +142,58 @@ class RenewalAgent:
             result = client.renew_certificate(
                 cert.serial_number, csr=csr, validity_days=self.config.validity_days
             )
+            bundle = self._fetch_bundle(client)
         if not same_key(result.certificate, key):
             raise IntegrityError("the renewed certificate does not carry the key we sent")
         new_key_pem = old.key_pem if self.config.reuse_key else key_pem(key)
+        # the bundle first: it may hold the new certificate's issuer, new after a rotation
+        if bundle is not None:
+            self._install_bundle(bundle)
         install_pair(identity.cert, identity.key, Pair(result.fullchain_pem(), new_key_pem))
         log.info("renewed: now %s, valid until %s", result.serial, result.not_after)
         if self.on_renew is not None:
-            self.on_renew(result)
+            self.on_renew(result)  # reloading the pair reloads the bundle with it
         return result
+
+    def _fetch_bundle(self, client: Renewer) -> bytes | None:
+        """The server's CA bundle, or None (logged) if it cannot be had now."""
+        try:
+            return client.ca_bundle().encode()
+        except FAILURES as exc:
+            log.warning("cannot fetch the CA bundle: %s; trying again later", exc)
+            return None
+
+    def _install_bundle(self, bundle: bytes) -> bool:
+        """Install a fetched bundle if it passes the checks and differs; True if it did."""
+        try:
+            changed = install_bundle(self.config.identity.ca, bundle)
+        except (PkiError, OSError) as exc:
+            log.warning("CA bundle not installed: %s", exc)
+            return False
+        interval = self.config.bundle_interval
+        if interval is not None:
+            self._bundle_due = self.clock.now() + dt.timedelta(seconds=interval)
+        if changed:
+            log.info("CA bundle %s updated from the server", self.config.identity.ca)
+        return changed
+
+    def _refresh_bundle(self) -> None:
+        """On a pass with nothing to renew: fetch the bundle if it is time, announce a change.
+
+        Failures are logged and tried again on the next pass: the certificate is fine.
+        """
+        interval = self.config.bundle_interval
+        now = self.clock.now()
+        if interval is None or (self._bundle_due is not None and now < self._bundle_due):
+            return
+        try:
+            with self.connect(self.config.identity) as client:
+                bundle = self._fetch_bundle(client)
+        except FAILURES as exc:
+            log.warning("cannot fetch the CA bundle: %s; trying again later", exc)
+            return
+        if bundle is not None and self._install_bundle(bundle) and self.on_bundle is not None:
+            self.on_bundle()
 
     def retry_delay(self, exc: BaseException, attempt: int) -> float:
         """Seconds to wait after failure number `attempt`; the server's Retry-After wins."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from pkiforge.client.agent import AgentConfig, Connect, Hook, RenewalAgent
 from pkiforge.client.models import Certificate
-from pkiforge.client.tls import Identity, LiveServerContext, swap_certificate
+from pkiforge.client.tls import Identity, LiveServerContext, swap_certificate, trust_bundle
 from pkiforge.durations import parse_duration
 from pkiforge.errors import InvalidInput
 from pkiforge.renewal import DEFAULT_FRACTION, Backoff, RenewalPolicy
@@ -32,6 +32,7 @@ class RenewalOptions:
     check_interval: float = 60.0
     backoff: Backoff = field(default_factory=Backoff)
     reuse_key: bool = False
+    bundle_interval: float | None = 600.0  # CA bundle fetches between renewals (None: never)
 
 
 class AutoRenewal:
@@ -76,19 +77,28 @@ def start_auto_renewal(
     """
     policy = RenewalPolicy(options.fraction, options.renew_before, options.jitter)
     config = AgentConfig(
-        identity, policy, options.backoff, options.check_interval, options.reuse_key
+        identity,
+        policy,
+        options.backoff,
+        options.check_interval,
+        options.reuse_key,
+        bundle_interval=options.bundle_interval,
     )
 
-    def after(cert: Certificate) -> None:
+    def reload() -> None:
         for ctx in contexts:
             if isinstance(ctx, LiveServerContext):
-                ctx.reload()
+                ctx.reload()  # a new context: the new pair and the current bundle
             else:
                 swap_certificate(ctx, identity)
+                trust_bundle(ctx, identity)
+
+    def after(cert: Certificate) -> None:
+        reload()
         if on_renew is not None:
             on_renew(cert)
 
-    return AutoRenewal(RenewalAgent(config, connect, on_renew=after))
+    return AutoRenewal(RenewalAgent(config, connect, on_renew=after, on_bundle=reload))
 
 
 def enable_for_client(

@@ -1,4 +1,5 @@
-"""What to do after a renewal: run a command, or signal a process (the restart callback)."""
+"""What to do after a renewal, or after the CA bundle changed: run a command (told which by
+`PKIFORGE_EVENT`), or signal a process (the restart callback)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from pkiforge.client.models import Certificate
 from pkiforge.errors import PkiError
 
-__all__ = ["HookFailed", "exec_hook", "parse_signal", "signal_hook"]
+__all__ = ["ExecHook", "HookFailed", "SignalHook", "exec_hook", "parse_signal", "signal_hook"]
 
 log = logging.getLogger("pkiforge.agent")
 EXEC_TIMEOUT = 120.0
@@ -37,23 +38,32 @@ def parse_signal(name: str) -> signal.Signals:
         raise ValueError(f"unknown signal {name!r}") from None
 
 
-def exec_hook(command: str) -> _Exec:
+def exec_hook(command: str) -> ExecHook:
     """Run `command` (split like a shell would, but without a shell) after each renewal."""
-    return _Exec(shlex.split(command))
+    return ExecHook(shlex.split(command))
 
 
-class _Exec:
+class ExecHook:
     def __init__(self, argv: list[str]) -> None:
         if not argv:
             raise ValueError("the --exec command is empty")
         self.argv = argv
 
     def __call__(self, cert: Certificate) -> None:
-        env = {
-            **os.environ,
-            "PKIFORGE_SERIAL": cert.serial,
-            "PKIFORGE_NOT_AFTER": str(cert.not_after),
-        }
+        self._run(
+            {
+                "PKIFORGE_EVENT": "renewed",
+                "PKIFORGE_SERIAL": cert.serial,
+                "PKIFORGE_NOT_AFTER": str(cert.not_after),
+            }
+        )
+
+    def bundle_changed(self) -> None:
+        """The CA bundle changed without a renewal (a CA was rotated): reload it too."""
+        self._run({"PKIFORGE_EVENT": "ca-bundle"})
+
+    def _run(self, extra: dict[str, str]) -> None:
+        env = {**os.environ, **extra}
         try:
             done = subprocess.run(self.argv, env=env, timeout=EXEC_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -63,12 +73,12 @@ class _Exec:
         log.info("ran %s", shlex.join(self.argv))
 
 
-def signal_hook(sig: signal.Signals, pid_file: Path) -> _Signal:
+def signal_hook(sig: signal.Signals, pid_file: Path) -> SignalHook:
     """Send `sig` to the process whose pid is in `pid_file` after each renewal."""
-    return _Signal(sig, pid_file)
+    return SignalHook(sig, pid_file)
 
 
-class _Signal:
+class SignalHook:
     def __init__(self, sig: signal.Signals, pid_file: Path) -> None:
         self.sig, self.pid_file = sig, pid_file
 
@@ -94,6 +104,10 @@ class _Signal:
         return int(text)
 
     def __call__(self, _cert: Certificate) -> None:
+        self.bundle_changed()
+
+    def bundle_changed(self) -> None:
+        """Signal as after a renewal: a reload reads the pair and the CA bundle."""
         try:
             pid = self._pid()
             os.kill(pid, self.sig)

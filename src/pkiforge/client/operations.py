@@ -180,8 +180,15 @@ def ca_certificate(name: str) -> Call[str]:
 
 
 def ca_chain(name: str) -> Call[str]:
-    """A CA and its issuers up to the root (PEM bundle)."""
+    """A CA (its current certificate, then the predecessors a rotation left that are still
+    valid) and its issuers up to the root (PEM bundle)."""
     return Call("GET", f"{API}/ca/{segment(name)}/chain", _text)
+
+
+def ca_bundle() -> Call[str]:
+    """Every CA a relying party of this PKI may meet, root last (PEM bundle): what an
+    identity's CA bundle holds."""
+    return Call("GET", f"{API}/ca/bundle", _text)
 
 
 def crl(issuer: str) -> Call[x509.CertificateRevocationList]:

@@ -109,6 +109,7 @@ class PkiClient:
     root_certificate = _bind(ops.root_certificate)
     ca_certificate = _bind(ops.ca_certificate)
     ca_chain = _bind(ops.ca_chain)
+    ca_bundle = _bind(ops.ca_bundle)
     crl = _bind(ops.crl)
     check_revocation = _bind(ops.check_revocation)
     whoami = _bind(ops.whoami)

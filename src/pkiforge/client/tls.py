@@ -24,6 +24,7 @@ __all__ = [
     "file_client_context",
     "server_ssl_context",
     "swap_certificate",
+    "trust_bundle",
 ]
 
 # TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3 suites are always modern)
@@ -144,6 +145,17 @@ def swap_certificate(ctx: ssl.SSLContext, identity: Identity) -> int:
         FileNotFoundError / ssl.SSLError: a file is missing or the key does not fit.
     """
     return _load_pair(ctx, identity.cert, identity.key)
+
+
+def trust_bundle(ctx: ssl.SSLContext, identity: Identity) -> None:
+    """Add the identity's current CA bundle to a live context's trust (after a rotation: the
+    successor of an intermediate). OpenSSL only adds: what the bundle dropped stays trusted
+    by this context until it is made anew (`LiveServerContext.reload` makes one).
+
+    Raises:
+        FileNotFoundError / ssl.SSLError: the bundle is missing or unusable.
+    """
+    ctx.load_verify_locations(cafile=str(identity.ca))
 
 
 def _load_pair(ctx: ssl.SSLContext, cert_path: Path, key_path: Path) -> int:

@@ -84,6 +84,15 @@ def root_certificate(state: StateDep, format: Format = "pem") -> Response:
     return _ca_response("root", state, format)
 
 
+@router.get("/ca/bundle", responses={200: {"content": {PEM_CHAIN: {}}}})
+def trust_bundle(state: StateDep) -> Response:
+    """PEM bundle of every CA a relying party may meet: the issuing intermediates, the
+    predecessors a rotation left that are still valid, then the root. Agents install it as
+    their CA bundle and fetch it again, so a rotation reaches them without a manual step."""
+    certs = state.pki.hierarchy.trust_bundle()
+    return Response(b"".join(c.public_bytes(Encoding.PEM) for c in certs), media_type=PEM_CHAIN)
+
+
 @router.get("/ca/intermediate", responses={200: {"content": {PEM_CERT: {}, DER_CERT: {}}}})
 def default_intermediate(state: StateDep, format: Format = "pem") -> Response:
     """The default issuing intermediate's certificate."""
