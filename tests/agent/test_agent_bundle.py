@@ -57,7 +57,11 @@ def setup(tmp_path: Path, fake: FakeCA) -> tuple[FakeApi, Identity]:
     api, identity = FakeApi(ca=fake), Identity.in_dir(tmp_path / "svc")
     with PkiClient(BASE, verify=False, transport=api.transport()) as pki:
         pki.enroll(TOKEN, ["svc.internal"], identity)
-    assert x509.load_pem_x509_certificates(identity.ca.read_bytes()) == [fake.root]
+    # enrolment installs the server's bundle (checked against the chain's root)
+    assert x509.load_pem_x509_certificates(identity.ca.read_bytes()) == [
+        fake.intermediate,
+        fake.root,
+    ]
     return api, identity
 
 
@@ -90,19 +94,19 @@ def test_between_renewals_the_bundle_is_fetched_once_per_interval(
 ) -> None:
     api, identity = setup
     agent, clock, events = make_agent(api, identity, dt.timedelta(minutes=10))
-    assert agent.check() is Outcome.NOT_DUE
-    assert trusted(identity) == [fake.intermediate, fake.root] and events == ["bundle"]
+    assert agent.check() is Outcome.NOT_DUE  # the first pass fetches: the same, no news
+    assert trusted(identity) == [fake.intermediate, fake.root] and events == []
     assert agent.check() is Outcome.NOT_DUE  # within the interval: no request
-    assert fetches(api) == 1
+    assert fetches(api) == 2  # enrolment's, then the first pass's
     after = successor(fake)
     api.bundle = pem(after) + pem(fake.intermediate) + pem(fake.root)  # rotated
     clock.advance(dt.timedelta(seconds=601))
     assert agent.check() is Outcome.NOT_DUE
     assert trusted(identity) == [after, fake.intermediate, fake.root]
-    assert events == ["bundle", "bundle"] and fetches(api) == 2
+    assert events == ["bundle"] and fetches(api) == 3
     clock.advance(dt.timedelta(seconds=601))
     assert agent.check() is Outcome.NOT_DUE  # fetched again, unchanged: nothing announced
-    assert events == ["bundle", "bundle"] and fetches(api) == 3
+    assert events == ["bundle"] and fetches(api) == 4
 
 
 def test_a_renewal_installs_the_bundle_before_the_pair(
@@ -141,7 +145,7 @@ def test_a_bundle_that_cannot_be_fetched_does_not_stop_a_renewal(
     api.handle = no_bundle  # type: ignore[method-assign]
     assert agent.check() is Outcome.RENEWED
     assert identity.certificate().serial_number != old
-    assert trusted(identity) == [fake.root]  # unchanged; fetched again on a later pass
+    assert trusted(identity) == [fake.intermediate, fake.root]  # unchanged; fetched later
     assert len(events) == 1
 
 
@@ -174,3 +178,14 @@ def test_a_bundle_that_would_change_the_anchors_is_refused(
     before = identity.ca.read_bytes()
     assert agent.check() is Outcome.NOT_DUE  # logged; the certificate is fine
     assert identity.ca.read_bytes() == before and events == []
+
+
+def test_enrolment_keeps_the_root_alone_when_the_bundle_is_refused(
+    tmp_path: Path, fake: FakeCA
+) -> None:
+    other_root = ca_cert("Other Root", None, "key-p384.pem", signer="key-p384.pem")
+    api = FakeApi(ca=fake, bundle=pem(fake.intermediate) + pem(other_root))
+    identity = Identity.in_dir(tmp_path / "svc")
+    with PkiClient(BASE, verify=False, transport=api.transport()) as pki:
+        pki.enroll(TOKEN, ["svc.internal"], identity)
+    assert trusted(identity) == [fake.root]

@@ -30,8 +30,9 @@ def test_enroll_makes_the_key_here_and_stores_the_pair(
     client: PkiClient, api: FakeApi, identity: Identity
 ) -> None:
     cert = client.enroll(TOKEN, ["billing.internal", "10.0.0.7"], identity, service_id="billing")
-    sent = api.requests[-1]
+    sent, bundle = api.requests[-2:]
     assert sent.headers["authorization"] == f"Bearer {TOKEN}"
+    assert bundle.url.path == "/api/v1/ca/bundle"  # then the CA bundle, as the identity's
     body = json.loads(sent.content)
     assert "PRIVATE KEY" not in sent.content.decode()
     assert body["san_dns"] == ["billing.internal"] and body["san_ip"] == ["10.0.0.7"]
@@ -41,7 +42,10 @@ def test_enroll_makes_the_key_here_and_stores_the_pair(
     assert format(leaf.serial_number, "x") == cert.serial
     chain = x509.load_pem_x509_certificates(identity.cert.read_bytes())
     assert [c.subject.rfc4514_string() for c in chain[1:]] == ["CN=Fake Services"]
-    assert x509.load_pem_x509_certificate(identity.ca.read_bytes()) == api.ca.root
+    assert x509.load_pem_x509_certificates(identity.ca.read_bytes()) == [
+        api.ca.intermediate,
+        api.ca.root,
+    ]
 
 
 def test_a_used_token_is_refused_and_nothing_is_written(

@@ -18,7 +18,7 @@ from pkiforge.client.options import ClientOptions, Verify, unreachable
 from pkiforge.client.peers import pick_endpoint
 from pkiforge.client.sync import client_for
 from pkiforge.client.tls import Identity
-from pkiforge.errors import InvalidInput
+from pkiforge.errors import InvalidInput, PkiError
 from pkiforge.x509.keys import KeyType
 
 __all__ = ["AsyncPkiClient"]
@@ -127,8 +127,15 @@ class AsyncPkiClient:
             names, identity, service_id=service_id, key_type=key_type, profile=profile
         )
         cert = await self.request_certificate(enrollment.request, token=token)
-        store_certificate(identity, cert, enrollment.key)
+        store_certificate(identity, cert, enrollment.key, await self._bundle_or_none())
         return cert
+
+    async def _bundle_or_none(self) -> bytes | None:
+        """The server's CA bundle for a new identity; None (the root alone) if it fails."""
+        try:
+            return (await self.ca_bundle()).encode()
+        except PkiError:
+            return None
 
     async def peer(self, service_id: str, **httpx_options: Any) -> httpx.AsyncClient:
         """An `httpx.AsyncClient` for a discovered service, over mTLS with this identity.

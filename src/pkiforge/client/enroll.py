@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from pkiforge.client.bundle import checked_bundle
 from pkiforge.client.core import API
 from pkiforge.client.csr import Names, key_pem, make_csr
 from pkiforge.client.errors import Unreachable
@@ -35,6 +37,8 @@ __all__ = [
     "same_key",
     "store_certificate",
 ]
+
+log = logging.getLogger("pkiforge.agent")
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,14 @@ def prepare_enrollment(
 
 
 def store_certificate(
-    identity: Identity, certificate: Certificate, key: CertificateIssuerPrivateKeyTypes
+    identity: Identity,
+    certificate: Certificate,
+    key: CertificateIssuerPrivateKeyTypes,
+    bundle: bytes | None = None,
 ) -> None:
-    """Install key and chain at the identity's paths and the root(s) as its CA bundle.
+    """Install key and chain at the identity's paths and, as its CA bundle, the server's
+    bundle (`GET /ca/bundle`) if given and it passes `checked_bundle` against the chain's
+    root(s), else the root(s).
 
     Raises:
         IntegrityError: the certificate is not for this key (never store a mismatched pair).
@@ -89,6 +98,11 @@ def store_certificate(
     if not same_key(certificate.certificate, key):
         raise IntegrityError("the issued certificate does not carry this host's key")
     roots = certificate.roots_pem()
+    if roots and bundle is not None:
+        try:
+            roots = checked_bundle(roots, bundle)
+        except IntegrityError as exc:
+            log.warning("CA bundle not installed, the root only: %s", exc)
     if roots:
         write_atomic(identity.ca, roots)
     install_pair(identity.cert, identity.key, Pair(certificate.fullchain_pem(), key_pem(key)))

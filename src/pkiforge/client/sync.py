@@ -30,7 +30,7 @@ from pkiforge.client.models import Certificate
 from pkiforge.client.options import ClientOptions, Verify, unreachable
 from pkiforge.client.peers import pick_endpoint
 from pkiforge.client.tls import Identity
-from pkiforge.errors import InvalidInput
+from pkiforge.errors import InvalidInput, PkiError
 from pkiforge.x509.keys import KeyType
 
 __all__ = ["PkiClient", "client_for"]
@@ -135,8 +135,15 @@ class PkiClient:
             names, identity, service_id=service_id, key_type=key_type, profile=profile
         )
         cert = self.request_certificate(enrollment.request, token=token)
-        store_certificate(identity, cert, enrollment.key)
+        store_certificate(identity, cert, enrollment.key, self._bundle_or_none())
         return cert
+
+    def _bundle_or_none(self) -> bytes | None:
+        """The server's CA bundle for a new identity; None (the root alone) if it fails."""
+        try:
+            return self.ca_bundle().encode()
+        except PkiError:
+            return None
 
     def peer(self, service_id: str, **httpx_options: Any) -> httpx.Client:
         """An `httpx.Client` for a discovered service, over mTLS with this client's identity.
