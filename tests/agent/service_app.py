@@ -1,11 +1,9 @@
 """A real service for the end-to-end tests: HTTPS with mTLS, certificate reloaded on SIGHUP.
 
-    python service_app.py CERT KEY CA PORT PID_FILE RELOAD_LOG [--leaf-only]
+    python service_app.py CERT KEY CA PORT PID_FILE RELOAD_LOG
 
-Serves `GET /` on 127.0.0.1:PORT with `LiveServerContext`; on SIGHUP it reloads the pair (and
-the CA bundle) and appends the new serial (hex) to RELOAD_LOG once new handshakes use it.
-With --leaf-only it presents its certificate without the intermediate, so that clients must
-find the intermediate in their CA bundle.
+Serves `GET /` on 127.0.0.1:PORT with `LiveServerContext`; on SIGHUP it reloads the pair and
+appends the new serial (hex) to RELOAD_LOG once new handshakes use it.
 """
 
 from __future__ import annotations
@@ -17,11 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from pkiforge.client import Identity, LiveServerContext
-from pkiforge.pairs import Pair, install_pair
 
 
 class Hello(BaseHTTPRequestHandler):
@@ -36,27 +30,14 @@ class Hello(BaseHTTPRequestHandler):
         pass
 
 
-def leaf_only(managed: Identity, copy: Identity) -> None:
-    """Copy the agent's pair (one generation) with the certificate alone, no chain."""
-    pair = managed.read()
-    leaf = x509.load_pem_x509_certificates(pair.cert_pem)[0]
-    install_pair(copy.cert, copy.key, Pair(leaf.public_bytes(Encoding.PEM), pair.key_pem))
-
-
 def main() -> None:
     cert, key, ca, port, pid_file, reload_log = sys.argv[1:7]
-    managed = identity = Identity(Path(cert), Path(key), Path(ca))
-    if sys.argv[7:] == ["--leaf-only"]:
-        identity = Identity(Path(cert + ".leaf"), Path(key + ".leaf"), Path(ca))
-        leaf_only(managed, identity)
-    live = LiveServerContext(identity)
+    live = LiveServerContext(Identity(Path(cert), Path(key), Path(ca)))
     server = ThreadingHTTPServer(("127.0.0.1", int(port)), Hello)
     server.daemon_threads = True
     server.socket = live.context.wrap_socket(server.socket, server_side=True)
 
     def reload(_signum: int, _frame: FrameType | None) -> None:
-        if identity is not managed:
-            leaf_only(managed, identity)
         serial = live.reload()
         with open(reload_log, "a") as log:
             log.write(f"{serial:x}\n")

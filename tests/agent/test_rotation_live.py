@@ -1,11 +1,12 @@
 """An intermediate rotates under a live mTLS service: zero failed handshakes.
 
-Both sides present their certificate without the intermediate, so each must find the issuer
-in its agent-managed CA bundle: a peer trusting the root alone would fail the first time the
-other side presents a certificate from the successor. The service runs `pkiforge agent`
-(SIGHUP on a renewal or a new bundle); the peer keeps its identity with
-`PkiClient.enable_auto_renewal`. The rotation happens while handshakes run, and the test goes
-on until both sides present certificates from the successor.
+The peer pins the issuing CAs: it trusts the intermediates of its agent-managed CA bundle and
+not the root (as Go and Java peers do with an intermediate in their trust store; OpenSSL with
+X509_V_FLAG_PARTIAL_CHAIN). So the rotation changes what it must trust: it fails the first time
+the service presents a certificate from the successor unless its bundle already holds it. The
+service runs `pkiforge agent` (SIGHUP on a renewal or a new bundle); the peer keeps its
+identity with `PkiClient.enable_auto_renewal`. The rotation happens while handshakes run, and
+the test goes on until both sides present certificates from the successor.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from pkiforge.client import Identity, PkiClient, RenewalOptions
-from pkiforge.client.tls import CIPHERS
+from pkiforge.client.tls import CIPHERS, swap_certificate
 from tests.agent.conftest import ROOT, PkiServer, agent_command, cli, env, free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -55,8 +55,8 @@ def ski(cert: x509.Certificate) -> bytes:
 
 @dataclass
 class Peer:
-    """Opens one mTLS connection after another, presenting its leaf without the chain and
-    trusting exactly its agent-managed CA bundle; notes what the service presented."""
+    """Opens one mTLS connection after another, trusting only the intermediates of its
+    agent-managed CA bundle; notes the issuer of each certificate the service presented."""
 
     port: int
     identity: Identity
@@ -64,32 +64,33 @@ class Peer:
     seen: list[bytes] = field(default_factory=list)  # the issuer key id of each served leaf
     failures: list[str] = field(default_factory=list)
 
-    def context(self, folder: Path) -> ssl.SSLContext:
-        pair = self.identity.read()
-        leaf = x509.load_pem_x509_certificates(pair.cert_pem)[0]
-        (folder / "leaf.pem").write_bytes(leaf.public_bytes(Encoding.PEM))
-        (folder / "leaf.key").write_bytes(pair.key_pem)
+    def context(self) -> ssl.SSLContext:
+        pinned = [
+            c.public_bytes(Encoding.PEM).decode()
+            for c in x509.load_pem_x509_certificates(self.identity.ca.read_bytes())
+            if c.issuer != c.subject  # the intermediates, not the root
+        ]
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_ciphers(CIPHERS)
-        ctx.load_verify_locations(cafile=str(self.identity.ca))
-        ctx.load_cert_chain(str(folder / "leaf.pem"), str(folder / "leaf.key"))
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        ctx.load_verify_locations(cadata="".join(pinned))
+        swap_certificate(ctx, self.identity)
         return ctx
 
     def run(self) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            while not self.stop.is_set():
-                try:
-                    ctx = self.context(Path(tmp))
-                    raw = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-                    with raw, ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                        assert tls.recv(64).startswith(b"HTTP/1.0 200")
-                        der = tls.getpeercert(binary_form=True)
-                        assert der is not None
-                    self.seen.append(issuer_key_id(x509.load_der_x509_certificate(der)))
-                except (OSError, AssertionError) as exc:
-                    self.failures.append(repr(exc))
+        while not self.stop.is_set():
+            try:
+                ctx = self.context()
+                raw = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+                with raw, ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    assert tls.recv(64).startswith(b"HTTP/1.0 200")
+                    der = tls.getpeercert(binary_form=True)
+                    assert der is not None
+                self.seen.append(issuer_key_id(x509.load_der_x509_certificate(der)))
+            except (OSError, AssertionError) as exc:
+                self.failures.append(repr(exc))
 
 
 def test_an_intermediate_rotates_under_a_live_mtls_service(
@@ -103,7 +104,7 @@ def test_an_intermediate_rotates_under_a_live_mtls_service(
     port, pid_file, reload_log = free_port(), tmp_path / "web.pid", tmp_path / "reloads"
     service = subprocess.Popen(
         [sys.executable, str(SERVICE), str(web.cert), str(web.key), str(web.ca),
-         str(port), str(pid_file), str(reload_log), "--leaf-only"],
+         str(port), str(pid_file), str(reload_log)],
         cwd=ROOT, env=env(),
     )  # fmt: skip
     agent = peer_renewal = None

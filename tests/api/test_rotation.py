@@ -302,3 +302,17 @@ async def test_the_root_is_not_rotated(rotated: Rotated) -> None:
         assert r.status_code == 409 and "the root is not rotated here" in r.json()["detail"]
         r = await client.post("/api/v1/ca/nope/rotate", headers=as_ops())
         assert r.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"key_type": "dsa1024"}, {"validity_days": 0}, {"successor": "x"}],
+    ids=["key-type", "validity", "unknown-field"],
+)
+async def test_a_bad_rotation_request_is_a_422(rotated: Rotated, body: dict[str, object]) -> None:
+    async with rotated.client() as client:
+        r = await client.post("/api/v1/ca/services/rotate", headers=as_ops(), json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] in body
+    assert r.headers["content-type"] == "application/problem+json"
+    assert [ca.name for ca in rotated.pki.hierarchy.all()] == ["root", "services", "services.2"]

@@ -20,7 +20,7 @@ from pkiforge.ca.authorization import require_admin
 from pkiforge.ca.crl import parse_reason, reason_name
 from pkiforge.ca.models import CARecord, parse_serial
 from pkiforge.errors import Conflict, InvalidInput
-from pkiforge.x509.keys import describe_key, parse_key_type
+from pkiforge.x509.keys import KeyType, describe_key
 
 router = APIRouter(prefix="/api/v1", tags=["ca"], responses=responses(400, 404, 409))
 
@@ -182,7 +182,7 @@ def revoke_ca(
 class RotateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key_type: str | None = Field(default=None, max_length=16, description="default: as now")
+    key_type: KeyType | None = Field(default=None, description="default: as now")
     validity_days: int | None = Field(default=None, ge=1, le=36500)
 
 
@@ -205,7 +205,7 @@ def rotate_ca(
     body = body or RotateRequest()
     done = state.pki.rotation.rotate(
         name,
-        parse_key_type(body.key_type) if body.key_type else None,
+        body.key_type,
         dt.timedelta(days=body.validity_days) if body.validity_days else None,
         actor=caller.actor,
     )
