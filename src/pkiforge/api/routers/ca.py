@@ -192,6 +192,7 @@ class RotatedOut(BaseModel):
 
 
 @router.post("/ca/{name}/rotate", response_model=RotatedOut)
+@core_call
 def rotate_ca(
     name: CAName,
     caller: CallerDep,
