@@ -196,6 +196,25 @@ async def test_revoked_key_is_refused_at_once_on_this_replica(api: KeysApi) -> N
     assert (refused.status_code, refused.json()["detail"]) == (401, "key revoked")
 
 
+async def test_a_revocation_reason_with_control_characters_is_refused_by_the_schema(
+    api: KeysApi,
+) -> None:
+    """The document says what the registry refuses, so a schema-valid reason is accepted."""
+    key_id = await api.register()
+    for sent in (
+        api.client.post(f"/api/v1/keys/{key_id}/revoke", json={"reason": "a\u0019"}, headers=ADMIN),
+        api.client.delete(f"/api/v1/keys/{key_id}", params={"reason": "a\x0c"}, headers=ADMIN),
+    ):
+        r = await sent
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["field"] in ("reason", "query.reason")
+    schema = (await api.client.get("/openapi.json")).json()
+    body = schema["components"]["schemas"]["RevocationIn"]["properties"]["reason"]
+    assert any(o.get("pattern") == "^[^\\x00-\\x1f\\x7f]*$" for o in body["anyOf"]), body
+    r = await api.client.post(f"/api/v1/keys/{key_id}/revoke", json={"reason": "ok"}, headers=ADMIN)
+    assert r.json()["status"] == "revoked"
+
+
 async def test_a_key_reads_and_revokes_itself_but_nothing_else(api: KeysApi) -> None:
     mine = await api.register()
     other = await api.register("client-p256", client="other")

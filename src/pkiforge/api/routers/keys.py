@@ -15,6 +15,7 @@ from pkiforge.actor import Actor
 from pkiforge.api.core_calls import core_call
 from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
+from pkiforge.api.schemas.common import TEXT_PATTERN
 from pkiforge.api.schemas.keys import (
     EventOut,
     KeyOut,
@@ -157,7 +158,7 @@ def delete_key(
     key_id: KeyId,
     actor: ActorDep,
     state: StateDep,
-    reason: Annotated[str | None, Query(max_length=255)] = None,
+    reason: Annotated[str | None, Query(max_length=255, pattern=TEXT_PATTERN)] = None,
 ) -> KeyOut:
     """The same as revoke (the key stays on record, revoked, for the audit trail)."""
     _self_or_admin(state, actor, key_id)

@@ -19,6 +19,8 @@ CA_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}(\.[1-9][0-9]{0,5})?$"
 PEM_PATTERN = r"^\s*-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----\s*$"
 # an absolute ASCII URI: a scheme (RFC 3986 §3.1), then printable characters without spaces
 URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*:[!-~]+$"
+# free text that goes into records and the audit trail: no control characters
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 # RFC 3339 §5.6 date-time: what the document's `format: date-time` promises, and no more
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$")
 
@@ -61,6 +63,12 @@ Uri = Annotated[
     str,
     Field(json_schema_extra=documented(URI_PATTERN)),
     matching(URI_PATTERN, "an absolute URI (scheme:...) of printable ASCII without spaces"),
+]
+
+Text = Annotated[
+    str,
+    Field(json_schema_extra=documented(TEXT_PATTERN)),
+    matching(TEXT_PATTERN, "text without control characters"),
 ]
 
 

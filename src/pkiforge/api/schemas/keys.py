@@ -6,7 +6,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pkiforge.api.schemas.common import Pem
+from pkiforge.api.schemas.common import Pem, Text
 from pkiforge.auth.keys import RegisteredKey
 from pkiforge.auth.registry import KeyRegistration
 from pkiforge.auth.usage import AuthEvent, DailyUsage
@@ -38,7 +38,7 @@ class RevocationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, max_length=255)
+    reason: Text | None = Field(default=None, max_length=255)
 
 
 class KeyOut(BaseModel):
