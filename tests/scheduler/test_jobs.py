@@ -82,6 +82,22 @@ def test_crl_refresh_lists_a_revocation_nobody_asked_for(pki: Pki, clock: FixedC
     assert cert.serial in crl_serials(pki)
 
 
+def test_crl_refresh_and_tidy_keep_a_rotated_intermediates_crl(pki: Pki, clock: FixedClock) -> None:
+    """After a rotation the predecessor still answers for what it issued: its CRL is kept
+    fresh and tidied like any issuer's (docs/operations.md#rotating-an-intermediate)."""
+    scheduler = scheduler_of(pki, crl_interval=dt.timedelta(seconds=5))
+    old = issue(pki, validity=dt.timedelta(hours=1))
+    pki.rotation.rotate("services")
+    pki.revocation.revoke(old.serial, x509.ReasonFlags.key_compromise)
+    clock.advance(dt.timedelta(seconds=5))
+    signed = run(scheduler, CRL_REFRESH)["crls_signed"]
+    assert sorted(signed) == ["root", "services", "services.2"]
+    assert old.serial in crl_serials(pki, "services")
+    clock.advance(dt.timedelta(hours=2))  # the old leaf expired: off the predecessor's CRL
+    assert "services" in run(scheduler, TIDY)["crls_signed"]
+    assert old.serial not in crl_serials(pki, "services")
+
+
 def test_crl_refresh_names_an_offline_root_and_when_its_crl_lapses(tmp_path: Path) -> None:
     offline = tmp_path / "usb" / "root-key.pem"
     pki = make_pki(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pkiforge.ca.context import CAContext
-from pkiforge.ca.models import SYSTEM, CAStatus
+from pkiforge.ca.models import SYSTEM
 from pkiforge.ca.revocation import RevocationService
 
 BATCH = 1000  # certificates archived per transaction
@@ -47,7 +47,7 @@ class Tidy:
         now = self.ctx.clock.now()
         signed = []
         for ca in self.ctx.cas(fresh=True).values():
-            if ca.status is not CAStatus.ACTIVE or ca.key_ref is None:
+            if not ca.in_service or ca.key_ref is None:  # a rotated CA's CRL too
                 continue
             with self.ctx.store.transaction(readonly=True) as tx:
                 state = tx.crls.state(ca.name)

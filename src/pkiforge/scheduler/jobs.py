@@ -9,7 +9,7 @@ from typing import Any
 
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.expiry_scan import ExpiryScan
-from pkiforge.ca.models import SYSTEM, CAStatus
+from pkiforge.ca.models import SYSTEM
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.ca.tidy import Tidy
 from pkiforge.scheduler.core import Job, JobContext
@@ -58,7 +58,7 @@ def _refresh_crls(ctx: CAContext, revocation: RevocationService, job: JobContext
     signed: list[str] = []
     offline: dict[str, str | None] = {}
     for ca in ctx.cas(fresh=True).values():
-        if ca.status is not CAStatus.ACTIVE or ca.certificate is None:
+        if not ca.in_service:  # active, or retired by a rotation: it answers for its leaves
             continue
         if ca.key_ref is None:
             with ctx.store.transaction(readonly=True) as tx:
