@@ -24,6 +24,8 @@ runs with N and 2N requests and the difference per request is reported, start-up
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import inspect
 import json
 import os
 import re
@@ -158,8 +160,12 @@ def signing_round(cfg: Config, args: argparse.Namespace) -> Figures:
         port = free_port()
         url = f"http://127.0.0.1:{port}/hello"
         auth = SigningAuth(key_id="ed25519", private_key=keys["ed25519"])  # type: ignore[arg-type]
-        ready = presign(url, auth, args.presign_count)
         prefix = f"pkiforge-ab-{uuid.uuid4()}:"
+        # The requests are signed before the server starts. A store that keeps when its
+        # memory began refuses signatures older than that, so the memory begins before they
+        # are signed, as in a deployment that has run for a while (trees without it ignore it).
+        _begin_nonce_memory(args.redis, prefix)
+        ready = presign(url, auth, args.presign_count)
         cmd = [sys.executable, "-m", "bench.signing", "--serve", str(port)]
         cmd += ["--keys-file", str(keys_file), "--redis", args.redis, "--prefix", prefix]
         target = Target(
@@ -208,15 +214,32 @@ def callgrind_instructions(cfg: Config, args: argparse.Namespace, requests: int)
         return int(match.group(1))
 
 
+def _begin_nonce_memory(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        # expires after the run, as the nonces do (an hour outlasts any round)
+        client.set(f"{prefix}memory-start", int((time.time() - 1) * 1000), ex=3600)
+    finally:
+        client.close()
+
+
 def nonces(count: int, redis_url: str) -> None:
     """`count` nonce claims against Redis, as the request verifier makes them (for callgrind)."""
     import redis
 
     from pkiforge.auth import RedisNonceStore
 
-    store = RedisNonceStore(redis.Redis.from_url(redis_url), prefix=f"pkiforge-ab-{uuid.uuid4()}:")
+    prefix = f"pkiforge-ab-{uuid.uuid4()}:"
+    _begin_nonce_memory(redis_url, prefix)
+    store = RedisNonceStore(redis.Redis.from_url(redis_url), prefix=prefix)
+    # trees that know when their store's memory began are told when each signature was made
+    signed: dict[str, dt.datetime] = {}
+    if "created" in inspect.signature(store.check_and_store).parameters:
+        signed = {"created": dt.datetime.now(dt.UTC)}
     for i in range(20 + count):  # 20 to warm up, then `count`
-        if not store.check_and_store("k", f"n{i}", 60):
+        if not store.check_and_store("k", f"n{i}", 60, **signed):
             raise SystemExit("a fresh nonce was reported as reused")
 
 

@@ -88,6 +88,7 @@ def build_app(keys_file: Path, redis_url: str, prefix: str, inline: bool = False
 
     # the three-line integration
     nonces = RedisNonceStore(redis.Redis.from_url(redis_url), prefix=prefix)
+    nonces.open()  # the memory begins before the first request is signed
     verifier = RequestVerifier(keys=InMemoryKeyResolver(registered), nonces=nonces)
     app.add_middleware(
         SignatureAuthMiddleware,

@@ -52,6 +52,17 @@ def test_an_error_reply_drops_the_connection(redis_client: tuple[redis.Redis, st
     assert calls("CLIENT", "ID") != first
 
 
+def test_an_unknown_script_raises_redis_pys_own_no_script_error(
+    redis_client: tuple[redis.Redis, str],
+) -> None:
+    """The Redis nonce store sends its script with EVALSHA and falls back to EVAL on this."""
+    client, _ = redis_client
+    calls = RedisCalls(client)
+    with pytest.raises(redis.exceptions.NoScriptError):
+        calls("EVALSHA", "0" * 40, 0)
+    assert calls("EVAL", "return 7", 0) == 7
+
+
 def test_threads_each_get_their_own_reply(redis_client: tuple[redis.Redis, str]) -> None:
     client, _ = redis_client
     calls = RedisCalls(client)

@@ -27,7 +27,7 @@ def pki(tmp_path: Path) -> Iterator[Pki]:
 
 @pytest.fixture
 def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The URLs of the Redis clients made (none connects: clients connect on first use)."""
+    """The URLs of the Redis clients made."""
     made: list[str] = []
     real = redis.Redis.from_url
 

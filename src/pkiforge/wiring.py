@@ -400,7 +400,8 @@ def _key_auth(
     from pkiforge.api.keyauth import KeyAuth, KeyCountCollector
     from pkiforge.auth.keys import CachedKeyResolver
     from pkiforge.auth.metrics import AuthMetrics
-    from pkiforge.auth.nonces import InMemoryNonceStore, NonceStore, RedisNonceStore
+    from pkiforge.auth.nonces import InMemoryNonceStore, NonceStore
+    from pkiforge.auth.redis_nonces import RedisNonceStore
     from pkiforge.auth.ratelimit import (
         FailurePolicy,
         FailureTracker,
@@ -410,7 +411,8 @@ def _key_auth(
     from pkiforge.auth.registry import KeyRegistry
     from pkiforge.auth.usage import UsageRecorder
     from pkiforge.auth.verify import RequestVerifier, VerifierPolicy
-    from pkiforge.store.key_repos import SqlKeyRepository, SqlNonceStore, SqlUsageSink
+    from pkiforge.store.key_repos import SqlKeyRepository, SqlUsageSink
+    from pkiforge.store.nonces import SqlNonceStore
 
     auth, clock, store = settings.auth, pki.ctx.clock, pki.store
     repo = SqlKeyRepository(store, audit=pki.ctx.audit)
@@ -421,9 +423,13 @@ def _key_auth(
     nonces: NonceStore
     if backend == "redis":
         assert client is not None  # nonce_backend picks redis only with a URL
-        nonces = RedisNonceStore(client, prefix=auth.key_prefix + "nonce:")
+        redis_nonces = RedisNonceStore(client, prefix=auth.key_prefix + "nonce:", clock=clock)
+        redis_nonces.open()  # begins the memory, warns unless maxmemory-policy is noeviction
+        nonces = redis_nonces
     elif backend == "database":
-        nonces = SqlNonceStore(store, clock=clock)
+        sql_nonces = SqlNonceStore(store, clock=clock)
+        sql_nonces.open()
+        nonces = sql_nonces
     else:
         nonces = InMemoryNonceStore(clock=clock)
     policy = FailurePolicy(auth.max_failures, auth.failure_window_seconds, auth.block_seconds)

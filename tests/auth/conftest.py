@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from pkiforge.auth.keys import InMemoryKeyResolver
@@ -24,7 +26,12 @@ def keys() -> InMemoryKeyResolver:
 
 @pytest.fixture
 def nonces(clock: FixedClock) -> InMemoryNonceStore:
-    return InMemoryNonceStore(clock=clock)
+    # its memory began an hour ago: before any signature these tests make (a store refuses
+    # signatures created before its memory began)
+    clock.advance(-dt.timedelta(hours=1))
+    store = InMemoryNonceStore(clock=clock)
+    clock.advance(dt.timedelta(hours=1))
+    return store
 
 
 @pytest.fixture

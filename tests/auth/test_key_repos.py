@@ -17,12 +17,8 @@ from pkiforge.auth.verify import RequestVerifier
 from pkiforge.clock import FixedClock
 from pkiforge.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WeakKey
 from pkiforge.store.db import SqlStore, SqlTransaction, make_engine
-from pkiforge.store.key_repos import (
-    SqlKeyRepository,
-    SqlNonceStore,
-    SqlUsageSink,
-    stored_nonce_key,
-)
+from pkiforge.store.key_repos import SqlKeyRepository, SqlUsageSink
+from pkiforge.store.nonces import SqlNonceStore, stored_nonce_key
 
 from .support import DATA, NOW, private_key, public_key, sign, signer_for
 
@@ -162,24 +158,25 @@ def test_rsa_may_ask_for_pkcs1_v15(registry: KeyRegistry) -> None:
 
 def test_sql_nonces_refuse_replays_per_key_and_expire(store: SqlStore, clock: FixedClock) -> None:
     nonces = SqlNonceStore(store, clock=clock)
-    assert nonces.check_and_store("k1", "n1", 10)
-    assert not nonces.check_and_store("k1", "n1", 10)
-    assert nonces.check_and_store("k2", "n1", 10)
-    assert nonces.check_and_store("k", "1:n1", 10)
+    assert nonces.check_and_store("k1", "n1", 10, created=NOW)
+    assert not nonces.check_and_store("k1", "n1", 10, created=NOW)
+    assert nonces.check_and_store("k2", "n1", 10, created=NOW)
+    assert nonces.check_and_store("k", "1:n1", 10, created=NOW)
     clock.advance(dt.timedelta(seconds=10))
-    assert nonces.check_and_store("k1", "n1", 10)  # expired row taken over
-    assert not nonces.check_and_store("k1", "n1", 10)
+    assert nonces.check_and_store("k1", "n1", 10, created=NOW)  # expired row taken over
+    assert not nonces.check_and_store("k1", "n1", 10, created=NOW)
 
 
 def test_sql_nonces_purge_expired_rows(store: SqlStore, clock: FixedClock) -> None:
     nonces = SqlNonceStore(store, clock=clock, purge_every=0)
+    nonces.open()
     for i in range(5):
-        nonces.check_and_store("k", f"n{i}", 5)
+        nonces.check_and_store("k", f"n{i}", 5, created=NOW)
     clock.advance(dt.timedelta(seconds=6))
-    nonces.check_and_store("k", "fresh", 5)
+    nonces.check_and_store("k", "fresh", 5, created=NOW)
     with store.transaction() as tx:
-        count = tx.session.execute(_sql("SELECT count(*) FROM nonces")).scalar()
-    assert count == 1
+        kept = tx.session.execute(_sql("SELECT nonce_key FROM nonces")).scalars().all()
+    assert sorted(kept) == ["1:k:fresh", "memory-start"]  # the memory start is never purged
 
 
 def test_long_nonce_keys_are_hashed_to_fit() -> None:
@@ -192,7 +189,7 @@ def test_long_nonce_keys_are_hashed_to_fit() -> None:
 def test_a_database_that_cannot_answer_refuses(tmp_path: Any) -> None:
     closed = SqlStore(make_engine("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"))
     with pytest.raises(StoreUnavailable):
-        SqlNonceStore(closed).check_and_store("k", "n", 10)
+        SqlNonceStore(closed).check_and_store("k", "n", 10, created=NOW)
     with pytest.raises(StoreUnavailable):
         SqlKeyRepository(closed).get("k")
     with pytest.raises(StoreUnavailable):
@@ -203,7 +200,7 @@ def test_a_missing_table_is_unavailable_not_a_crash(store: SqlStore) -> None:
     with store.transaction() as tx:
         tx.session.execute(_sql("DROP TABLE nonces"))
     with pytest.raises(StoreUnavailable):
-        SqlNonceStore(store).check_and_store("k", "n", 10)
+        SqlNonceStore(store).check_and_store("k", "n", 10, created=NOW)
 
 
 def test_verifier_over_sql_refuses_replay_and_a_locally_revoked_key(

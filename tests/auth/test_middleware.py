@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import httpx
 import pytest
 from fastapi import FastAPI, Request
@@ -168,7 +170,9 @@ async def test_oversized_body_gets_413(app: Starlette, clock: FixedClock) -> Non
 
 async def test_store_outage_gets_503(keys: InMemoryKeyResolver, clock: FixedClock) -> None:
     class Broken:
-        def check_and_store(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
+        def check_and_store(
+            self, key_id: str, nonce: str, ttl_seconds: int, *, created: dt.datetime
+        ) -> bool:
             raise StoreUnavailable("down")
 
     app = Starlette(routes=[Route("/whoami", whoami)])

@@ -11,7 +11,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pkiforge.auth.keys import CachedKeyResolver, InMemoryKeyResolver, KeyStatus, RegisteredKey
-from pkiforge.auth.nonces import InMemoryNonceStore, RedisNonceStore, claim_nonce, nonce_key
+from pkiforge.auth.nonces import InMemoryNonceStore, claim_nonce, nonce_key
+from pkiforge.auth.redis_nonces import RedisNonceStore
 from pkiforge.auth.ratelimit import (
     FailurePolicy,
     InMemoryFailureTracker,
@@ -107,23 +108,24 @@ def test_cache_remembers_unknown_ids_and_stays_bounded() -> None:
 def test_in_memory_nonces_refuse_replays_and_expire() -> None:
     clock = FixedClock(NOW)
     store = InMemoryNonceStore(clock=clock)
-    assert store.check_and_store("k1", "n1", 10)
-    assert not store.check_and_store("k1", "n1", 10)
-    assert store.check_and_store("k2", "n1", 10)  # nonces are per key
-    assert store.check_and_store("k", "1:n1", 10)  # no collision through ':'
+    assert store.check_and_store("k1", "n1", 10, created=NOW)
+    assert not store.check_and_store("k1", "n1", 10, created=NOW)
+    assert store.check_and_store("k2", "n1", 10, created=NOW)  # nonces are per key
+    assert store.check_and_store("k", "1:n1", 10, created=NOW)  # no collision through ':'
     clock.advance(dt.timedelta(seconds=10))
-    assert store.check_and_store("k1", "n1", 10)
+    assert store.check_and_store("k1", "n1", 10, created=NOW)
     assert len(store) == 1
 
 
 def test_in_memory_nonces_are_race_free() -> None:
     store = InMemoryNonceStore()
+    signed = dt.datetime.now(dt.UTC)
     results: list[bool] = []
     barrier = threading.Barrier(16)
 
     def attempt() -> None:
         barrier.wait()
-        results.append(store.check_and_store("k1", "same", 60))
+        results.append(store.check_and_store("k1", "same", 60, created=signed))
 
     threads = [threading.Thread(target=attempt) for _ in range(16)]
     for thread in threads:
@@ -135,10 +137,10 @@ def test_in_memory_nonces_are_race_free() -> None:
 
 def test_full_in_memory_store_refuses_rather_than_forgets() -> None:
     store = InMemoryNonceStore(clock=FixedClock(NOW), max_entries=2)
-    store.check_and_store("k", "a", 60)
-    store.check_and_store("k", "b", 60)
+    store.check_and_store("k", "a", 60, created=NOW)
+    store.check_and_store("k", "b", 60, created=NOW)
     with pytest.raises(StoreUnavailable):
-        store.check_and_store("k", "c", 60)
+        store.check_and_store("k", "c", 60, created=NOW)
 
 
 @pytest.mark.redis
@@ -149,16 +151,16 @@ def test_redis_nonce_replayed_across_two_verifiers_is_refused(
     keys = InMemoryKeyResolver([registered("client-ed25519", "key-ed25519")])
     clock = FixedClock(NOW)
     replica_a = RequestVerifier(
-        keys=keys, nonces=RedisNonceStore(client, prefix=prefix), clock=clock
+        keys=keys, nonces=RedisNonceStore(client, prefix=prefix, clock=clock), clock=clock
     )
     replica_b = RequestVerifier(
-        keys=keys, nonces=RedisNonceStore(client, prefix=prefix), clock=clock
+        keys=keys, nonces=RedisNonceStore(client, prefix=prefix, clock=clock), clock=clock
     )
     request = sign(signer_for("client-ed25519", "key-ed25519"), "POST", "https://h/x", [], b"{}")
     replica_a.verify(request)
     with pytest.raises(Exception, match="nonce reused"):
         replica_b.verify(request)
-    (name,) = list(client.scan_iter(match=f"{prefix}*"))
+    (name,) = list(client.scan_iter(match=f"{prefix}[0-9]*"))  # the nonce, not memory-start
     assert 0 < client.ttl(name) <= 300 + 2 * 30 + 1
 
 
@@ -167,54 +169,54 @@ def test_redis_claims_settle_once_and_abandon_only_their_own_nonce(
     redis_client: tuple[redis.Redis, str],
 ) -> None:
     client, prefix = redis_client
-    store = RedisNonceStore(client, prefix=prefix)
+    store = RedisNonceStore(client, prefix=prefix, clock=FixedClock(NOW))
     name = prefix + nonce_key("k", "n")
 
-    first = claim_nonce(store, "k", "n", 60)
-    second = claim_nonce(store, "k", "n", 60)  # sent before the first is settled
+    first = claim_nonce(store, "k", "n", 60, NOW)
+    second = claim_nonce(store, "k", "n", 60, NOW)  # sent before the first is settled
     assert first.settle() is True
     assert second.settle() is False
     with pytest.raises(RuntimeError):
         first.settle()  # a claim answers once
 
     # A refused request that did not store the nonce must not delete the one that did.
-    loser = claim_nonce(store, "k", "n", 60)
+    loser = claim_nonce(store, "k", "n", 60, NOW)
     loser.abandon()
     assert client.exists(name) == 1
 
     # A refused request that stored it deletes it again: forged requests leave nothing.
     client.delete(name)
-    forged = claim_nonce(store, "k", "n", 60)
+    forged = claim_nonce(store, "k", "n", 60, NOW)
     forged.abandon()
     assert client.exists(name) == 0
-    assert claim_nonce(store, "k", "n", 60).settle() is True
+    assert claim_nonce(store, "k", "n", 60, NOW).settle() is True
 
 
 @pytest.mark.redis
 def test_redis_claim_outage_raises_at_settle_and_abandon_stays_quiet() -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     store = RedisNonceStore(dead, prefix="x:")
-    claim = claim_nonce(store, "k", "n", 10)  # the send failed; nothing is raised yet
+    claim = claim_nonce(store, "k", "n", 10, NOW)  # the send failed; nothing is raised yet
     with pytest.raises(StoreUnavailable, match="ConnectionError"):
         claim.settle()
-    claim_nonce(store, "k", "n", 10).abandon()  # the request is refused anyway
+    claim_nonce(store, "k", "n", 10, NOW).abandon()  # the request is refused anyway
 
 
 def test_stores_without_claims_store_only_when_settled() -> None:
     store = InMemoryNonceStore(clock=FixedClock(NOW))
-    claim_nonce(store, "k", "n", 10).abandon()
+    claim_nonce(store, "k", "n", 10, NOW).abandon()
     assert len(store) == 0
-    claim = claim_nonce(store, "k", "n", 10)
+    claim = claim_nonce(store, "k", "n", 10, NOW)
     assert len(store) == 0  # nothing happens before the signature has verified
     assert claim.settle() is True
-    assert claim_nonce(store, "k", "n", 10).settle() is False
+    assert claim_nonce(store, "k", "n", 10, NOW).settle() is False
 
 
 @pytest.mark.redis
 def test_redis_outage_is_store_unavailable() -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     with pytest.raises(StoreUnavailable, match="ConnectionError"):
-        RedisNonceStore(dead, prefix="x:").check_and_store("k", "n", 10)
+        RedisNonceStore(dead, prefix="x:").check_and_store("k", "n", 10, created=NOW)
     with pytest.raises(StoreUnavailable):
         RedisFailureTracker(dead, prefix="x:").check("192.0.2.1")
     with pytest.raises(StoreUnavailable):

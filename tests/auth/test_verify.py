@@ -14,7 +14,8 @@ from pkiforge.auth.algorithms import SignatureAlgorithm
 from pkiforge.auth.canonical import HttpRequest
 from pkiforge.auth.digest import content_digest
 from pkiforge.auth.keys import InMemoryKeyResolver
-from pkiforge.auth.nonces import InMemoryNonceStore, RedisNonceStore
+from pkiforge.auth.nonces import InMemoryNonceStore
+from pkiforge.auth.redis_nonces import RedisNonceStore
 from pkiforge.auth.verify import RequestVerifier, VerifierPolicy
 from pkiforge.clock import FixedClock
 from pkiforge.errors import AuthenticationFailed, StoreUnavailable
@@ -257,7 +258,9 @@ def test_a_configured_label_picks_one_of_several(
 
 
 class _BrokenNonces:
-    def check_and_store(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
+    def check_and_store(
+        self, key_id: str, nonce: str, ttl_seconds: int, *, created: dt.datetime
+    ) -> bool:
         raise StoreUnavailable("nonce store unavailable: ConnectionError")
 
 
@@ -300,7 +303,7 @@ def test_a_forged_request_leaves_no_nonce_in_redis(
     """With Redis the nonce is claimed before the signature is checked, and given back."""
     client, prefix = redis_client
     verifier = RequestVerifier(
-        keys=keys, nonces=RedisNonceStore(client, prefix=prefix), clock=clock
+        keys=keys, nonces=RedisNonceStore(client, prefix=prefix, clock=clock), clock=clock
     )
     request = _signed_post()
     if forgery == "bad signature":
@@ -315,13 +318,13 @@ def test_a_forged_request_leaves_no_nonce_in_redis(
         with pytest.raises(MemoryError):
             verifier.verify(request)
         monkeypatch.undo()
-    assert list(client.scan_iter(match=f"{prefix}*")) == []
+    assert list(client.scan_iter(match=f"{prefix}[0-9]*")) == []  # no nonce (memory-start stays)
     verifier.verify(request)  # the genuine request still gets its nonce
     with pytest.raises(AuthenticationFailed, match="nonce reused"):
         verifier.verify(request)
     with pytest.raises(AuthenticationFailed, match="signature does not verify"):
         verifier.verify(_with(request, method="PUT"))  # a forgery still fails on its own
-    assert len(list(client.scan_iter(match=f"{prefix}*"))) == 1  # and left the nonce be
+    assert len(list(client.scan_iter(match=f"{prefix}[0-9]*"))) == 1  # and left the nonce be
 
 
 def test_reasons_carry_no_key_material(verifier: RequestVerifier) -> None:

@@ -5,7 +5,8 @@
     digest.py       RFC 9530 Content-Digest
     algorithms.py   RFC 9421 §3.3 algorithms, key policy, fingerprint, key ids
     keys.py         RegisteredKey, the KeyResolver port, in-memory and TTL-cached resolvers
-    nonces.py       the NonceStore port, in-process and Redis stores
+    nonces.py       the NonceStore port and the in-process store; when a store's memory began
+    redis_nonces.py the Redis nonce store: one atomic script checks the memory and sets a nonce
     ratelimit.py    FailureTracker: block an address after repeated failures (in-process, Redis)
     compat.py       the origin documents' "PKI" scheme, with its weak points fixed
     verify.py       RequestVerifier: the one verifier, for the middleware and pkiforge's API
@@ -23,7 +24,8 @@ from pkiforge.auth.keys import (
     KeyStatus,
     RegisteredKey,
 )
-from pkiforge.auth.nonces import InMemoryNonceStore, NonceStore, RedisNonceStore
+from pkiforge.auth.nonces import InMemoryNonceStore, NonceStore
+from pkiforge.auth.redis_nonces import RedisNonceStore
 from pkiforge.auth.verify import RequestVerifier, VerifiedIdentity, VerifierPolicy
 
 __all__ = [

@@ -1,13 +1,20 @@
-"""Replay protection: the `NonceStore` port, an in-process store and a Redis store.
+"""Replay protection: the `NonceStore` port and an in-process store (Redis: redis_nonces.py).
 
 The verifier asks for a nonce through `claim_nonce`, which answers in two steps: the claim
 is made before the signature is checked and settled after. A store with a `claim` method
-(Redis) sends its `SET NX` at once, so the round trip overlaps the signature check; for any
+(Redis) sends its write at once, so the round trip overlaps the signature check; for any
 other store the claim does nothing until it is settled, so the nonce is stored only for a
 request whose signature verified. A claim on a request that is refused after all is
 `abandon`ed: a nonce it stored is deleted again, so that forged requests leave nothing
 behind. A request is accepted only when its own claim stored the nonce, so a request is
 never accepted twice, whatever the order in which claims and deletions land.
+
+A store can lose its memory (Redis restarted, failed over, flushed or evicting; a database
+restored from a backup; the process restarted), so each keeps the time its memory began and
+refuses (`memory_reset`) a signature created before it: that signature may have been
+accepted while the lost memory held its nonce. The shared stores notice a loss in the same
+atomic step as each nonce write and begin a new memory then; clients sign again and are
+accepted.
 """
 
 from __future__ import annotations
@@ -15,32 +22,43 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import threading
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from pkiforge.clock import Clock, SystemClock
-from pkiforge.errors import StoreUnavailable
-from pkiforge.redis_calls import PendingReply, RedisCalls
-
-if TYPE_CHECKING:
-    from redis import Redis
+from pkiforge.errors import AuthenticationFailed, StoreUnavailable
 
 __all__ = [
+    "MEMORY_RESET",
     "InMemoryNonceStore",
     "NonceClaim",
     "NonceStore",
-    "RedisNonceStore",
     "claim_nonce",
+    "memory_reset",
     "nonce_key",
+    "process_start",
 ]
+
+MEMORY_RESET = "nonce memory was reset; sign again"
+
+
+def memory_reset() -> AuthenticationFailed:
+    """The refusal of a signature created before the nonce store's memory began."""
+    return AuthenticationFailed(MEMORY_RESET, reason=MEMORY_RESET)
 
 
 class NonceStore(Protocol):
     """Remembers (key id, nonce) pairs for a while."""
 
-    def check_and_store(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
+    def check_and_store(
+        self, key_id: str, nonce: str, ttl_seconds: int, *, created: dt.datetime
+    ) -> bool:
         """Store the pair for `ttl_seconds`; False when it was already there.
 
+        `created` is when the signature says it was made; a store whose memory began after
+        it cannot know whether the pair was seen, and refuses.
+
         Raises:
+            AuthenticationFailed: `created` is before the store's memory began (`memory_reset`).
             StoreUnavailable: the store cannot answer (callers must refuse the request).
         """
         ...
@@ -53,6 +71,7 @@ class NonceClaim(Protocol):
         """True when this claim stored the nonce; False when it was already there.
 
         Raises:
+            AuthenticationFailed: signed before the store's memory began (`memory_reset`).
             StoreUnavailable: the store cannot answer (callers must refuse the request).
         """
         ...
@@ -68,27 +87,45 @@ class NonceClaim(Protocol):
 class _DeferredClaim:
     """A claim on a store that answers only when asked: all the work happens in `settle`."""
 
-    __slots__ = ("_key_id", "_nonce", "_store", "_ttl")
+    __slots__ = ("_created", "_key_id", "_nonce", "_store", "_ttl")
 
-    def __init__(self, store: NonceStore, key_id: str, nonce: str, ttl_seconds: int) -> None:
+    def __init__(
+        self, store: NonceStore, key_id: str, nonce: str, ttl_seconds: int, created: dt.datetime
+    ) -> None:
         self._store = store
         self._key_id = key_id
         self._nonce = nonce
         self._ttl = ttl_seconds
+        self._created = created
 
     def settle(self) -> bool:
-        return self._store.check_and_store(self._key_id, self._nonce, self._ttl)
+        return self._store.check_and_store(
+            self._key_id, self._nonce, self._ttl, created=self._created
+        )
 
     def abandon(self) -> None:
         pass
 
 
-def claim_nonce(store: NonceStore, key_id: str, nonce: str, ttl_seconds: int) -> NonceClaim:
+def claim_nonce(
+    store: NonceStore, key_id: str, nonce: str, ttl_seconds: int, created: dt.datetime
+) -> NonceClaim:
     """Start asking `store` for the pair: at once if the store can (see the module docstring)."""
     claim = getattr(store, "claim", None)
     if claim is not None:
-        return claim(key_id, nonce, ttl_seconds)  # type: ignore[no-any-return]
-    return _DeferredClaim(store, key_id, nonce, ttl_seconds)
+        return claim(key_id, nonce, ttl_seconds, created)  # type: ignore[no-any-return]
+    return _DeferredClaim(store, key_id, nonce, ttl_seconds, created)
+
+
+def process_start(clock: Clock) -> dt.datetime:
+    """The start of a memory that begins with this process: now, down to the whole second.
+
+    `created` has whole seconds, so with the fraction kept a client that signs in the second
+    the process started would be refused. Letting that second through costs a replay only if
+    the process before this one accepted a request in the same second, and a restart
+    (shutdown, interpreter start, imports) seldom fits in one.
+    """
+    return clock.now().replace(microsecond=0)
 
 
 def nonce_key(key_id: str, nonce: str) -> str:
@@ -100,7 +137,10 @@ class InMemoryNonceStore:
     """A thread-safe, expiring nonce store for one process.
 
     Holds at most `max_entries` live nonces; past that it refuses (StoreUnavailable) rather
-    than forget a nonce early, which would let a replay through.
+    than forget a nonce early, which would let a replay through. Its memory begins when it is
+    made and ends with the process, so it refuses signatures created before it was made (a
+    request signed before a restart may have been accepted by the process before), counting
+    from the start of that second (`process_start`).
     """
 
     def __init__(self, *, clock: Clock | None = None, max_entries: int = 1_000_000) -> None:
@@ -109,8 +149,13 @@ class InMemoryNonceStore:
         self._lock = threading.Lock()
         self._expiry: dict[str, dt.datetime] = {}
         self._heap: list[tuple[dt.datetime, str]] = []
+        self._start = process_start(self._clock)
 
-    def check_and_store(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
+    def check_and_store(
+        self, key_id: str, nonce: str, ttl_seconds: int, *, created: dt.datetime
+    ) -> bool:
+        if created < self._start:
+            raise memory_reset()
         now = self._clock.now()
         name = nonce_key(key_id, nonce)
         with self._lock:
@@ -135,63 +180,3 @@ class InMemoryNonceStore:
         with self._lock:
             self._purge(self._clock.now())
             return len(self._expiry)
-
-
-class RedisNonceStore:
-    """Nonces in Redis, shared by every replica: one atomic `SET key 1 NX EX ttl`."""
-
-    def __init__(self, client: Redis, *, prefix: str = "pkiforge:nonce:") -> None:
-        self._call = RedisCalls(client)
-        self._prefix = prefix
-
-    def check_and_store(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
-        return self.claim(key_id, nonce, ttl_seconds).settle()
-
-    def claim(self, key_id: str, nonce: str, ttl_seconds: int) -> NonceClaim:
-        """Send the `SET NX` now; the claim reads Redis's answer when it is settled."""
-        return _RedisClaim(self._call, self._prefix + nonce_key(key_id, nonce), ttl_seconds)
-
-
-class _RedisClaim:
-    """A `SET NX` sent to Redis; a failure to send is kept and raised by `settle`."""
-
-    __slots__ = ("_call", "_error", "_name", "_pending")
-
-    def __init__(self, call: RedisCalls, name: str, ttl_seconds: int) -> None:
-        from redis.exceptions import RedisError
-
-        self._call = call
-        self._name = name
-        self._pending: PendingReply | None = None
-        self._error: Exception | None = None
-        try:
-            self._pending = call.send("SET", name, b"1", "NX", "EX", max(1, ttl_seconds))
-        except (RedisError, OSError) as exc:
-            self._error = exc
-
-    def settle(self) -> bool:
-        from redis.exceptions import RedisError
-
-        pending, error = self._pending, self._error
-        self._pending = self._error = None
-        if pending is None:
-            if error is None:
-                raise RuntimeError("the claim was already settled")
-            raise _unavailable(error) from error
-        try:
-            return bool(pending.reply())
-        except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from exc
-
-    def abandon(self) -> None:
-        from redis.exceptions import RedisError
-
-        try:
-            if self.settle():
-                self._call("DEL", self._name)
-        except (StoreUnavailable, RedisError, OSError):
-            pass  # the nonce, if it was stored, expires with its TTL
-
-
-def _unavailable(exc: Exception) -> StoreUnavailable:
-    return StoreUnavailable(f"nonce store unavailable: {type(exc).__name__}")

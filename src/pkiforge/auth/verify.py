@@ -9,7 +9,8 @@ digest matches the body; the signature verifies; and the nonce is new. The nonce
 just before the signature check and settled just after (`nonces.claim_nonce`): a Redis store
 answers while the signature is checked, and a claim whose signature fails is abandoned, so
 that only a request with a valid signature keeps a nonce. A nonce store that cannot answer
-raises `StoreUnavailable`: the request is refused, never waved on.
+raises `StoreUnavailable`: the request is refused, never waved on. A store whose memory began
+after the signature was created refuses it too (`nonces.memory_reset`): the client signs again.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ class RequestVerifier:
         times: tuple[dt.datetime, dt.datetime | None],
         signature_valid: Callable[[], bool],
     ) -> None:
-        claim = claim_nonce(self.nonces, key_id, nonce, self._nonce_ttl(*times))
+        claim = claim_nonce(self.nonces, key_id, nonce, self._nonce_ttl(*times), times[0])
         try:
             valid = signature_valid()
         except BaseException:

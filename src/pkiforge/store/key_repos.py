@@ -1,4 +1,4 @@
-"""SQL adapters of request signing: the key registry, the nonce store and usage bookkeeping.
+"""SQL adapters of request signing: the key registry and usage bookkeeping.
 
 Tables (migration 0002): `signing_keys`, `key_usage_daily`, `auth_events`, `nonces`. Upserts
 use the dialect's `INSERT ... ON CONFLICT`, which SQLite and PostgreSQL both speak. Every
@@ -9,13 +9,11 @@ than waves a request through.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, insert, or_, select, update
+from sqlalchemy import CursorResult, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -23,15 +21,14 @@ from sqlalchemy.orm import Session
 from pkiforge.actor import Actor
 from pkiforge.auth.algorithms import SignatureAlgorithm, load_public_key
 from pkiforge.auth.keys import KeyStatus, RegisteredKey
-from pkiforge.auth.nonces import nonce_key
 from pkiforge.auth.registry import KeyQuery
 from pkiforge.auth.usage import AuthEvent, DailyUsage, UsageBatch
 from pkiforge.clock import Clock, SystemClock, utc
 from pkiforge.errors import Conflict, IntegrityError, InvalidInput, StoreUnavailable
 from pkiforge.store.db import SqlStore, SqlTransaction
-from pkiforge.store.tables import AuthEventRow, KeyUsageRow, NonceRow, SigningKeyRow
+from pkiforge.store.tables import AuthEventRow, KeyUsageRow, SigningKeyRow
 
-__all__ = ["AuditHook", "SqlKeyRepository", "SqlNonceStore", "SqlUsageSink"]
+__all__ = ["AuditHook", "SqlKeyRepository", "SqlUsageSink"]
 
 # CAContext.audit has this shape: append an audit entry inside the same transaction
 AuditHook = Callable[[SqlTransaction, Actor, str, str | None, dict[str, Any]], None]
@@ -209,60 +206,6 @@ def _domain(row: SigningKeyRow) -> RegisteredKey:
         )
     except (InvalidInput, ValueError) as exc:
         raise IntegrityError(f"stored key {row.key_id} does not load: {exc}") from None
-
-
-def stored_nonce_key(key_id: str, nonce: str) -> str:
-    """The `nonces` primary key: `nonce_key()`, hashed when it would not fit 255 characters."""
-    name = nonce_key(key_id, nonce)
-    if len(name) <= 255:
-        return name
-    return "sha256:" + hashlib.sha256(name.encode("utf-8")).hexdigest()
-
-
-class SqlNonceStore:
-    """`NonceStore` over the `nonces` table, for several workers sharing one database.
-
-    One INSERT per request; a conflict means the pair was seen, unless the stored row has
-    already expired (then it is taken over). Expired rows are deleted at most once per
-    `purge_every` seconds per process, inside a request's transaction.
-    """
-
-    def __init__(
-        self, store: SqlStore, *, clock: Clock | None = None, purge_every: float = 60.0
-    ) -> None:
-        self._store = store
-        self._clock = clock or SystemClock()
-        self._purge_every = dt.timedelta(seconds=purge_every)
-        self._lock = threading.Lock()
-        self._last_purge: dt.datetime | None = None
-
-    def check_and_store(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
-        now = utc(self._clock.now())
-        name = stored_nonce_key(key_id, nonce)
-        until = now + dt.timedelta(seconds=max(1, ttl_seconds))
-        try:
-            with _session(self._store, "nonce store") as s:
-                if self._purge_due(now):
-                    s.execute(delete(NonceRow).where(NonceRow.expires_at <= now))
-                stmt = _insert(s, NonceRow).values(nonce_key=name, expires_at=until)
-                stmt = stmt.on_conflict_do_nothing().returning(NonceRow.nonce_key)
-                if s.execute(stmt).first() is not None:
-                    return True
-                taken_over = s.execute(
-                    update(NonceRow)
-                    .where(NonceRow.nonce_key == name, NonceRow.expires_at <= now)
-                    .values(expires_at=until)
-                )
-                return _rowcount(taken_over) == 1
-        except SAIntegrityError:  # a concurrent writer won in between: seen
-            return False
-
-    def _purge_due(self, now: dt.datetime) -> bool:
-        with self._lock:
-            if self._last_purge is not None and now - self._last_purge < self._purge_every:
-                return False
-            self._last_purge = now
-            return True
 
 
 class SqlUsageSink:
