@@ -219,8 +219,10 @@ def _begin_nonce_memory(redis_url: str, prefix: str) -> None:
 
     client = redis.Redis.from_url(redis_url)
     try:
+        # as redis_nonces.py writes it: the start in ms and the Redis run it belongs to; it
         # expires after the run, as the nonces do (an hour outlasts any round)
-        client.set(f"{prefix}memory-start", int((time.time() - 1) * 1000), ex=3600)
+        began = f"{int((time.time() - 1) * 1000)}:{client.info('server')['run_id']}"
+        client.set(f"{prefix}memory-start", began, ex=3600)
     finally:
         client.close()
 

@@ -401,13 +401,13 @@ def _key_auth(
     from pkiforge.auth.keys import CachedKeyResolver
     from pkiforge.auth.metrics import AuthMetrics
     from pkiforge.auth.nonces import InMemoryNonceStore, NonceStore
-    from pkiforge.auth.redis_nonces import RedisNonceStore
     from pkiforge.auth.ratelimit import (
         FailurePolicy,
         FailureTracker,
         InMemoryFailureTracker,
         RedisFailureTracker,
     )
+    from pkiforge.auth.redis_nonces import RedisNonceStore
     from pkiforge.auth.registry import KeyRegistry
     from pkiforge.auth.usage import UsageRecorder
     from pkiforge.auth.verify import RequestVerifier, VerifierPolicy

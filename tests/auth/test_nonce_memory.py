@@ -162,9 +162,7 @@ def test_start_warns_when_it_may_not_read_the_policy(
     server.client().acl_setuser(
         "app", enabled=True, passwords=["+app-password"], keys=["*"], commands=["+@all", "-config"]
     )
-    store = RedisNonceStore(
-        server.client(username="app", password="app-password"), prefix=PREFIX
-    )
+    store = RedisNonceStore(server.client(username="app", password="app-password"), prefix=PREFIX)
     with caplog.at_level(logging.WARNING, logger="pkiforge.auth"):
         store.open()
     assert "cannot read Redis's maxmemory-policy (NoPermissionError)" in caplog.text

@@ -12,12 +12,12 @@ from redis.retry import Retry
 
 from pkiforge.auth.keys import CachedKeyResolver, InMemoryKeyResolver, KeyStatus, RegisteredKey
 from pkiforge.auth.nonces import InMemoryNonceStore, claim_nonce, nonce_key
-from pkiforge.auth.redis_nonces import RedisNonceStore
 from pkiforge.auth.ratelimit import (
     FailurePolicy,
     InMemoryFailureTracker,
     RedisFailureTracker,
 )
+from pkiforge.auth.redis_nonces import RedisNonceStore
 from pkiforge.auth.verify import RequestVerifier
 from pkiforge.clock import FixedClock
 from pkiforge.errors import (

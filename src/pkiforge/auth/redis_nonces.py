@@ -153,9 +153,7 @@ class _RedisClaim:
 
     __slots__ = ("_args", "_call", "_error", "_keys", "_pending")
 
-    def __init__(
-        self, call: RedisCalls, keys: tuple[str, str], args: tuple[int, int, int]
-    ) -> None:
+    def __init__(self, call: RedisCalls, keys: tuple[str, str], args: tuple[int, int, int]) -> None:
         from redis.exceptions import RedisError
 
         self._call = call

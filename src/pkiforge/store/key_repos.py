@@ -23,7 +23,7 @@ from pkiforge.auth.algorithms import SignatureAlgorithm, load_public_key
 from pkiforge.auth.keys import KeyStatus, RegisteredKey
 from pkiforge.auth.registry import KeyQuery
 from pkiforge.auth.usage import AuthEvent, DailyUsage, UsageBatch
-from pkiforge.clock import Clock, SystemClock, utc
+from pkiforge.clock import utc
 from pkiforge.errors import Conflict, IntegrityError, InvalidInput, StoreUnavailable
 from pkiforge.store.db import SqlStore, SqlTransaction
 from pkiforge.store.tables import AuthEventRow, KeyUsageRow, SigningKeyRow
