@@ -159,8 +159,8 @@ def test_start_warns_unless_redis_never_evicts(
 def test_start_warns_when_it_may_not_read_the_policy(
     server: PrivateRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server.client().acl_setuser(
-        "app", enabled=True, passwords=["+app-password"], keys=["*"], commands=["+@all", "-config"]
+    server.client().execute_command(
+        "ACL", "SETUSER", "app", "on", ">app-password", "~*", "+@all", "-config"
     )
     store = RedisNonceStore(server.client(username="app", password="app-password"), prefix=PREFIX)
     with caplog.at_level(logging.WARNING, logger="pkiforge.auth"):
