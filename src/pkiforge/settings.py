@@ -140,6 +140,16 @@ class ServerSettings(_Section):
     trusted_proxies: list[str] = Field(default_factory=list)
     client_cert_header: str = "x-forwarded-client-cert"
     max_body_bytes: int = 1024 * 1024
+    # the HTTP layer's bounds (server/limits.py; docs/operations.md, "Limits and timeouts")
+    max_request_line_bytes: int = Field(default=8 * 1024, ge=64)
+    max_header_bytes: int = Field(default=8 * 1024, ge=64)
+    max_head_bytes: int = Field(default=64 * 1024, ge=256)
+    max_headers: int = Field(default=100, ge=1)
+    idle_timeout_seconds: int = Field(default=5, ge=1)  # also uvicorn's keep-alive timeout
+    head_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)  # per worker
+    max_connections_per_client: int = Field(default=100, ge=1)  # per worker and address
     # the server's own TLS certificate: profile, key type, renew at this fraction of lifetime
     tls_profile: str = "server"
     tls_key_type: str = "p256"

@@ -3,14 +3,19 @@ breaks it, before any user does.
 
 server/tls.py subclasses uvicorn's HTTP protocol classes to hand the verified client
 certificate to the app (the ASGI TLS extension): it overrides `connection_made(transport)`,
-and replaces `self.app`, which each request reads. server/run.py serves several worker
-processes with `uvicorn.supervisors.Multiprocess(config, sockets=[...]).run()`.
+and replaces `self.app`, which each request reads. server/guard.py puts the HTTP layer's
+bounds in front of them: it overrides `data_received(data)`, `connection_lost(exc)` and
+`send_400_response(msg)` (the parser's "cannot read this request"), and reads `transport`,
+`connections`, `client`, `config` and `cycle` (its `more_body`, `disconnected`,
+`response_started`, `response_complete`, `message_event`). server/run.py serves several
+worker processes with `uvicorn.supervisors.Multiprocess(config, sockets=[...]).run()`.
 pyproject.toml pins uvicorn to the minor versions this module has passed with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import inspect
 import ipaddress
@@ -35,7 +40,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
-from pkiforge.server.config import uvicorn_config
+from pkiforge.server.config import ServingConfig, uvicorn_config
+from pkiforge.server.guard import MALFORMED, TOO_LARGE
+from pkiforge.server.limits import HttpLimits, Over
 from pkiforge.server.tls import TLSFiles, TLSH11Protocol, TLSHttpToolsProtocol
 from tests.conftest import data_file
 
@@ -57,6 +64,96 @@ def test_the_protocol_methods_server_overrides_keep_their_shape(base: type, ours
     assert _parameters(base.connection_made) == ["self", "transport"]
     # uvicorn builds each connection's protocol with these keywords
     assert _parameters(base.__init__)[:4] == ["self", "config", "server_state", "app_state"]
+    # guard.py: what it overrides, and that the parser's error answer goes through it
+    assert _parameters(base.data_received) == ["self", "data"]
+    assert _parameters(base.connection_lost) == ["self", "exc"]
+    assert _parameters(base.send_400_response) == ["self", "msg"]
+    for knob in ("timeout_keep_alive", "h11_max_incomplete_event_size"):
+        assert knob in inspect.signature(uvicorn.Config).parameters
+
+
+class _Transport(asyncio.Transport):
+    """A transport that keeps what is written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8443)}.get(name, default)
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _waits_forever(scope: Any, receive: Any, send: Any) -> None:
+    await asyncio.Event().wait()
+
+
+def _connected(ours: type, limits: HttpLimits | None = None) -> tuple[Any, _Transport, Any]:
+    config = ServingConfig(_waits_forever, http_limits=limits or HttpLimits(), lifespan="off")
+    config.load()
+    state = ServerState()
+    protocol = ours(config=config, server_state=state, app_state={})
+    transport = _Transport()
+    protocol.connection_made(transport)
+    return protocol, transport, state
+
+
+@pytest.mark.parametrize(("base", "ours"), PROTOCOLS.values(), ids=PROTOCOLS.keys())
+async def test_the_protocol_state_the_guard_reads(base: type, ours: type) -> None:
+    protocol, transport, state = _connected(ours)
+    try:
+        assert protocol.transport is transport and protocol in state.connections
+        assert protocol.client == ("127.0.0.1", 5000) and protocol.cycle is None
+        protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
+        cycle = protocol.cycle
+        assert cycle is not None and cycle.more_body  # the head is read, the body is not
+        assert not (cycle.disconnected or cycle.response_started or cycle.response_complete)
+        assert isinstance(cycle.message_event, asyncio.Event)
+        protocol.data_received(b"ab")
+        assert cycle.more_body
+        protocol.data_received(b"cd")
+        assert protocol.cycle is cycle and not cycle.more_body  # the whole body is in
+    finally:
+        for task in list(state.tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+        protocol.connection_lost(None)
+    assert protocol not in state.connections
+
+
+@pytest.mark.parametrize(("base", "ours"), PROTOCOLS.values(), ids=PROTOCOLS.keys())
+async def test_a_parser_error_is_answered_through_send_400_response(base: type, ours: type) -> None:
+    protocol, transport, _ = _connected(ours)
+    protocol.data_received(b"\x01\x02 nonsense\r\n\r\n")
+    assert bytes(transport.written) == MALFORMED and transport.closed
+    protocol.connection_lost(None)
+
+
+@pytest.mark.parametrize(("base", "ours"), PROTOCOLS.values(), ids=PROTOCOLS.keys())
+async def test_a_head_over_its_limit_never_reaches_the_parser(base: type, ours: type) -> None:
+    protocol, transport, state = _connected(ours, HttpLimits(max_header=100))
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 200)
+    assert bytes(transport.written) == TOO_LARGE[Over.HEADER] and transport.closed
+    assert protocol.cycle is None and not state.tasks
+    protocol.connection_lost(None)
 
 
 @pytest.mark.parametrize(("base", "ours"), PROTOCOLS.values(), ids=PROTOCOLS.keys())
@@ -84,8 +181,11 @@ def test_the_supervisor_api_run_calls_is_there(
     # a dead worker is replaced; SIGINT and SIGTERM stop them all
     for method in ("keep_subprocess_alive", "handle_int", "handle_term"):
         assert callable(getattr(Multiprocess, method))
-    config = uvicorn_config(_app_factory, pki[0], "127.0.0.1", 8443, workers=3)
+    limits = HttpLimits(max_head=4096, idle_timeout=7)
+    config = uvicorn_config(_app_factory, pki[0], "127.0.0.1", 8443, workers=3, limits=limits)
     assert config.workers == 3 and config.http == TLSHttpToolsProtocol
+    assert config.http_limits == limits and config.timeout_keep_alive == 7
+    assert config.h11_max_incomplete_event_size == 4096
     assert "ssl_context_factory" in inspect.signature(uvicorn.Config).parameters
     config.load()
     assert config.http_protocol_class is TLSHttpToolsProtocol
@@ -163,12 +263,15 @@ def _app_factory() -> Any:
 
 @asynccontextmanager
 async def _serving(
-    files: TLSFiles, log_level: str, http: type[asyncio.Protocol] | None = None
+    files: TLSFiles,
+    log_level: str,
+    http: type[asyncio.Protocol] | None = None,
+    limits: HttpLimits | None = None,
 ) -> AsyncIterator[int]:
     """A uvicorn server with our TLS configuration on a free local port, for the block."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    config = uvicorn_config(_app_factory, files, "127.0.0.1", port)
+    config = uvicorn_config(_app_factory, files, "127.0.0.1", port, limits=limits)
     if http is not None:
         config.http = http
     config.log_level = log_level
@@ -220,3 +323,25 @@ async def test_a_certificate_from_another_ca_is_refused_in_the_handshake(
         async with httpx.AsyncClient(verify=ctx) as http:
             with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
                 await http.get(f"https://127.0.0.1:{port}/")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS.keys())
+async def test_each_protocol_class_refuses_an_oversized_head_over_tls(
+    pki: tuple[TLSFiles, tuple[str, str], Path], protocol: str
+) -> None:
+    """Both classes, served by uvicorn with our TLS configuration (the real process tests in
+    test_http_limits.py serve httptools, the class `serve` uses)."""
+    files, client, root = pki
+    async with _serving(files, "critical", PROTOCOLS[protocol][1], HttpLimits()) as port:
+        ctx = ssl.create_default_context(cafile=str(root))
+        ctx.load_cert_chain(*client)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=ctx, server_hostname="127.0.0.1"
+        )
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["status"] == 431

@@ -63,6 +63,7 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
 def _serve(state: CliState, listener: socket.socket, host: str, port: int, workers: int) -> None:
     """Ensure the server certificate, then serve on `listener` until interrupted."""
     from pkiforge.server.certificate import ensure_server_certificate, start_renewal_thread
+    from pkiforge.server.limits import HttpLimits
     from pkiforge.server.run import serve, stop_with_supervisor
     from pkiforge.server.tls import reload_loop
     from pkiforge.store.checkpoint import WalCheckpointer
@@ -93,7 +94,9 @@ def _serve(state: CliState, listener: socket.socket, host: str, port: int, worke
         f"  who may call:   {state.home / WHITELIST_FILE} (read at start); stop: Ctrl-C"
     )
     try:
-        serve(app, files, listener, workers=workers)
+        serve(
+            app, files, listener, workers=workers, limits=HttpLimits.from_settings(settings.server)
+        )
     finally:
         stop.set()
         if checkpointer is not None:

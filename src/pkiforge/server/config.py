@@ -9,6 +9,7 @@ from typing import Any
 
 import uvicorn
 
+from pkiforge.server.limits import HttpLimits
 from pkiforge.server.tls import TLSFiles, TLSHttpToolsProtocol, server_context
 
 AppFactory = Callable[[], Any]  # builds the ASGI app where it is called (wiring.ServingApp)
@@ -19,13 +20,30 @@ def ssl_factory(files: TLSFiles, _config: Any, _default: Any) -> ssl.SSLContext:
     return server_context(files)
 
 
+class ServingConfig(uvicorn.Config):
+    """uvicorn's Config with the HTTP layer's limits, which our protocol reads from it (it
+    is pickled into each worker process with them)."""
+
+    def __init__(self, app: AppFactory, *, http_limits: HttpLimits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.http_limits = http_limits
+
+
 def uvicorn_config(
-    app: AppFactory, files: TLSFiles, host: str, port: int, *, workers: int = 1
-) -> uvicorn.Config:
-    """The uvicorn configuration of the serving processes: our TLS context and protocol; the
-    app is built by `app` in each process that serves it."""
-    return uvicorn.Config(
+    app: AppFactory,
+    files: TLSFiles,
+    host: str,
+    port: int,
+    *,
+    workers: int = 1,
+    limits: HttpLimits | None = None,
+) -> ServingConfig:
+    """The uvicorn configuration of the serving processes: our TLS context and protocol with
+    the HTTP layer's limits; the app is built by `app` in each process that serves it."""
+    limits = limits or HttpLimits()
+    return ServingConfig(
         app,
+        http_limits=limits,
         factory=True,
         host=host,
         port=port,
@@ -36,4 +54,8 @@ def uvicorn_config(
         server_header=False,
         proxy_headers=False,  # the client address is the peer; proxies are handled explicitly
         log_level="info",
+        # between requests; the guard applies the same limit after the handshake
+        timeout_keep_alive=max(1, round(limits.idle_timeout)),
+        # h11 (if chosen) bounds its own buffer too; httptools has no such limit
+        h11_max_incomplete_event_size=limits.max_head,
     )

@@ -11,17 +11,25 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from pkiforge.server.config import AppFactory, uvicorn_config
+from pkiforge.server.limits import HttpLimits
 from pkiforge.server.tls import TLSFiles
 
 PARENT_CHECK_SECONDS = 1.0
 
 
-def serve(app: AppFactory, files: TLSFiles, listener: socket.socket, *, workers: int) -> None:
+def serve(
+    app: AppFactory,
+    files: TLSFiles,
+    listener: socket.socket,
+    *,
+    workers: int,
+    limits: HttpLimits | None = None,
+) -> None:
     """Serve the app `app` builds on `listener`, in this process or in `workers` processes
     that share it (blocks until SIGINT/SIGTERM). With several, `app` must be picklable: each
     worker calls it; uvicorn's supervisor restarts a worker that dies."""
     host, port = listener.getsockname()[:2]
-    config = uvicorn_config(app, files, host, port, workers=workers)
+    config = uvicorn_config(app, files, host, port, workers=workers, limits=limits)
     if workers > 1:
         Multiprocess(config, sockets=[listener]).run()
         return

@@ -23,10 +23,9 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pkiforge.pairs import resolve_pair
+from pkiforge.server.guard import GuardedH11Protocol, GuardedHttpToolsProtocol
 
 log = logging.getLogger("pkiforge.server")
 RELOAD_SECONDS = 5.0
@@ -152,8 +151,8 @@ class _WithTLS:
         await self.app(scope, receive, send)
 
 
-class TLSH11Protocol(H11Protocol):
-    """h11 with the ASGI TLS extension."""
+class TLSH11Protocol(GuardedH11Protocol):
+    """h11 with the HTTP layer's bounds (server/guard.py) and the ASGI TLS extension."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -162,8 +161,8 @@ class TLSH11Protocol(H11Protocol):
             self.app = _WithTLS(self.app, tls)
 
 
-class TLSHttpToolsProtocol(HttpToolsProtocol):
-    """httptools with the ASGI TLS extension."""
+class TLSHttpToolsProtocol(GuardedHttpToolsProtocol):
+    """httptools with the HTTP layer's bounds (server/guard.py) and the ASGI TLS extension."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
