@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 from cryptography import x509
 
-from pkiforge.ca.models import CertificateRecord
+from pkiforge.ca.models import Revocation
 from pkiforge.ca.signing import SigningCA
 from pkiforge.errors import InvalidInput
 
@@ -71,12 +71,21 @@ def build_crl(
     number: int,
     this_update: dt.datetime,
     next_update: dt.datetime,
-    revoked: Sequence[CertificateRecord],
+    revoked: Iterable[tuple[int, Revocation]],
 ) -> x509.CertificateRevocationList:
-    """A v2 CRL with CRL number and AKI; entries carry reason and invalidity date."""
+    """A v2 CRL with CRL number and AKI; entries carry reason and invalidity date.
+
+    The entries go to the builder in one list: `add_revoked_certificate` copies the list it
+    has on each call, which makes a CRL of n entries cost n² (tests/ca/
+    test_cryptography_contract.py keeps the constructor this relies on).
+    """
     ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    own_serial = issuer.certificate.serial_number
+    # a CA never lists itself: a root on its own CRL would make every verifier that checks
+    # the anchor's status reject the whole hierarchy
+    entries = [_entry(serial, rev) for serial, rev in revoked if serial != own_serial]
     builder = (
-        x509.CertificateRevocationListBuilder()
+        x509.CertificateRevocationListBuilder(revoked_certificates=entries)
         .issuer_name(issuer.certificate.subject)
         .last_update(this_update)
         .next_update(next_update)
@@ -85,22 +94,13 @@ def build_crl(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
         )
     )
-    own_serial = issuer.certificate.serial_number
-    for record in revoked:
-        # a CA never lists itself: a root on its own CRL would make every verifier that
-        # checks the anchor's status reject the whole hierarchy
-        if record.revocation is None or record.serial == own_serial:
-            continue
-        builder = builder.add_revoked_certificate(_entry(record))
     return issuer.sign_crl(builder)
 
 
-def _entry(record: CertificateRecord) -> x509.RevokedCertificate:
-    rev = record.revocation
-    assert rev is not None
+def _entry(serial: int, rev: Revocation) -> x509.RevokedCertificate:
     entry = (
         x509.RevokedCertificateBuilder()
-        .serial_number(record.serial)
+        .serial_number(serial)
         .revocation_date(rev.revoked_at.replace(microsecond=0))
     )
     # RFC 5280 §5.3.1: the reasonCode unspecified SHOULD be absent instead

@@ -53,6 +53,12 @@ class CertificateRepository(Protocol):
         from `revocation.revoked_at` (unless an earlier revocation already did)."""
 
     def revoked(self, issuer: str) -> list[CertificateRecord]: ...
+    def crl_entries(
+        self, issuer: str, *, unexpired_at: dt.datetime, leave_out: int
+    ) -> Iterator[tuple[int, Revocation]]:
+        """Serial and revocation of each revoked certificate of `issuer` that is unexpired
+        at `unexpired_at`, except serial `leave_out`, by revocation time; read in one
+        streaming query (consume it inside the transaction)."""
 
 
 class MaintenanceRepository(Protocol):

@@ -7,6 +7,7 @@ when `ca/crl_freshness.py` says it is due, by whichever replica takes the issuer
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import replace
 
 from cryptography import x509
@@ -222,20 +223,19 @@ class RevocationService:
         self, tx: Transaction, issuer: str, signer: SigningCA, number: int, now: dt.datetime
     ) -> tuple[CRLRecord, int]:
         """The CRL listing the issuer's revocations as read in `tx`, and its entry count."""
-        own = signer.certificate.serial_number
         # RFC 5280 §3.3: entries may go once the certificate has expired; a CA never lists
         # its own certificate (that is its issuer's CRL)
-        entries = [
-            r
-            for r in tx.certificates.revoked(issuer)
-            if (r.not_after is None or r.not_after > now) and r.serial != own
-        ]
+        entries = _Counted(
+            tx.certificates.crl_entries(
+                issuer, unexpired_at=now, leave_out=signer.certificate.serial_number
+            )
+        )
         next_update = now + self.ctx.config.crl_next_update
         crl = build_crl(
             issuer=signer, number=number, this_update=now, next_update=next_update, revoked=entries
         )
         der = crl.public_bytes(Encoding.DER)
-        return CRLRecord(issuer, number, now, next_update, der), len(entries)
+        return CRLRecord(issuer, number, now, next_update, der), entries.count
 
     def latest_crl(self, issuer: str) -> CRLRecord:
         """The newest stored CRL.
@@ -261,3 +261,16 @@ class RevocationService:
         if record is None:
             raise NotFound(f"no certificate with serial {serial:x}", field="serial")
         return record
+
+
+class _Counted:
+    """An iterable that counts what it has yielded (entries streamed into a CRL)."""
+
+    def __init__(self, items: Iterator[tuple[int, Revocation]]) -> None:
+        self._items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[tuple[int, Revocation]]:
+        for item in self._items:
+            self.count += 1
+            yield item

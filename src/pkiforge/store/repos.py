@@ -297,6 +297,33 @@ class SqlCertificateRepository(Repo):
         )
         return [self._domain(row) for row in self.c.execute(stmt)]
 
+    def crl_entries(
+        self, issuer: str, *, unexpired_at: dt.datetime, leave_out: int
+    ) -> Iterator[tuple[int, Revocation]]:
+        # the revocation columns only, streamed in batches: no certificate is read or parsed
+        stmt = (
+            select(
+                _REVS.c.serial_number,
+                _REVS.c.reason,
+                _REVS.c.revoked_at,
+                _REVS.c.invalidity_date,
+                _REVS.c.revoked_by,
+            )
+            .select_from(_REVS.join(_CERTS, _CERTS.c.serial_number == _REVS.c.serial_number))
+            .where(
+                _CERTS.c.issuer == issuer,
+                _CERTS.c.serial_number != format_serial(leave_out),
+                _CERTS.c.not_after.is_(None) | (_CERTS.c.not_after > _ts(unexpired_at)),
+            )
+            .order_by(_REVS.c.revoked_at, _REVS.c.serial_number)
+            .execution_options(yield_per=5000)
+        )
+        for serial, reason, at, invalidity, by in self.c.execute(stmt):
+            yield (
+                int(serial, 16),
+                Revocation(x509.ReasonFlags(reason), utc(at), _ts(invalidity), by),
+            )
+
     @staticmethod
     def _domain(row: Any) -> CertificateRecord:
         revocation = None
