@@ -314,6 +314,7 @@ class SqlCertificateRepository(Repo):
                 _CERTS.c.issuer == issuer,
                 _CERTS.c.serial_number != format_serial(leave_out),
                 _CERTS.c.not_after.is_(None) | (_CERTS.c.not_after > _ts(unexpired_at)),
+                _CERTS.c.archived_at.is_(None),  # as _REVOKED_SELECT: long expired
             )
             .order_by(_REVS.c.revoked_at, _REVS.c.serial_number)
             .execution_options(yield_per=5000)
