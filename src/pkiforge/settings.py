@@ -99,6 +99,9 @@ class URLSettings(_Section):
     """Where relying parties find CRLs, OCSP and issuer certificates; `{issuer}` is replaced."""
 
     crl: str | None = None
+    # the delta CRL (RFC 5280 §5.2.6 freshestCRL), written into certificates while
+    # `crl.delta` is on
+    delta_crl: str | None = None
     ocsp: str | None = None
     ca_issuers: str | None = None
 
@@ -116,8 +119,13 @@ class CRLSettings(_Section):
     rebuild_within: dt.timedelta = Field(
         default=dt.timedelta(seconds=3), le=dt.timedelta(minutes=10)
     )
+    # delta CRLs (RFC 5280 §5.2.4): revocations since the newest full CRL, under its number
+    delta: bool = False
+    delta_next_update: dt.timedelta = dt.timedelta(hours=1)
 
-    _v = field_validator("next_update", "rebuild_delay", "rebuild_within", mode="before")(_duration)
+    _v = field_validator(
+        "next_update", "rebuild_delay", "rebuild_within", "delta_next_update", mode="before"
+    )(_duration)
 
     @model_validator(mode="after")
     def _delay_within(self) -> CRLSettings:

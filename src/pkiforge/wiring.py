@@ -145,7 +145,14 @@ def ca_config(settings: Settings) -> CAConfig:
         crl_next_update=settings.crl.next_update,
         crl_rebuild_delay=settings.crl.rebuild_delay,
         crl_rebuild_within=settings.crl.rebuild_within,
-        urls=URLTemplates(urls.crl, urls.ocsp, urls.ca_issuers),
+        crl_delta=settings.crl.delta,
+        crl_delta_next_update=settings.crl.delta_next_update,
+        urls=URLTemplates(
+            urls.crl,
+            urls.ocsp,
+            urls.ca_issuers,
+            urls.delta_crl if settings.crl.delta else None,
+        ),
         profiles={
             name: Profile(
                 name, tuple(p.ekus), p.default_validity, p.max_validity, p.allow_wildcards

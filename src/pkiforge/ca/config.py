@@ -18,6 +18,7 @@ class URLTemplates:
     crl: str | None = None
     ocsp: str | None = None
     ca_issuers: str | None = None
+    delta_crl: str | None = None  # set only while delta CRLs are on
 
     def for_issuer(self, issuer: str) -> DistributionURLs:
         """Resolve the templates for one CA."""
@@ -25,7 +26,9 @@ class URLTemplates:
         def fill(template: str | None) -> str | None:
             return template.replace("{issuer}", issuer) if template else None
 
-        return DistributionURLs(fill(self.crl), fill(self.ocsp), fill(self.ca_issuers))
+        return DistributionURLs(
+            fill(self.crl), fill(self.ocsp), fill(self.ca_issuers), fill(self.delta_crl)
+        )
 
 
 @dataclass(frozen=True)
@@ -43,5 +46,7 @@ class CAConfig:
     crl_next_update: dt.timedelta = dt.timedelta(hours=24)
     crl_rebuild_delay: dt.timedelta = dt.timedelta(seconds=1)
     crl_rebuild_within: dt.timedelta = dt.timedelta(seconds=3)
+    crl_delta: bool = False
+    crl_delta_next_update: dt.timedelta = dt.timedelta(hours=1)
     urls: URLTemplates = field(default_factory=URLTemplates)
     profiles: Mapping[str, Profile] = field(default_factory=dict)

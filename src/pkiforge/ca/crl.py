@@ -72,8 +72,10 @@ def build_crl(
     this_update: dt.datetime,
     next_update: dt.datetime,
     revoked: Iterable[tuple[int, Revocation]],
+    delta_of: int | None = None,
 ) -> x509.CertificateRevocationList:
-    """A v2 CRL with CRL number and AKI; entries carry reason and invalidity date.
+    """A v2 CRL with CRL number and AKI; entries carry reason and invalidity date. With
+    `delta_of`, a delta CRL completing the full CRL of that number (RFC 5280 §5.2.4).
 
     The entries go to the builder in one list: `add_revoked_certificate` copies the list it
     has on each call, which makes a CRL of n entries cost n² (tests/ca/
@@ -94,6 +96,9 @@ def build_crl(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
         )
     )
+    if delta_of is not None:
+        # RFC 5280 §5.2.4: the delta CRL indicator is critical and names the base CRL
+        builder = builder.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
     return issuer.sign_crl(builder)
 
 

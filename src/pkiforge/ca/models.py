@@ -163,6 +163,10 @@ class CRLRecord:
     this_update: dt.datetime
     next_update: dt.datetime
     der: bytes
+    # a delta CRL (RFC 5280 §5.2.4): the number of the full CRL it completes; None for a full
+    # CRL. `last_revoked_at` is the issuer's newest revocation when it was signed
+    base_number: int | None = None
+    last_revoked_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)

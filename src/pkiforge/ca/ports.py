@@ -54,11 +54,16 @@ class CertificateRepository(Protocol):
 
     def revoked(self, issuer: str) -> list[CertificateRecord]: ...
     def crl_entries(
-        self, issuer: str, *, unexpired_at: dt.datetime, leave_out: int
+        self,
+        issuer: str,
+        *,
+        unexpired_at: dt.datetime,
+        leave_out: int,
+        since: dt.datetime | None = None,
     ) -> Iterator[tuple[int, Revocation]]:
         """Serial and revocation of each revoked certificate of `issuer` that is unexpired
-        at `unexpired_at`, except serial `leave_out`, by revocation time; read in one
-        streaming query (consume it inside the transaction)."""
+        at `unexpired_at` (and revoked at or after `since`), except serial `leave_out`, by
+        revocation time; read in one streaming query (consume it inside the transaction)."""
 
 
 class MaintenanceRepository(Protocol):
@@ -90,6 +95,10 @@ class CRLRepository(Protocol):
         issuer's stale mark is cleared."""
 
     def latest(self, issuer: str) -> CRLRecord | None: ...
+    def add_delta(self, crl: CRLRecord) -> None:
+        """Store a delta CRL, signed while holding its issuer's row like `add`."""
+
+    def latest_delta(self, issuer: str) -> CRLRecord | None: ...
     def get(self, issuer: str, number: int) -> CRLRecord | None: ...
     def state(self, issuer: str) -> CRLState | None:
         """The stale mark and the newest CRL's number and dates, in one indexed read; None

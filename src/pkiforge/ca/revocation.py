@@ -237,6 +237,110 @@ class RevocationService:
         der = crl.public_bytes(Encoding.DER)
         return CRLRecord(issuer, number, now, next_update, der), entries.count
 
+    def generate_delta(
+        self, issuer: str, *, key_ref: str | None = None, actor: Actor = OPERATOR
+    ) -> CRLRecord:
+        """Sign and store a delta CRL of `issuer` against its newest full CRL.
+
+        Raises:
+            NotFound: unknown CA. Conflict: delta CRLs are off, no full CRL yet, key
+            offline. BadPassphrase.
+        """
+        return self._delta(issuer, key_ref, actor, only_if_due=False)
+
+    def current_delta(self, issuer: str, actor: Actor = SYSTEM) -> CRLRecord:
+        """The delta CRL to serve: the stored one while it completes the full CRL served and
+        no revocation has come since it was signed (nor half its lifetime gone), else a new
+        one. The full CRL is brought up to date first.
+
+        Raises:
+            NotFound: unknown CA. Conflict: delta CRLs are off, or the key is offline and
+            the stored delta is stale.
+        """
+        self._deltas_on()
+        self.current_crl(issuer, actor)
+        now = self.ctx.clock.now()
+        with self.ctx.store.transaction(readonly=True) as tx:
+            state = tx.crls.state(issuer)
+            delta = tx.crls.latest_delta(issuer)
+        assert state is not None
+        if delta is not None and not _delta_due(delta, state, now):
+            return delta
+        with self.published.lock(issuer):
+            return self._delta(issuer, None, actor, only_if_due=True)
+
+    def _deltas_on(self) -> None:
+        if not self.ctx.config.crl_delta:
+            raise Conflict(
+                "delta CRLs are off: set `crl.delta: true` in the configuration", field="delta"
+            )
+
+    def _delta(
+        self, issuer: str, key_ref: str | None, actor: Actor, *, only_if_due: bool
+    ) -> CRLRecord:
+        self._deltas_on()
+        signer = self.ctx.signer(self.ctx.get_ca(issuer), key_ref)
+        with self.ctx.store.transaction() as tx:
+            locked = tx.cas.get(issuer, for_update=True)  # one signer per issuer, as _publish
+            state = tx.crls.state(issuer)
+            assert locked is not None and state is not None
+            if state.number == 0 or state.this_update is None:
+                raise Conflict(
+                    f"{issuer!r} has no full CRL yet for a delta CRL to complete: "
+                    "sign one first (`pkiforge crl generate`)",
+                    field="issuer",
+                )
+            now = utc(self.ctx.clock.now()).replace(microsecond=0)
+            latest = tx.crls.latest_delta(issuer)
+            if only_if_due and latest is not None and not _delta_due(latest, state, now):
+                return latest
+            # one sequence for full and delta CRLs (RFC 5280 §5.2.3)
+            number = max(locked.crl_number, state.number, latest.number if latest else 0) + 1
+            # every revocation the base does not list: those since its thisUpdate, and any
+            # earlier one that committed after it was read (the stale mark holds the first)
+            since = state.this_update
+            if state.stale_since is not None:
+                since = min(since, state.stale_since)
+            entries = _Counted(
+                tx.certificates.crl_entries(
+                    issuer,
+                    unexpired_at=now,
+                    leave_out=signer.certificate.serial_number,
+                    since=since,
+                )
+            )
+            next_update = now + self.ctx.config.crl_delta_next_update
+            if state.next_update is not None:
+                next_update = min(next_update, state.next_update)
+            crl = build_crl(
+                issuer=signer,
+                number=number,
+                this_update=now,
+                next_update=next_update,
+                revoked=entries,
+                delta_of=state.number,
+            )
+            record = CRLRecord(
+                issuer,
+                number,
+                now,
+                next_update,
+                crl.public_bytes(Encoding.DER),
+                base_number=state.number,
+                last_revoked_at=state.last_revoked_at,
+            )
+            tx.cas.update(replace(locked, crl_number=number))
+            tx.crls.add_delta(record)
+            self.ctx.audit(
+                tx,
+                actor,
+                "crl.generate",
+                issuer,
+                {"crl_number": number, "entries": entries.count, "delta_of": state.number},
+            )
+        self.ctx.forget_cas()
+        return record
+
     def latest_crl(self, issuer: str) -> CRLRecord:
         """The newest stored CRL.
 
@@ -274,3 +378,15 @@ class _Counted:
         for item in self._items:
             self.count += 1
             yield item
+
+
+def _delta_due(delta: CRLRecord, state: CRLState, now: dt.datetime) -> bool:
+    """A delta must be replaced once a newer full CRL exists, a revocation came after it was
+    signed, or half its lifetime is gone."""
+    assert delta.base_number is not None
+    halfway = delta.this_update + (delta.next_update - delta.this_update) / 2
+    return (
+        delta.base_number != state.number
+        or delta.last_revoked_at != state.last_revoked_at
+        or now >= halfway
+    )

@@ -61,13 +61,16 @@ def _describe(record: CRLRecord) -> dict[str, object]:
                 "reason": reason,
             }
         )
-    return {
+    info: dict[str, object] = {
         "issuer": record.issuer,
         "crl_number": record.number,
         "this_update": record.this_update,
         "next_update": record.next_update,
         "entries": entries,
     }
+    if record.base_number is not None:
+        info["delta_of"] = record.base_number  # RFC 5280 §5.2.4 delta CRL indicator
+    return info
 
 
 @app.command("generate")
@@ -85,14 +88,20 @@ def generate(
         Path | None, typer.Option("--root-key", help="Offline root key, to sign the root's CRL.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out.")] = False,
+    delta: Annotated[
+        bool,
+        typer.Option(
+            "--delta",
+            help="A delta CRL: the revocations since the newest full CRL (needs crl.delta).",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Sign the next CRL of an issuer (all its unexpired revoked certificates)."""
     state: CliState = ctx.obj
     check_writable([out_file], force)
-    record = state.pki.revocation.generate_crl(
-        issuer, key_ref=str(root_key.resolve()) if root_key else None
-    )
+    sign = state.pki.revocation.generate_delta if delta else state.pki.revocation.generate_crl
+    record = sign(issuer, key_ref=str(root_key.resolve()) if root_key else None)
     chosen = _chosen(fmt, out_file)
     if out_file is not None:
         write_output(out_file, _encode(record, chosen))
@@ -103,7 +112,8 @@ def generate(
     else:
         count = len(x509.load_der_x509_crl(record.der))
         out.print(
-            f"CRL #{record.number} of {issuer} with {count} entries written to {out_file} "
+            f"{'Delta CRL' if delta else 'CRL'} #{record.number} of {issuer} with {count} "
+            f"entries written to {out_file} "
             f"(next update {when(record.next_update)})"
         )
 

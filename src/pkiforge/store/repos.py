@@ -38,7 +38,14 @@ from pkiforge.ca.models import (
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict
 from pkiforge.store.prepared import Prepared
-from pkiforge.store.tables import AuditRow, CARow, CertificateRow, CRLRow, RevocationRow
+from pkiforge.store.tables import (
+    AuditRow,
+    CARow,
+    CertificateRow,
+    CRLRow,
+    DeltaCRLRow,
+    RevocationRow,
+)
 from pkiforge.store.unit import Repo
 
 
@@ -298,7 +305,12 @@ class SqlCertificateRepository(Repo):
         return [self._domain(row) for row in self.c.execute(stmt)]
 
     def crl_entries(
-        self, issuer: str, *, unexpired_at: dt.datetime, leave_out: int
+        self,
+        issuer: str,
+        *,
+        unexpired_at: dt.datetime,
+        leave_out: int,
+        since: dt.datetime | None = None,
     ) -> Iterator[tuple[int, Revocation]]:
         # the revocation columns only, streamed in batches: no certificate is read or parsed
         stmt = (
@@ -319,6 +331,8 @@ class SqlCertificateRepository(Repo):
             .order_by(_REVS.c.revoked_at, _REVS.c.serial_number)
             .execution_options(yield_per=5000)
         )
+        if since is not None:
+            stmt = stmt.where(_REVS.c.revoked_at >= _ts(since))
         for serial, reason, at, invalidity, by in self.c.execute(stmt):
             yield (
                 int(serial, 16),
@@ -408,6 +422,40 @@ class SqlCRLRepository(Repo):
             select(CRLRow).where(CRLRow.issuer == issuer, CRLRow.number == number)
         ).first()
         return self._domain(row) if row else None
+
+    def add_delta(self, crl: CRLRecord) -> None:
+        assert crl.base_number is not None
+        self.s.add(
+            DeltaCRLRow(
+                issuer=crl.issuer,
+                number=crl.number,
+                base_number=crl.base_number,
+                this_update=utc(crl.this_update),
+                next_update=utc(crl.next_update),
+                last_revoked_at=_ts(crl.last_revoked_at),
+                der=crl.der,
+            )
+        )
+        self.s.flush()
+
+    def latest_delta(self, issuer: str) -> CRLRecord | None:
+        row = self.s.scalars(
+            select(DeltaCRLRow)
+            .where(DeltaCRLRow.issuer == issuer)
+            .order_by(DeltaCRLRow.number.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        return CRLRecord(
+            row.issuer,
+            row.number,
+            utc(row.this_update),
+            utc(row.next_update),
+            row.der,
+            row.base_number,
+            _ts(row.last_revoked_at),
+        )
 
     def state(self, issuer: str) -> CRLState | None:
         row = self.c.execute(_CRL_STATE, {"b_issuer": issuer}).first()

@@ -151,6 +151,23 @@ class CRLRow(Base):
     der: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class DeltaCRLRow(Base):
+    """Delta CRLs (RFC 5280 §5.2.4); their numbers come from the same sequence as `crls`."""
+
+    __tablename__ = "delta_crls"
+    __table_args__ = (UniqueConstraint("issuer", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer: Mapped[str] = mapped_column(ForeignKey("cas.name"))
+    number: Mapped[int] = mapped_column(Integer)
+    base_number: Mapped[int] = mapped_column(Integer)
+    this_update: Mapped[dt.datetime] = mapped_column(TS)
+    next_update: Mapped[dt.datetime] = mapped_column(TS)
+    # the issuer's newest revocation when it was signed: a later one makes it stale
+    last_revoked_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class AuditRow(Base):
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_subject", "subject"),)

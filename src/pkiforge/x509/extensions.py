@@ -32,6 +32,7 @@ class DistributionURLs:
     crl: str | None = None
     ocsp: str | None = None
     ca_issuers: str | None = None
+    freshest_crl: str | None = None  # the delta CRL's URL (RFC 5280 §4.2.1.15)
 
 
 def eku_oids(names: Sequence[str]) -> list[x509.ObjectIdentifier]:
@@ -77,6 +78,15 @@ def _distribution(
             crl_issuer=None,
         )
         builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    if urls.freshest_crl:
+        # RFC 5280 §4.2.1.15: non-critical, same syntax as the CRL distribution points
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(urls.freshest_crl)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
+        )
+        builder = builder.add_extension(x509.FreshestCRL([point]), critical=False)
     access = []
     if urls.ocsp:
         access.append(

@@ -228,6 +228,22 @@ def crl(issuer: CAName, state: StateDep, format: Format = "der") -> Response:
     return _crl_response(issuer, state, format)
 
 
+@router.get("/crl/{issuer}/delta", responses={200: {"content": {DER_CRL: {}, PEM_CERT: {}}}})
+def delta_crl(issuer: CAName, state: StateDep, format: Format = "der") -> Response:
+    """The issuer's delta CRL (RFC 5280 §5.2.4): revocations since the full CRL it names in
+    its delta CRL indicator; 409 while `crl.delta` is off."""
+    record = state.pki.revocation.current_delta(issuer)
+    headers = {"Cache-Control": f"max-age={_max_age(record.next_update, state)}"}
+    return _crl_bytes(record.der, format, headers)
+
+
+def _crl_bytes(der: bytes, format: str, headers: dict[str, str]) -> Response:
+    if format == "pem":
+        pem = x509.load_der_x509_crl(der).public_bytes(Encoding.PEM)
+        return Response(pem, media_type=PEM_CERT, headers=headers)
+    return Response(der, media_type=DER_CRL, headers=headers)
+
+
 def _crl_response(issuer: str, state: AppState, format: str) -> Response:
     served = state.pki.revocation.current_crl(issuer)
     record = served.record
