@@ -12,7 +12,8 @@
     ├── PermissionDenied                   authenticated, but not allowed
     ├── RateLimited                        too many requests; `retry_after` seconds
     ├── BadPassphrase                      a CA key could not be decrypted with the passphrase
-    ├── StoreUnavailable                   the database or nonce store cannot answer (fail closed)
+    ├── StoreUnavailable                   the database or nonce store cannot answer (fail closed);
+    │                                      `internal` holds the cause, for logs only
     ├── IntegrityError                     audit chain or stored data does not check out
     ├── Unreachable                        (client) the server could not be reached
     ├── UntrustedServer                    (client) the server's TLS certificate does not verify
@@ -91,7 +92,16 @@ class BadPassphrase(PkiError):
 
 
 class StoreUnavailable(PkiError):
-    """A backing store cannot answer; callers must refuse rather than proceed."""
+    """A backing store cannot answer; callers must refuse rather than proceed.
+
+    `str()` is the stable message a client is shown ("database unavailable"); `internal` is
+    the cause as the driver gave it, which may name hosts and ports: for the server's log and
+    the operator's own CLI, never for a response.
+    """
+
+    def __init__(self, message: str, *, internal: str | None = None, **data: Any) -> None:
+        super().__init__(message, **data)
+        self.internal = internal
 
 
 class IntegrityError(PkiError):

@@ -105,16 +105,20 @@ def test_certificate_from_another_ca_fails_the_handshake(
     other = make_home(tmp_path / "other", {"services": []})
     cert = other.client_cert("billing", "billing.internal")  # same service id, wrong CA
     # the server verifies a presented certificate during the handshake (CERT_OPTIONAL), so
-    # OpenSSL rejects it with an alert before any HTTP is spoken: no 401 can be sent.
-    # TLS 1.3: the client has finished its side already and sees the connection close.
-    with https_server.client(cert) as c, pytest.raises(httpx.RemoteProtocolError):
+    # OpenSSL rejects it with an alert before any HTTP is spoken: no 401 can be sent, and
+    # the alert says why (tests/server/test_handshake_alerts.py has every kind).
+    # TLS 1.3: the client has finished its side and sent its request; it reads the alert.
+    with (
+        https_server.client(cert) as c,
+        pytest.raises(httpx.ReadError, match="alert unknown ca"),
+    ):
         c.get("/api/v1/whoami")
-    # TLS 1.2: the handshake itself fails (the server drops the connection mid-handshake)
+    # TLS 1.2: the handshake itself fails with the alert
     tls12 = https_server.tls(cert)
     tls12.maximum_version = ssl.TLSVersion.TLSv1_2
     with (
         httpx.Client(base_url=https_server.url, verify=tls12) as c,
-        pytest.raises(httpx.ConnectError),
+        pytest.raises(httpx.ConnectError, match="alert unknown ca"),
     ):
         c.get("/api/v1/whoami")
     control = https_server.tls()  # the same TLS 1.2 client without the foreign certificate

@@ -201,6 +201,7 @@ def test_missing_database_server_is_a_clear_error(workdir: Path) -> None:
     run = make_runner(workdir / "E", workdir)
     r = run("--database-url", "postgresql://nobody@127.0.0.1:1/none", "cert", "list")
     assert r.code == 7 and r.stderr.startswith("error: database unavailable")
+    assert "port 1 failed" in r.stderr  # the operator's own store: the cause is shown
 
 
 def test_database_url_option_wins_over_the_environment(workdir: Path) -> None:

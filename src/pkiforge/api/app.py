@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from pkiforge import __version__
 from pkiforge.api import openapi, problems
 from pkiforge.api.middleware import BodyLimit, Latency
+from pkiforge.api.request_id import RequestId
 from pkiforge.api.routers import (
     ca,
     certificates,
@@ -86,6 +87,7 @@ def create_app(
     openapi.document(app, routes, pki.ctx.config.profiles)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(Latency, histogram=state.api.latency)
+    app.add_middleware(RequestId)  # outermost: every answer of the app carries the id
     return app
 
 

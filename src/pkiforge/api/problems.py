@@ -1,14 +1,16 @@
 """The only place pkiforge errors become HTTP: RFC 9457 `application/problem+json`.
 
-No response ever carries a stack trace; unexpected errors are logged and answered 500 with a
-correlation id. `Problem` is the body's schema and `responses()` documents error answers with it
-(api/openapi.py gives every route the ones it can answer).
+No response ever carries a stack trace or an internal host: unexpected errors are logged and
+answered 500, a store that cannot answer is answered 503 with a stable message and its cause
+(`StoreUnavailable.internal`) goes to the log. Each body carries the request's id
+(`request_id`, also the `X-Request-ID` header: api/request_id.py), and so does the log line.
+`Problem` is the body's schema and `responses()` documents error answers with it (api/openapi.py
+gives every route the ones it can answer).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
+from pkiforge.api.request_id import HEADER, request_id
 from pkiforge.errors import (
     AuthenticationFailed,
     BadPassphrase,
@@ -99,6 +102,9 @@ class Problem(BaseModel):
     field: str | None = Field(default=None, description="the request field at fault")
     reason: str | None = Field(default=None, description="a machine-readable reason")
     errors: list[FieldError] | None = Field(default=None, description="every field at fault")
+    request_id: str | None = Field(
+        default=None, description="this request's id, as in the `X-Request-ID` header and the log"
+    )
 
 
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -133,6 +139,7 @@ def problem(
     }
     if scope is not None:
         body["instance"] = scope.get("root_path", "") + scope.get("path", "")
+        body["request_id"] = request_id(scope)
     body.update({k: v for k, v in extra.items() if v is not None})
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
@@ -150,7 +157,11 @@ def from_error(exc: PkiError, scope: Scope | None = None) -> JSONResponse:
     field = exc.data.get("field")
     reason = exc.data.get("reason")
     if status >= 500 and not isinstance(exc, StoreUnavailable | BadPassphrase):
-        log.error("integrity failure: %s", exc)
+        log.error("request %s: integrity failure: %s", _id(scope), exc)
+    if isinstance(exc, StoreUnavailable):
+        # the cause may name hosts and ports: the log has it, with the id the client was given
+        cause = f": {exc.internal}" if exc.internal else ""
+        log.warning("request %s: %s%s", _id(scope), exc, cause)
     return problem(status, slug, str(exc), headers=headers, scope=scope, field=field, reason=reason)
 
 
@@ -188,10 +199,15 @@ def install(app: FastAPI, routes: Sequence[APIRoute]) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        incident = uuid.uuid4().hex[:12]
-        log.exception("unexpected error %s", incident)
+        # Starlette answers this one outside the app's middleware: the header is set here
+        incident = request_id(request.scope)
+        log.exception("request %s: unexpected error", incident)
         return problem(
-            500, "internal", f"internal error (incident {incident})", scope=request.scope
+            500,
+            "internal",
+            f"internal error (incident {incident})",
+            scope=request.scope,
+            headers={HEADER: incident},
         )
 
 
@@ -207,3 +223,7 @@ def allowed_methods(routes: Sequence[APIRoute], scope: Scope) -> list[str]:
         return []
     path = first.path_format
     return sorted({m for r in routes if r.path_format == path for m in r.methods or ()})
+
+
+def _id(scope: Scope | None) -> str:
+    return request_id(scope) if scope is not None else "-"

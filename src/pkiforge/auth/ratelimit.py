@@ -129,7 +129,9 @@ class RedisFailureTracker:
         try:
             remaining_ms = int(self._pttl("PTTL", self._prefix + "blocked:" + client))
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"failure tracker unavailable: {type(exc).__name__}") from exc
+            raise StoreUnavailable(
+                f"failure tracker unavailable: {type(exc).__name__}", internal=str(exc)
+            ) from exc
         if remaining_ms > 0:
             raise _blocked(remaining_ms / 1000)
 
@@ -148,4 +150,6 @@ class RedisFailureTracker:
                 policy.block_seconds,
             )
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"failure tracker unavailable: {type(exc).__name__}") from exc
+            raise StoreUnavailable(
+                f"failure tracker unavailable: {type(exc).__name__}", internal=str(exc)
+            ) from exc

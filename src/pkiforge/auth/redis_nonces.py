@@ -202,4 +202,4 @@ class _RedisClaim:
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:
-    return StoreUnavailable(f"nonce store unavailable: {type(exc).__name__}")
+    return StoreUnavailable(f"nonce store unavailable: {type(exc).__name__}", internal=str(exc))

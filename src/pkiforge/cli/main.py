@@ -26,7 +26,7 @@ from pkiforge.cli import (
 )
 from pkiforge.cli.output import INTERRUPTED, INVALID_INPUT, USAGE, err, exit_code, fail
 from pkiforge.cli.state import CliState
-from pkiforge.errors import PkiError
+from pkiforge.errors import PkiError, StoreUnavailable
 
 app = typer.Typer(
     name="pkiforge",
@@ -91,7 +91,7 @@ def run() -> None:
     try:
         result = app(standalone_mode=False)
     except PkiError as exc:
-        raise SystemExit(_exit(fail(str(exc), exit_code(exc)))) from None
+        raise SystemExit(_exit(fail(_message(exc), exit_code(exc)))) from None
     except ValueError as exc:  # configuration errors from settings
         raise SystemExit(_exit(fail(str(exc), INVALID_INPUT))) from None
     except typer.Abort:  # Ctrl-C or end of input at a prompt (older click)
@@ -119,3 +119,12 @@ def _click_failure(exc: Exception) -> int:
 
 def _exit(exc: typer.Exit) -> int:
     return exc.exit_code
+
+
+def _message(exc: PkiError) -> str:
+    """The error line. A store this command opened itself (its own database or Redis) is the
+    operator's own: its cause is shown too, host and port included, which a server keeps
+    for its log (errors.StoreUnavailable)."""
+    if isinstance(exc, StoreUnavailable) and exc.internal:
+        return f"{exc}: {exc.internal}"
+    return str(exc)

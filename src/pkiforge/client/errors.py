@@ -59,6 +59,11 @@ def error_from_problem(status: int, headers: Mapping[str, str], body: bytes) -> 
     detail = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
     slug = str(problem.get("type", "")).removeprefix(PROBLEM_PREFIX)
     data: dict[str, Any] = {"status": status, "problem": slug or None}
+    request_id = problem.get("request_id")
+    if request_id:
+        data["request_id"] = str(request_id)
+        if status >= 500 and str(request_id) not in detail:  # the log has the cause under it
+            detail = f"{detail} (request {request_id})"
     if problem.get("reason"):
         data["reason"] = problem["reason"]
     if status == 429:

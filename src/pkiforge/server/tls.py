@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pkiforge.pairs import resolve_pair
+from pkiforge.server.alerts import AlertingContext
 from pkiforge.server.guard import GuardedH11Protocol, GuardedHttpToolsProtocol
 
 log = logging.getLogger("pkiforge.server")
@@ -49,8 +50,9 @@ def _load_pair(ctx: ssl.SSLContext, files: TLSFiles) -> None:
 
 
 def server_context(files: TLSFiles) -> ssl.SSLContext:
-    """TLS 1.2+, modern ciphers, client certificate optional but verified against our CAs."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    """TLS 1.2+, modern ciphers, client certificate optional but verified against our CAs; a
+    refused handshake sends its alert (alerts.py)."""
+    ctx = AlertingContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(CIPHERS)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE

@@ -183,7 +183,7 @@ class SqlStore:
                 upgrade(engine)
         except (OperationalError, InterfaceError) as exc:
             engine.dispose()
-            raise StoreUnavailable(_describe(exc)) from None
+            raise _unavailable(exc) from None
         return cls(engine, durable)
 
     @contextmanager
@@ -211,7 +211,7 @@ class SqlStore:
                 finally:
                     tx.close()
         except (OperationalError, InterfaceError) as exc:
-            raise StoreUnavailable(_describe(exc)) from None
+            raise _unavailable(exc) from None
         if durable and not readonly and self.durable is not None:
             # committed, out of the writer lock and with the connection back in the pool
             self.durable.committed()
@@ -222,7 +222,11 @@ class SqlStore:
             self._writers.close()
 
 
-def _describe(exc: DBAPIError) -> str:
-    # the driver message may include host names but never credentials (they are in the URL)
+DATABASE_UNAVAILABLE = "database unavailable"
+
+
+def _unavailable(exc: DBAPIError) -> StoreUnavailable:
+    """The client is told only that the database is unavailable; the driver's message, which
+    names the host and port (never credentials: those are in the URL), is for the log."""
     first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-    return f"database unavailable: {first}"
+    return StoreUnavailable(DATABASE_UNAVAILABLE, internal=first)

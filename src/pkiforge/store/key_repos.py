@@ -47,7 +47,7 @@ def _transaction(store: SqlStore, what: str) -> Iterator[SqlTransaction]:
     except SAIntegrityError:
         raise
     except SQLAlchemyError as exc:
-        raise StoreUnavailable(f"{what} unavailable: {type(exc).__name__}") from None
+        raise StoreUnavailable(f"{what} unavailable: {type(exc).__name__}", internal=_first(exc)) from None
 
 
 @contextmanager
@@ -102,7 +102,9 @@ class SqlKeyRepository:
                 "a key with this id or public key is already registered", field="public_key"
             ) from None
         except SQLAlchemyError as exc:
-            raise StoreUnavailable(f"key store unavailable: {type(exc).__name__}") from None
+            raise StoreUnavailable(
+                f"key store unavailable: {type(exc).__name__}", internal=_first(exc)
+            ) from None
 
     def save_revocation(self, key: RegisteredKey, actor: Actor) -> None:
         with _transaction(self._store, "key store") as tx:
@@ -260,3 +262,9 @@ def _event_row(event: AuthEvent) -> dict[str, Any]:
         "outcome": event.outcome[:16],
         "reason": event.reason[:255] if event.reason else None,
     }
+
+
+def _first(exc: SQLAlchemyError) -> str:
+    """The first line of a database error, for the log (StoreUnavailable.internal)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -85,6 +85,8 @@ class RedisRateLimiter:
                 )
             )
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"rate limiter unavailable: {type(exc).__name__}") from None
+            raise StoreUnavailable(
+                f"rate limiter unavailable: {type(exc).__name__}", internal=str(exc)
+            ) from None
         if wait_ms > 0:
             raise _refuse(self.limit, self.window, wait_ms / 1000)
