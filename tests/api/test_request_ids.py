@@ -12,7 +12,6 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -170,10 +169,11 @@ def test_a_postgresql_outage_names_no_host(postgres_home: Home) -> None:
     server = start_server(Home(postgres_home.path, url))
     try:
         with server.client(cert) as c:
-            assert c.get("/readyz").status_code == 200
+            assert c.get("/api/v1/whoami").status_code == 200
             forwarder.close()  # the database's port is now closed
-            ready, whoami = c.get("/readyz"), c.get("/api/v1/whoami")
-        for r in (ready, whoami):
+            # each asks the database (the certificate's standing; the list)
+            whoami, listed = c.get("/api/v1/whoami"), c.get("/api/v1/certificates")
+        for r in (whoami, listed):
             request_id = _assert_hidden(r, "127.0.0.1", str(forwarder.port))
             assert r.json()["detail"] == "database unavailable"
             line = _logged(server, request_id)

@@ -47,7 +47,9 @@ def _transaction(store: SqlStore, what: str) -> Iterator[SqlTransaction]:
     except SAIntegrityError:
         raise
     except SQLAlchemyError as exc:
-        raise StoreUnavailable(f"{what} unavailable: {type(exc).__name__}", internal=_first(exc)) from None
+        raise StoreUnavailable(
+            f"{what} unavailable: {type(exc).__name__}", internal=_first(exc)
+        ) from None
 
 
 @contextmanager
