@@ -88,7 +88,7 @@ class Rule:
         return within(imp.name, self.forbidden)
 
 
-EDGES = ("pkiforge.api", "pkiforge.cli", "pkiforge.client", "pkiforge.server")
+EDGES = ("pkiforge.api", "pkiforge.cli", "pkiforge.client", "pkiforge.server", "pkiforge.notify")
 FRAMEWORKS = ("fastapi", "starlette", "sqlalchemy", "typer", "httpx", "redis")
 RULES = {
     "ca/ is the core: no edges, settings, storage or frameworks": Rule(
@@ -118,6 +118,17 @@ RULES = {
     ),
     "backup/ works below the edges: the CLI calls it, never the reverse": Rule(
         "pkiforge.backup", forbidden=EDGES
+    ),
+    "notify/ only sends what the core recorded: no store, settings or other edge": Rule(
+        "pkiforge.notify",
+        forbidden=(
+            "pkiforge.store",
+            "pkiforge.settings",
+            "pkiforge.api",
+            "pkiforge.cli",
+            "pkiforge.client",
+            "pkiforge.server",
+        ),
     ),
     "client/ is a library for services: no server side": Rule(
         "pkiforge.client",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pkiforge.ca.ca_revocation import CARevocationService
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.hierarchy import HierarchyService
+from pkiforge.ca.notifications import NotificationService
 from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.ca.rotation import RotationService
@@ -25,6 +26,7 @@ class Pki:
     certificates: OperatorCertificates
     revocation: RevocationService
     ca_revocation: CARevocationService
+    notifications: NotificationService
 
     @property
     def rotation(self) -> RotationService:

@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -186,6 +187,53 @@ class RateLimitSettings(_Section):
     _v = field_validator("issuance_window", mode="before")(_duration)
 
 
+# the event types of ca/events.py (settings stays free of the core: a test keeps them equal)
+EventName = Literal[
+    "certificate.expiring",
+    "certificate.renewed",
+    "certificate.revoked",
+    "ca.rotated",
+    "scheduler.failed",
+]
+
+
+class WebhookSettings(_Section):
+    """One webhook subscriber: where events go, how they are signed, which ones it wants."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    url: str = Field(pattern=r"^https?://")
+    # the Standard Webhooks secret (`whsec_` + base64), in the file or the file it names;
+    # `pkiforge notifications secret` makes one
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    events: list[EventName] | None = None  # None: every type
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSettings:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError(
+                f"webhook {self.name!r}: give exactly one of `secret` and `secret_file`"
+            )
+        return self
+
+
+class NotificationSettings(_Section):
+    """Webhook subscribers of every event (docs/operations.md, Notifications)."""
+
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    # how often `pkiforge serve` looks for due deliveries, and how long one may take
+    poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_names(cls, value: list[WebhookSettings]) -> list[WebhookSettings]:
+        names = [w.name for w in value]
+        if len(names) != len(set(names)):
+            raise ValueError("notifications.webhooks: every webhook needs a name of its own")
+        return value
+
+
 class AuthSettings(_Section):
     """Request-signing authentication (RFC 9421) of the API: window, nonces, brute force."""
 
@@ -289,6 +337,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rotation_policy: RotationPolicySettings = Field(default_factory=RotationPolicySettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -26,12 +27,15 @@ from pkiforge import passphrase as secrets_
 from pkiforge.ca.ca_revocation import CARevocationService
 from pkiforge.ca.config import CAConfig, URLTemplates
 from pkiforge.ca.context import CAContext
+from pkiforge.ca.events import EventType, Subscription
 from pkiforge.ca.hierarchy import HierarchyService
+from pkiforge.ca.notifications import NotificationService, Notifier, RetryPolicy
 from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.profiles import Profile
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.clock import Clock, SystemClock
-from pkiforge.errors import StoreUnavailable
+from pkiforge.errors import InvalidInput, PkiError, StoreUnavailable
+from pkiforge.notify.webhooks import Endpoint, WebhookSender, secret_key
 from pkiforge.pki import Pki
 from pkiforge.settings import Settings
 from pkiforge.signers.file import FileKeyStore, PassphraseSource
@@ -54,6 +58,8 @@ if TYPE_CHECKING:
     from pkiforge.ca.ports import RateLimiter
     from pkiforge.scheduler.core import Scheduler
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "Pki",
     "ServingApp",
@@ -65,6 +71,7 @@ __all__ = [
     "nonce_backend",
     "open_engine",
     "open_store",
+    "webhook_sender",
 ]
 
 
@@ -82,7 +89,15 @@ def build_pki(
     config = ca_config(settings)
     store = store or open_store(settings)
     keys = FileKeyStore(settings.home, passphrase, settings.ca.kdf_log2_n)
-    ctx = CAContext(store=store, keys=keys, config=config, clock=clock or SystemClock())
+    clock = clock or SystemClock()
+    subscriptions = subscriptions_of(settings)
+    ctx = CAContext(
+        store=store,
+        keys=keys,
+        config=config,
+        clock=clock,
+        notifier=Notifier(clock, subscriptions) if subscriptions else None,
+    )
     revocation = RevocationService(ctx)
     return Pki(
         settings,
@@ -92,16 +107,18 @@ def build_pki(
         OperatorCertificates(ctx),
         revocation,
         CARevocationService(ctx, revocation),
+        NotificationService(store, clock, retry_policy(settings)),
     )
 
 
 def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
     """The scheduler and its jobs (scheduler/jobs.py) over `pki`, configured by the
     `scheduler` and `rotation_policy` settings."""
+    from pkiforge.ca.expiry_notices import ExpiryNotices
     from pkiforge.ca.expiry_scan import ExpiryPolicy, ExpiryScan
     from pkiforge.ca.tidy import Tidy
-    from pkiforge.scheduler.core import LeasePolicy, Scheduler
-    from pkiforge.scheduler.jobs import Intervals, standard_jobs
+    from pkiforge.scheduler.core import Job, LeasePolicy, Scheduler
+    from pkiforge.scheduler.jobs import NOTIFY, Intervals, standard_jobs
     from pkiforge.store.scheduler_repos import SqlLeaseStore
 
     cfg, policy = settings.scheduler, settings.rotation_policy
@@ -110,6 +127,7 @@ def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
         ExpiryPolicy(
             dt.timedelta(days=policy.renew_before_expiry_days), tuple(policy.notification_days)
         ),
+        observers=[ExpiryNotices(pki.ctx)],
     )
     jobs = standard_jobs(
         pki.ctx,
@@ -122,8 +140,81 @@ def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
             tidy=cfg.tidy_interval,
         ),
     )
+    if settings.notifications.webhooks:
+        sender = webhook_sender(settings)
+        every = dt.timedelta(seconds=settings.notifications.poll_seconds)
+        jobs.append(Job(NOTIFY, every, lambda _: pki.notifications.deliver_due(sender).summary()))
     lease = LeasePolicy(cfg.lease.total_seconds(), cfg.lease_renew.total_seconds())
-    return Scheduler(jobs, SqlLeaseStore(pki.store), pki.ctx.clock, policy=lease)
+    return Scheduler(
+        jobs,
+        SqlLeaseStore(pki.store),
+        pki.ctx.clock,
+        policy=lease,
+        on_failure=partial(_job_failed, pki),
+    )
+
+
+def _job_failed(pki: Pki, job: str, error: str) -> None:
+    """A `scheduler.failed` event for the subscribers that want it (best effort: the store
+    that made the job fail may refuse this too; the log and the metrics have it either way)."""
+    try:
+        with pki.store.transaction() as tx:
+            pki.ctx.notify(
+                tx,
+                EventType.SCHEDULER_FAILED,
+                data={
+                    "job": job,
+                    "error": error,
+                    "action": f"see `pkiforge scheduler status` and the server log for {job}",
+                },
+            )
+    except PkiError as exc:
+        log.warning("scheduler.failed event for %s not recorded: %s", job, exc)
+
+
+def subscriptions_of(settings: Settings) -> tuple[Subscription, ...]:
+    """The configured webhooks as the core's subscriptions (the event types they want)."""
+    return tuple(
+        Subscription(
+            hook.name,
+            frozenset(EventType(e) for e in hook.events) if hook.events is not None else None,
+        )
+        for hook in settings.notifications.webhooks
+    )
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """How failed deliveries are retried, and how long a delivery being sent is held."""
+    timeout = settings.notifications.timeout_seconds
+    return RetryPolicy(
+        max_retries=settings.rotation_policy.max_retries,
+        retry_delay=dt.timedelta(hours=settings.rotation_policy.retry_delay_hours),
+        hold=dt.timedelta(seconds=2 * timeout + 5),
+    )
+
+
+def webhook_sender(settings: Settings) -> WebhookSender:
+    """The sender of the configured webhooks, their secrets read now.
+
+    Raises:
+        InvalidInput: a secret file cannot be read or a secret is malformed (naming the
+        webhook, never the secret).
+    """
+    endpoints = {}
+    for hook in settings.notifications.webhooks:
+        if hook.secret_file is not None:
+            path = settings.home / hook.secret_file  # an absolute path stays as it is
+            try:
+                secret = path.read_text()
+            except OSError as exc:
+                raise InvalidInput(
+                    f"webhook {hook.name!r}: cannot read its secret_file ({exc.strerror})"
+                ) from None
+        else:
+            assert hook.secret is not None  # settings require one of the two
+            secret = hook.secret.get_secret_value()
+        endpoints[hook.name] = Endpoint(hook.name, hook.url, secret_key(secret, name=hook.name))
+    return WebhookSender(endpoints, timeout=settings.notifications.timeout_seconds)
 
 
 def ca_config(settings: Settings) -> CAConfig:

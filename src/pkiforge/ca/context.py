@@ -26,7 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from pkiforge.ca.audit import next_entry
 from pkiforge.ca.ca_certs import keys_match, lineage
 from pkiforge.ca.config import CAConfig
+from pkiforge.ca.events import EventType
 from pkiforge.ca.models import Actor, CARecord, CAStatus, CertificateRecord, CertStatus
+from pkiforge.ca.notifications import Notifier
 from pkiforge.ca.ports import KeyStore, Store, Transaction
 from pkiforge.ca.signing import SigningCA
 from pkiforge.clock import Clock, SystemClock
@@ -72,6 +74,9 @@ class CAContext:
     # a change made by another process (a CA revoked on another replica) is seen within that
     # time, and one made here at once
     ca_check_seconds: float = 1.0
+    # records events for webhook subscribers in the transaction of the change (None: nobody
+    # subscribed, nothing recorded)
+    notifier: Notifier | None = None
     monotonic: Callable[[], float] = time.monotonic  # what `ca_check_seconds` is counted on
     _cas: _CAView | None = field(default=None, init=False, repr=False)
     _cas_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -116,6 +121,18 @@ class CAContext:
                 details=details,
             )
         )
+
+    def notify(
+        self,
+        tx: Transaction,
+        type_: EventType,
+        *,
+        service_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an event for the subscribers that want it, inside `tx` (`ca/events.py`)."""
+        if self.notifier is not None:
+            self.notifier.emit(tx, type_, service_id=service_id, data=data)
 
     def get_ca(self, name: str) -> CARecord:
         """Raises NotFound."""

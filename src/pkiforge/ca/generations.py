@@ -17,6 +17,7 @@ from cryptography import x509
 
 from pkiforge.ca.ca_certs import lineage
 from pkiforge.ca.context import CAContext
+from pkiforge.ca.events import EventType
 from pkiforge.ca.models import Actor, CARecord, CAStatus
 from pkiforge.ca.ports import Transaction
 from pkiforge.errors import Conflict
@@ -75,6 +76,21 @@ def retire_predecessors(
             "successor": successor.name,
             "serial": f"{successor.certificate.serial_number:x}",
             "not_after": successor.certificate.not_valid_after_utc,
+        },
+    )
+    ctx.notify(
+        tx,
+        EventType.CA_ROTATED,
+        data={
+            "ca": base,
+            "predecessor": retired,
+            "successor": successor.name,
+            "serial": f"{successor.certificate.serial_number:x}",
+            "not_after": successor.certificate.not_valid_after_utc.isoformat(),
+            "action": (
+                "nothing, where the agent or PkiClient manage the service: they fetch the new "
+                "CA bundle; elsewhere, install `pkiforge ca chain NAME` where peers are trusted"
+            ),
         },
     )
     return retired

@@ -25,6 +25,7 @@ from pkiforge.ca.ca_certs import ROOT_NAME
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.crl import reason_name
 from pkiforge.ca.enrollment import EnrollmentService
+from pkiforge.ca.events import EventType
 from pkiforge.ca.issue_request import IssueRequest
 from pkiforge.ca.issue_rules import (
     IssuanceRules,
@@ -41,6 +42,7 @@ from pkiforge.ca.issue_rules import (
 from pkiforge.ca.leaf import sign_leaf
 from pkiforge.ca.metadata import check_metadata
 from pkiforge.ca.models import CARecord, CAStatus, CertificateRecord, CertStatus, Revocation
+from pkiforge.ca.notifications import certificate_data
 from pkiforge.ca.policy import DEFAULT_RULES, Draft
 from pkiforge.ca.ports import IssuanceEvents, RateLimiter, Transaction
 from pkiforge.ca.profiles import DEFAULT_PROFILE, Profile, get_profile
@@ -256,6 +258,18 @@ class Issuance:
                 details["metadata"] = metadata
             action = "cert.renew" if renewed_from is not None else "cert.issue"
             self.ctx.audit(tx, actor, action, record.serial_hex, details)
+            if renewed_from is not None:
+                self.ctx.notify(
+                    tx,
+                    EventType.CERTIFICATE_RENEWED,
+                    service_id=record.service_id,
+                    data=certificate_data(
+                        EventType.CERTIFICATE_RENEWED,
+                        record,
+                        self.ctx.clock.now(),
+                        renewed_from=f"{renewed_from:x}",
+                    ),
+                )
             if superseded is not None:
                 revoked = {
                     "reason": reason_name(x509.ReasonFlags.superseded),

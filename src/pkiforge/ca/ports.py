@@ -9,6 +9,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
+from pkiforge.ca.events import Delivery, DeliveryStatus, Event
 from pkiforge.ca.models import (
     AuditEntry,
     AuditHead,
@@ -150,6 +151,29 @@ class TokenRepository(Protocol):
     def set_certificate(self, token_id: str, serial: str) -> None: ...
 
 
+class OutboxRepository(Protocol):
+    def add(self, event: Event, endpoints: Sequence[str], at: dt.datetime) -> None:
+        """Record the event and one pending delivery to each endpoint, due at `at`."""
+
+    def has(self, event_id: str) -> bool:
+        """Whether an event with this id was recorded (events with fixed ids are made once)."""
+
+    def claim_due(self, now: dt.datetime, until: dt.datetime, limit: int) -> list[Delivery]:
+        """Pending deliveries due by `now` that nobody holds, each now held until `until` by
+        this caller alone (a conditional update per row: two replicas never both get one)."""
+
+    def delivered(self, delivery_id: int, at: dt.datetime, attempts: int) -> None: ...
+    def attempt_failed(
+        self, delivery_id: int, attempts: int, error: str, retry_at: dt.datetime | None
+    ) -> None:
+        """Record a failed attempt: pending again from `retry_at`, or failed for good if None."""
+
+    def list(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]: ...
+    def retry(self, delivery_ids: Sequence[int] | None, at: dt.datetime) -> int:
+        """Make failed deliveries (these, or all if None) pending and due at `at`, attempts
+        reset; returns how many."""
+
+
 class Transaction(Protocol):
     """One unit of work: everything commits together or not at all."""
 
@@ -167,6 +191,8 @@ class Transaction(Protocol):
     def tokens(self) -> TokenRepository: ...
     @property
     def maintenance(self) -> MaintenanceRepository: ...
+    @property
+    def outbox(self) -> OutboxRepository: ...
 
 
 class Store(Protocol):

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.crl import build_crl, reason_name
 from pkiforge.ca.crl_freshness import PublishedCRLs, ServedCRL, rebuild_due
+from pkiforge.ca.events import EventType
 from pkiforge.ca.models import (
     OPERATOR,
     SYSTEM,
@@ -26,6 +27,7 @@ from pkiforge.ca.models import (
     CRLState,
     Revocation,
 )
+from pkiforge.ca.notifications import certificate_data
 from pkiforge.ca.ports import Transaction
 from pkiforge.ca.signing import SigningCA
 from pkiforge.clock import utc
@@ -93,6 +95,14 @@ class RevocationService:
                     "issuer": record.issuer,
                     "invalidity_date": invalidity_date,
                 },
+            )
+            self.ctx.notify(
+                tx,
+                EventType.CERTIFICATE_REVOKED,
+                service_id=record.service_id,
+                data=certificate_data(
+                    EventType.CERTIFICATE_REVOKED, record, now, reason=reason_name(reason)
+                ),
             )
         self.published.forget(record.issuer)
         return replace(record, status=CertStatus.REVOKED, revocation=revocation)

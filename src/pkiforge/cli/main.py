@@ -17,6 +17,7 @@ from pkiforge.cli import (
     crl_cmd,
     init_cmd,
     keys_cmd,
+    notifications_cmd,
     request_cmd,
     scheduler_cmd,
     serve_cmd,
@@ -84,6 +85,7 @@ app.add_typer(token_cmd.app, name="token")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(backup_cmd.app, name="backup")
 app.add_typer(scheduler_cmd.app, name="scheduler")
+app.add_typer(notifications_cmd.app, name="notifications")
 
 
 def run() -> None:

@@ -120,6 +120,7 @@ class Scheduler:
         *,
         policy: LeasePolicy | None = None,
         holder: str | None = None,
+        on_failure: Callable[[str, str], None] | None = None,
     ) -> None:
         names = [job.name for job in jobs]
         if len(set(names)) != len(names):
@@ -129,6 +130,8 @@ class Scheduler:
         self.clock = clock
         self.policy = policy or LeasePolicy()
         self.holder = holder or holder_id()
+        # told (job name, error) when a job that ran fails, e.g. to notify someone
+        self.on_failure = on_failure
 
     def job(self, name: str) -> Job:
         """Raises KeyError: no job of that name."""
@@ -218,6 +221,8 @@ class Scheduler:
             error = error or "the lease was lost while the job ran: another process took over"
             log.error("scheduler: job %s: %s", job.name, error)
         outcome = Outcome.FAILED if error else Outcome.RAN
+        if error and self.on_failure is not None:
+            self.on_failure(job.name, error)
         return JobReport(job.name, outcome, None, duration, error, result, failure)
 
     def _keep(self, name: str, lost: threading.Event, stop: threading.Event) -> None:

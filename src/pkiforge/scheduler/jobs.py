@@ -15,6 +15,8 @@ from pkiforge.ca.tidy import Tidy
 from pkiforge.scheduler.core import Job, JobContext
 
 CRL_REFRESH, EXPIRY_SCAN, TIDY = "crl-refresh", "expiry-scan", "tidy"
+# delivery of recorded notifications: added by the composition root when webhooks are set
+NOTIFY = "notify"
 
 
 @dataclass(frozen=True)

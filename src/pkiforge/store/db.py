@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from pkiforge.errors import InvalidInput, StoreUnavailable
 from pkiforge.store.durable import WalSync
 from pkiforge.store.maintenance_repos import SqlMaintenanceRepository
+from pkiforge.store.outbox_repos import SqlOutboxRepository
 from pkiforge.store.registry_repos import SqlServiceRepository, SqlTokenRepository
 from pkiforge.store.repos import (
     SqlAuditRepository,
@@ -28,7 +29,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
 # opening a store needs one query instead of importing alembic (slow to import, for every CLI
 # command)
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 READONLY = "pkiforge_readonly"
 Synchronous = Literal["normal", "full"]  # PRAGMA synchronous, in lower case
 
@@ -145,6 +146,7 @@ class SqlTransaction(Unit):
         self.services = SqlServiceRepository(self)
         self.tokens = SqlTokenRepository(self)
         self.maintenance = SqlMaintenanceRepository(self)
+        self.outbox = SqlOutboxRepository(self)
 
 
 class SqlStore:
