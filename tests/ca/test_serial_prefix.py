@@ -56,7 +56,7 @@ def test_ambiguous_prefix_says_how_many(issued: Pki) -> None:
 def test_short_prefix_is_not_taken(issued: Pki) -> None:
     short = "1234999"
     assert len(short) < MIN_SERIAL_PREFIX
-    with pytest.raises(NotFound, match=f"at least {MIN_SERIAL_PREFIX} hex digits"):
+    with pytest.raises(InvalidInput, match=f"at least {MIN_SERIAL_PREFIX} hex digits"):
         issued.certificates.resolve_serial(short)
 
 

@@ -117,7 +117,7 @@ def issue_request(
     cn: str | None = None,
     san: list[str] | None = None,
     service: str | None = None,
-    profile: str = "service",
+    profile: str | None = None,  # None: the default profile, as the API's requests
     issuer: str | None = None,
     validity: str | None = None,
     key_type: str | None = None,
@@ -154,7 +154,9 @@ def issue(
         str | None,
         typer.Option(help="Service id for spiffe://<trust-domain>/<id> (default: the CN)."),
     ] = None,
-    profile: Annotated[str, typer.Option(help="server, client or service.")] = "service",
+    profile: Annotated[
+        str | None, typer.Option(help="server, client or service (default: service).")
+    ] = None,
     issuer: Annotated[str | None, typer.Option(help="Issuing intermediate.")] = None,
     validity: Annotated[str | None, typer.Option(help="e.g. 90d (default: profile's).")] = None,
     key_type: Annotated[
