@@ -113,7 +113,7 @@ CASES = [
         "root CA only signs intermediates",
     ),
     (["cert", "revoke", "zz-not-hex", "--reason", "keyCompromise"], 3, "invalid serial"),
-    (["cert", "revoke", "abcdef", "--reason", "keyCompromise"], 4, "no certificate with serial"),
+    (["cert", "revoke", "abcdef12", "--reason", "keyCompromise"], 4, "no certificate with serial"),
     (
         ["cert", "revoke", "abcdef", "--reason", "certificateHold"],
         3,
