@@ -44,11 +44,13 @@ test: $(TSTAMP)
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 	$(MKDOCS) build --strict --quiet
+	bash scripts/system-tools.sh
 	bash scripts/ensure-services.sh
 	$(BIN)/pytest -q
 
 # The inner loop: no lint, no slow tests.
 test-fast: $(TSTAMP)
+	bash scripts/system-tools.sh
 	bash scripts/ensure-services.sh
 	$(BIN)/pytest -q -m "not slow"
 
@@ -63,6 +65,7 @@ test-latest:
 	$(LATEST)/bin/pip freeze --exclude-editable > $(LATEST)/versions.txt
 	@echo "--- held back by pyproject.toml's upper bounds:"
 	@$(LATEST)/bin/pip list --outdated --not-required 2>/dev/null || true
+	bash scripts/system-tools.sh
 	bash scripts/ensure-services.sh
 	$(LATEST)/bin/pytest -q -p no:cacheprovider
 

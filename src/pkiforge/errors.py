@@ -14,6 +14,7 @@
     ├── BadPassphrase                      a CA key could not be decrypted with the passphrase
     ├── StoreUnavailable                   the database or nonce store cannot answer (fail closed);
     │                                      `internal` holds the cause, for logs only
+    │   └── StorageFull                    free disk space is below the reserve: no new writes
     ├── IntegrityError                     audit chain or stored data does not check out
     ├── Unreachable                        (client) the server could not be reached
     ├── UntrustedServer                    (client) the server's TLS certificate does not verify
@@ -102,6 +103,10 @@ class StoreUnavailable(PkiError):
     def __init__(self, message: str, *, internal: str | None = None, **data: Any) -> None:
         super().__init__(message, **data)
         self.internal = internal
+
+
+class StorageFull(StoreUnavailable):
+    """Free space under the database is below the configured reserve; writes are refused."""
 
 
 class IntegrityError(PkiError):

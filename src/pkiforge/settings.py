@@ -314,6 +314,17 @@ class SchedulerSettings(_Section):
         return self
 
 
+class StorageSettings(_Section):
+    """The disk under the database, and how readiness proves that the database takes writes."""
+
+    # SQLite: below this many free bytes on the database's filesystem the API refuses new
+    # write work (503 storage-full) and /readyz says not ready; 0 turns the reserve off
+    min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # /readyz writes a heartbeat row at most once per this many seconds per process and keeps
+    # its outcome meanwhile; a write that failed fails readiness for as long
+    write_probe_seconds: float = Field(default=5.0, gt=0, le=300)
+
+
 class Settings(BaseSettings):
     """All configuration; build with `load_settings(home)`."""
 
@@ -338,6 +349,7 @@ class Settings(BaseSettings):
     rotation_policy: RotationPolicySettings = Field(default_factory=RotationPolicySettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @classmethod
     def settings_customise_sources(

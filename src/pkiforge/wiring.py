@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from redis import Redis
 
     from pkiforge.api.keyauth import KeyAuth
+    from pkiforge.api.readiness import Readiness
     from pkiforge.api.service_api import ServiceApi
     from pkiforge.api.state import AppState
     from pkiforge.auth.mtls import ClientCertificateVerifier
@@ -352,6 +353,7 @@ def build_app_state(settings: Settings, pki: Pki) -> AppState:
         api=_service_api(pki, registry, _rate_limiter(settings, redis)),
         signing=_key_auth(settings, pki, registry, redis),
         registry=registry,
+        readiness=_readiness(settings, pki, registry),
         trusted_proxies=proxies,
         whitelist=load_whitelist(settings.home) or Whitelist(),
         # SQLite's work is local and short: on the event loop; PostgreSQL's waits on the
@@ -440,6 +442,23 @@ def _rate_limiter(settings: Settings, redis: _RedisClients) -> RateLimiter:
         return InMemoryRateLimiter(limits.issuance_limit, window)
     client = redis.get(settings.redis_url, "redis_url")
     return RedisRateLimiter(client, limits.issuance_limit, window, limits.key_prefix)
+
+
+def _readiness(settings: Settings, pki: Pki, registry: CollectorRegistry) -> Readiness:
+    """Readiness checks, the free-space reserve (SQLite) and their gauges."""
+    from pkiforge.api.metrics import ReadinessCollector, StorageCollector
+    from pkiforge.api.readiness import Readiness
+    from pkiforge.store.health import WriteProbe
+    from pkiforge.store.space import DiskReserve
+
+    storage = settings.storage
+    reserve = DiskReserve.for_url(settings.effective_database_url, storage.min_free_bytes)
+    probe = WriteProbe(pki.store, storage.write_probe_seconds, now=pki.ctx.clock.now)
+    readiness = Readiness(pki, probe, reserve)
+    registry.register(ReadinessCollector(readiness.checks))
+    if reserve is not None:
+        registry.register(StorageCollector(reserve.free, reserve.reserve))
+    return readiness
 
 
 def _identities(pki: Pki) -> ClientCertificateVerifier:

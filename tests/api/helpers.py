@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from pkiforge.api.deps import IdentityVerifier, StateDep, mtls_verifier
 from pkiforge.auth.mtls import ServiceIdentity
 from pkiforge.errors import AuthenticationFailed
-from pkiforge.settings import RateLimitSettings
+from pkiforge.settings import RateLimitSettings, StorageSettings
 from pkiforge.wiring import Pki, build_app
 from tests.ca.helpers import make_pki
 from tests.conftest import DATA
@@ -120,6 +120,7 @@ def make_api(
     max_body: int = 64 * 1024,
     sqlite_synchronous: Literal["normal", "full"] = "full",
     threads: int | None = None,
+    storage: StorageSettings | None = None,
 ) -> Api:
     """A PKI in `home` with a whitelist file, an app and a TestClient (fake identity)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -131,6 +132,7 @@ def make_api(
             "server": pki.settings.server.model_copy(
                 update={"max_body_bytes": max_body, "threads": threads}
             ),
+            "storage": storage or pki.settings.storage,
         }
     )
     app = build_app(settings, pki)

@@ -133,11 +133,12 @@ def start_server(
     extra: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
     options: tuple[str, ...] = (),
+    log_dir: Path | None = None,
 ) -> Server:
     """Start `pkiforge [options] serve [args]` (with `extra` environment) on a free port; wait
-    for /healthz."""
+    for /healthz. Its output goes to a file in `log_dir` (default: the home)."""
     port = free_port()
-    log = home.path / f"{name}-{port}.log"
+    log = (log_dir or home.path) / f"{name}-{port}.log"
     db = ["--database-url", home.database_url] if home.database_url else []
     cmd = [sys.executable, "-m", "pkiforge.cli", "--home", str(home.path), *db, *options]
     with open(log, "wb") as out:

@@ -1,15 +1,15 @@
 """Prometheus metrics of the API, in the app's own registry (never the global one).
 
 Counters of the certificate lifecycle by issuer and profile, request latency by route template,
-and gauges of certificates expiring within 30/7/1 days that are counted from the store when
-Prometheus scrapes.
+gauges of certificates expiring within 30/7/1 days that are counted from the store when
+Prometheus scrapes, and readiness and free space, also taken on each scrape.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -92,3 +92,53 @@ def durable_wait(registry: CollectorRegistry) -> Histogram:
         registry=registry,
         buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
     )
+
+
+class ReadinessCollector(Collector):
+    """`pkiforge_ready` (what /readyz would answer) and each check, taken on each scrape."""
+
+    def __init__(self, checks: Callable[[], Mapping[str, str]]) -> None:
+        self._checks = checks
+
+    def collect(self) -> Iterator[Metric]:
+        checks = self._checks()
+        passing = {name: value == "ok" for name, value in checks.items()}
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_ready",
+            "1 when /readyz answers 200 (the process can do its job), else 0.",
+            value=int(all(passing.values())),
+        )
+        gauge = GaugeMetricFamily(
+            f"{NAMESPACE}_readiness_check",
+            "Each readiness check (database, write, storage): 1 passing, 0 failing.",
+            labels=["check"],
+        )
+        for name, ok in passing.items():
+            gauge.add_metric([name], int(ok))
+        yield gauge
+
+
+class StorageCollector(Collector):
+    """Free space under the SQLite database and the reserve kept on it (store/space.py)."""
+
+    def __init__(self, free: Callable[[], int], reserve: int) -> None:
+        self._free = free
+        self._reserve = reserve
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            free = self._free()
+        except OSError as exc:  # report nothing rather than fail the scrape
+            log.warning("storage gauges skipped: %s", exc.strerror)
+            return
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_storage_free_bytes",
+            "Free bytes on the filesystem of the SQLite database, as an unprivileged process "
+            "may use them.",
+            value=free,
+        )
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_storage_reserve_bytes",
+            "storage.min_free_bytes: below it the API refuses new write work.",
+            value=self._reserve,
+        )

@@ -34,6 +34,7 @@ from pkiforge.errors import (
     PermissionDenied,
     PkiError,
     RateLimited,
+    StorageFull,
     StoreUnavailable,
 )
 
@@ -47,6 +48,7 @@ STATUS: tuple[tuple[type[PkiError], int, str], ...] = (
     (AuthenticationFailed, 401, "unauthenticated"),
     (PermissionDenied, 403, "forbidden"),
     (RateLimited, 429, "rate-limited"),
+    (StorageFull, 503, "storage-full"),
     (StoreUnavailable, 503, "unavailable"),
     (BadPassphrase, 503, "ca-key-unavailable"),
     (IntegrityError, 500, "integrity"),
@@ -78,7 +80,8 @@ _DESCRIPTIONS = {
     422: "The request does not match this schema (`errors` lists every field at fault)",
     429: "Too many requests: try again after `Retry-After` seconds",
     500: "An unexpected error; the detail carries an incident id to find it in the logs",
-    503: "The store, the CA key or the disk sync is unavailable; nothing was changed for good",
+    503: "The store, the CA key or the disk sync is unavailable, or the disk is below its "
+    "reserve; nothing was changed for good",
 }
 
 

@@ -11,6 +11,7 @@ import anyio.to_thread
 from prometheus_client import CollectorRegistry
 
 from pkiforge.api.keyauth import KeyAuth
+from pkiforge.api.readiness import Readiness
 from pkiforge.api.service_api import ServiceApi
 from pkiforge.auth.mtls import ClientCertificateVerifier, ServiceIdentity
 from pkiforge.ca.authorization import Caller, Whitelist
@@ -33,6 +34,7 @@ class AppState:
     api: ServiceApi
     signing: KeyAuth  # request-signing keys and verifier (api/keyauth.py)
     registry: CollectorRegistry  # the metrics of this app, and only of it
+    readiness: Readiness  # /readyz, and the free-space reserve of new writes
     trusted_proxies: tuple[Network, ...] = ()
     whitelist: Whitelist = field(default_factory=Whitelist)
     # run core calls on the event loop rather than in the thread pool (api/core_calls.py)

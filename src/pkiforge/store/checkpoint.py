@@ -23,8 +23,12 @@ lock, the locked pass has little left to write. The sync only writes out pages S
 already copied; what SQLite syncs and when is unchanged.
 
 The serving processes raise their own automatic checkpoint to FALLBACK_PAGES, so the WAL stays
-bounded even if this thread stops. A failed round is logged and retried; it never stops the
-server. PostgreSQL needs none of this. What the thread buys is in docs/performance.md.
+bounded even if this thread stops. A failed round never stops the server: it is retried after a
+wait that doubles with each failure in a row, up to BACKOFF_CAP (a full disk fails every round
+until space is freed, and each round costs a connection and I/O), and the first success returns
+to `interval`. The failure is logged when it begins, again every REMIND_EVERY while it lasts,
+and the recovery once. PostgreSQL needs none of this. What the thread buys is in
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import logging
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -50,6 +56,9 @@ FALLBACK_PAGES = 2 * RESTART_PAGES
 # Seconds between rounds. Each round's syncs slow the requests that overlap them, so small
 # syncs often keep the tail shorter than large ones rarely (docs/performance.md).
 INTERVAL = 0.1
+# the longest wait between rounds while they fail, and how often a lasting failure is logged
+BACKOFF_CAP = 30.0
+REMIND_EVERY = 300.0
 # macOS has no fdatasync; fsync does the same and more
 _datasync = getattr(os, "fdatasync", os.fsync)
 
@@ -62,6 +71,44 @@ class Checkpoint:
     wal_pages: int
     copied_pages: int
     restarted: bool
+
+
+class Backoff:
+    """The wait before the next round, and the log lines, as rounds fail and recover."""
+
+    def __init__(
+        self,
+        interval: float,
+        cap: float = BACKOFF_CAP,
+        remind_every: float = REMIND_EVERY,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.cap = max(cap, interval)
+        self.remind_every = remind_every
+        self._monotonic = monotonic
+        self.failures = 0  # rounds failed in a row
+        self._logged = 0.0  # when the failure was last logged
+
+    def succeeded(self) -> float:
+        """The wait after a round that worked."""
+        if self.failures:
+            log.info("WAL checkpoint works again after %d failed rounds", self.failures)
+        self.failures = 0
+        return self.interval
+
+    def failed(self, what: str, reason: str) -> float:
+        """The wait after a failed round; `what` failed because of `reason` (no data in it)."""
+        self.failures += 1
+        delay = min(self.cap, self.interval * 2**self.failures)
+        now = self._monotonic()
+        if self.failures == 1:
+            log.warning("%s failed, retrying with backoff up to %gs: %s", what, self.cap, reason)
+            self._logged = now
+        elif now - self._logged >= self.remind_every:
+            log.warning("%s still failing after %d rounds: %s", what, self.failures, reason)
+            self._logged = now
+        return delay
 
 
 class WalCheckpointer:
@@ -82,6 +129,7 @@ class WalCheckpointer:
         self._synced = (0, 0)  # (wal_pages, copied_pages) when the file was last synced
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.backoff = Backoff(interval)
 
     @classmethod
     def for_url(
@@ -135,15 +183,21 @@ class WalCheckpointer:
         self._lock.close()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.checkpoint()
-            except sqlite3.Error as exc:
-                # the message names the database condition (busy, I/O error), never data
-                log.warning("WAL checkpoint failed, retrying: %s", exc)
-                self._drop_connection()  # the next round starts from a new one
-            except OSError as exc:  # the sync of the database file; SQLite syncs it anyway
-                log.warning("syncing the database file failed, retrying: %s", exc.strerror)
+        delay = self.interval
+        while not self._stop.wait(delay):
+            delay = self._round()
+
+    def _round(self) -> float:
+        """One round; the wait before the next."""
+        try:
+            self.checkpoint()
+        except sqlite3.Error as exc:
+            self._drop_connection()  # the next round starts from a new one
+            # the message names the database condition (busy, I/O error), never data
+            return self.backoff.failed("WAL checkpoint", str(exc))
+        except OSError as exc:  # the sync of the database file; SQLite syncs it anyway
+            return self.backoff.failed("syncing the database file", str(exc.strerror))
+        return self.backoff.succeeded()
 
     def _sync_file(self) -> None:
         """Write what the passes copied into the database file out to disk.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -29,7 +30,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
 # opening a store needs one query instead of importing alembic (slow to import, for every CLI
 # command)
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 READONLY = "pkiforge_readonly"
 Synchronous = Literal["normal", "full"]  # PRAGMA synchronous, in lower case
 
@@ -162,6 +163,8 @@ class SqlStore:
         sqlite = engine.dialect.name == "sqlite"
         self._writers = WriterLock(sqlite_path(engine.url)) if sqlite else None
         self.durable = durable
+        # when (time.monotonic) a write transaction last failed in the database
+        self._write_failed_at: float | None = None
 
     @classmethod
     def open(
@@ -213,10 +216,19 @@ class SqlStore:
                 finally:
                     tx.close()
         except (OperationalError, InterfaceError) as exc:
+            if not readonly:
+                self._write_failed_at = time.monotonic()
             raise _unavailable(exc) from None
         if durable and not readonly and self.durable is not None:
             # committed, out of the writer lock and with the connection back in the pool
             self.durable.committed()
+
+    @property
+    def last_write_failure(self) -> float | None:
+        """When (`time.monotonic`) a write last failed, in the database or in the sync of the
+        WAL after it; readiness (store/health.py) says not ready for a while after."""
+        synced = self.durable.failed_at if self.durable is not None else None
+        return max((t for t in (self._write_failed_at, synced) if t is not None), default=None)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -85,6 +85,7 @@ class WalSync:
         self._running: _Round | None = None  # the sync in progress
         self._next: _Round | None = None  # the one to start after it, with its waiters
         self.syncs = 0  # completed, for tests and curiosity
+        self.failed_at: float | None = None  # when (time.monotonic) a sync last failed
         # called with the seconds each `barrier` waited (the API's metric), if set
         self.on_wait: Callable[[float], None] | None = None
         # `settle`'s rounds, on the event loop of the process (futures of the loop's thread)
@@ -138,6 +139,7 @@ class WalSync:
                 self.syncs += 1
                 round_.set_result(None)
             else:
+                self.failed_at = time.monotonic()
                 if isinstance(failure, StoreUnavailable):
                     log.error("%s; the commits waiting for it fail", failure)
                 round_.set_exception(failure)
@@ -180,6 +182,7 @@ class WalSync:
             self._sync()
         except StoreUnavailable as exc:
             failure = str(exc)
+            self.failed_at = time.monotonic()
             log.error("%s; the commits waiting for it fail", failure)
         except BaseException:
             failure = "sync of the WAL failed"

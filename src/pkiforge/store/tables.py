@@ -297,3 +297,13 @@ class DeliveryRow(Base):
     held_until: Mapped[dt.datetime | None] = mapped_column(TS)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class HeartbeatRow(Base):
+    """One row that readiness updates to prove the database takes writes (store/health.py)."""
+
+    __tablename__ = "heartbeat"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    beat_at: Mapped[dt.datetime] = mapped_column(TS)
+    beats: Mapped[int] = mapped_column(Integer, default=0)

@@ -25,6 +25,7 @@ from pkiforge.api.schemas.certificates import (
 )
 from pkiforge.api.schemas.common import Serial
 from pkiforge.api.state import AppState
+from pkiforge.api.storage import NEW_WRITES
 from pkiforge.ca.crl import parse_reason
 from pkiforge.ca.issue_request import IssueRequest
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus, parse_serial
@@ -85,7 +86,7 @@ def _render(state: AppState, record: CertificateRecord, key: str | None = None) 
     return certificate_out(record, chain, state.clock.now(), key)
 
 
-@router.post("/request", status_code=201, response_model=CertificateOut)
+@router.post("/request", status_code=201, response_model=CertificateOut, dependencies=[NEW_WRITES])
 @core_call
 def request_certificate(
     body: CertificateRequest, caller: EnrollingCallerDep, request: Request, response: Response
@@ -156,7 +157,12 @@ def download_certificate(
     return Response(pem([record.certificate]), media_type=PEM_CERT, headers=headers)
 
 
-@router.post("/{serial:serial}/renew", status_code=201, response_model=CertificateOut)
+@router.post(
+    "/{serial:serial}/renew",
+    status_code=201,
+    response_model=CertificateOut,
+    dependencies=[NEW_WRITES],
+)
 @core_call
 def renew_certificate(
     serial: Serial,

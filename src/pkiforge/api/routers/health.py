@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
+from pkiforge.api import problems
 from pkiforge.api.deps import StateDep
-from pkiforge.errors import StoreUnavailable
+from pkiforge.api.readiness import OK
 
 router = APIRouter(tags=["health"])
 
 
+class Ready(BaseModel):
+    """The process can do its job."""
+
+    status: str = Field(description='always "ready"')
+    checks: dict[str, str] = Field(
+        description='`database`, `write` and (SQLite) `storage`, each "ok"'
+    )
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
-    """The process is up."""
+    """The process is up (liveness): never asks the database or the disk."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-def readyz(state: StateDep) -> dict[str, str]:
-    """The database answers and a CA exists; 503 problem+json otherwise."""
-    if not state.pki.hierarchy.all():  # a query: fails with StoreUnavailable when the DB is down
-        raise StoreUnavailable("no CA is initialised")
-    return {"status": "ready"}
+@router.get("/readyz", response_model=Ready)
+def readyz(state: StateDep, request: Request) -> Ready | JSONResponse:
+    """The database answers, takes writes and (SQLite) has its free-space reserve; a CA exists.
+
+    Otherwise 503 problem+json whose `checks` say which check failed.
+    """
+    checks = state.readiness.checks()
+    failed = [f"{name} {value}" for name, value in checks.items() if value != OK]
+    if not failed:
+        return Ready(status="ready", checks=checks)
+    return problems.problem(
+        503, "not-ready", "not ready: " + ", ".join(failed), scope=request.scope, checks=checks
+    )

@@ -30,6 +30,7 @@ from pkiforge.api.schemas.keys import (
 )
 from pkiforge.api.signed import ActorDep
 from pkiforge.api.state import AppState
+from pkiforge.api.storage import NEW_WRITES
 from pkiforge.auth.keys import KeyStatus
 from pkiforge.auth.registry import MAX_OFFSET, MAX_PAGE, MAX_USAGE_DAYS, KeyQuery
 from pkiforge.auth.verify import VerifiedIdentity
@@ -77,7 +78,7 @@ async def whoami(actor: ActorDep, request: Request) -> WhoAmIOut:
     return WhoAmIOut(kind=actor.kind, id=actor.id, scheme="mtls")
 
 
-@router.post("", status_code=201, response_model=KeyOut)
+@router.post("", status_code=201, response_model=KeyOut, dependencies=[NEW_WRITES])
 @core_call
 def register_key(
     body: KeyRegistrationIn, actor: ActorDep, state: StateDep, response: Response

@@ -17,6 +17,7 @@ from pkiforge.api.schemas.services import (
     service_out,
 )
 from pkiforge.api.state import AppState
+from pkiforge.api.storage import NEW_WRITES
 from pkiforge.ca.authorization import Operation, require, require_listed
 from pkiforge.ca.registry_models import ServiceRecord
 
@@ -28,7 +29,7 @@ def _out(state: AppState, service: ServiceRecord) -> ServiceOut:
     return service_out(service, state.api.registry.current_certificate(service.service_id))
 
 
-@router.post("/register", status_code=201, response_model=ServiceOut)
+@router.post("/register", status_code=201, response_model=ServiceOut, dependencies=[NEW_WRITES])
 @core_call
 def register_service(
     body: ServiceRegistration, caller: CallerDep, state: StateDep, response: Response
@@ -56,7 +57,7 @@ def get_service(service_id: ServiceId, caller: CallerDep, state: StateDep) -> Se
     return _out(state, state.api.registry.get(service_id))
 
 
-@router.put("/{service_id}", response_model=ServiceOut)
+@router.put("/{service_id}", response_model=ServiceOut, dependencies=[NEW_WRITES])
 @core_call
 def update_service(
     service_id: ServiceId, body: ServiceUpdate, caller: CallerDep, state: StateDep
