@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .helpers import make_csr
 from .server import Home, Server, make_home, start_server
@@ -181,9 +182,15 @@ def test_below_the_reserve_new_writes_get_503_while_reads_and_revocations_go_on(
         assert_safe_problem(renewal, disk, "storage-full")
         assert client.get("/healthz").status_code == 200  # liveness stays
         assert client.get(f"/api/v1/certificates/{serial}").status_code == 200  # reads work
-        metrics = client.get("/metrics").text
-        assert "pkiforge_ready 0.0" in metrics
-        assert f"pkiforge_storage_reserve_bytes {float(RESERVE)}" in metrics
+        gauges = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for sample in family.samples
+            if not sample.labels
+        }
+        assert gauges["pkiforge_ready"] == 0
+        assert gauges["pkiforge_storage_free_bytes"] < gauges["pkiforge_storage_reserve_bytes"]
+        assert gauges["pkiforge_storage_reserve_bytes"] == RESERVE
         revoked = client.post(
             f"/api/v1/certificates/{serial}/revoke", json={"reason": "superseded"}
         )

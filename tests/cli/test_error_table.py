@@ -46,6 +46,7 @@ TABLE = [
     Row(500, "internal", errors.ServerError, 7),
     Row(503, "unavailable", errors.StoreUnavailable, 7),
     Row(503, "ca-key-unavailable", errors.StoreUnavailable, 7),
+    Row(503, "storage-full", errors.StoreUnavailable, 7),  # retried by the agent, as the rest
 ]
 IDS = [f"{r.status}-{r.slug}" for r in TABLE]
 
