@@ -26,7 +26,6 @@ from pkiforge.errors import StoreUnavailable
 from pkiforge.store.db import SqlStore
 from pkiforge.store.tables import HeartbeatRow
 
-_HEARTBEAT = HeartbeatRow.__table__
 _ROW = 1
 
 
@@ -77,13 +76,13 @@ class WriteProbe:
         try:
             with self.store.transaction() as tx:
                 done = tx.conn.execute(
-                    update(_HEARTBEAT)
-                    .where(_HEARTBEAT.c.id == _ROW)
-                    .values(beat_at=self._now(), beats=_HEARTBEAT.c.beats + 1)
+                    update(HeartbeatRow)
+                    .where(HeartbeatRow.id == _ROW)
+                    .values(beat_at=self._now(), beats=HeartbeatRow.beats + 1)
                 ).rowcount
                 if not done:  # the row was deleted: make it again
                     tx.conn.execute(
-                        insert(_HEARTBEAT).values(id=_ROW, beat_at=self._now(), beats=1)
+                        insert(HeartbeatRow).values(id=_ROW, beat_at=self._now(), beats=1)
                     )
         except StoreUnavailable as exc:
             return WriteCheck(False, str(exc))
