@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pkiforge.store.checkpoint import BACKOFF_CAP, INTERVAL, REMIND_EVERY, Checkpoint
+from pkiforge.store.checkpoint import BACKOFF_CAP, INTERVAL, REMIND_EVERY, Backoff, Checkpoint
 from pkiforge.store.checkpoint import WalCheckpointer as Checkpointer
 
 
@@ -92,3 +92,9 @@ def test_a_lasting_failure_is_logged_once_then_reminded_and_its_end_once(
     assert 1 <= len(reminders) <= elapsed / REMIND_EVERY + 1
     assert ended == [f"WAL checkpoint works again after {failing} failed rounds"]
     assert len(lines) < failing / 10  # not a line per round
+
+
+def test_the_wait_stays_at_the_cap_however_long_the_failure_lasts() -> None:
+    backoff = Backoff(INTERVAL)
+    waits = [backoff.failed("WAL checkpoint", "database or disk is full") for _ in range(3000)]
+    assert waits[-1] == BACKOFF_CAP  # days of rounds at the cap: no overflow

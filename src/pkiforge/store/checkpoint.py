@@ -100,7 +100,8 @@ class Backoff:
     def failed(self, what: str, reason: str) -> float:
         """The wait after a failed round; `what` failed because of `reason` (no data in it)."""
         self.failures += 1
-        delay = min(self.cap, self.interval * 2**self.failures)
+        # the exponent stops growing at the cap: 2.0**1024 would overflow after hours of failure
+        delay = min(self.cap, self.interval * 2.0 ** min(self.failures, 64))
         now = self._monotonic()
         if self.failures == 1:
             log.warning("%s failed, retrying with backoff up to %gs: %s", what, self.cap, reason)
