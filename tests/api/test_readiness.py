@@ -13,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
 from pkiforge.api.storage import NEW_WRITES
+from pkiforge.errors import StoreUnavailable
 from pkiforge.settings import StorageSettings
+from pkiforge.store.durable import WalSync
 
 from .helpers import Api, make_api, make_csr
 
@@ -79,6 +81,24 @@ async def test_a_database_that_refuses_writes_is_not_ready(api: Api) -> None:
     assert body["detail"] == "not ready: write failed"
     assert body["checks"] == {"database": "ok", "write": "failed", "storage": "ok"}
     assert (await api.client.get("/healthz")).status_code == 200  # liveness stays
+
+
+async def test_a_failed_sync_of_the_wal_makes_it_not_ready(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(self: WalSync) -> None:
+        raise StoreUnavailable("sync of the WAL failed: No space left on device")
+
+    monkeypatch.setattr(WalSync, "_sync", failing)
+    refused = await api.client.post(
+        "/api/v1/services/register",
+        headers=api.as_("billing"),
+        json={"service_id": "billing", "service_name": "Billing", "names": NAMES},
+    )
+    assert refused.status_code == 503  # committed, but its sync failed
+    answer = await api.client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["write"] == "failed"
 
 
 async def test_below_the_reserve_only_new_write_work_is_refused(starved: Api) -> None:
