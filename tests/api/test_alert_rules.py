@@ -68,6 +68,7 @@ def test_the_lexer_finds_metric_names_only() -> None:
     assert metric_names(expr) == {"a_total", "b", "c"}
 
 
+@pytest.mark.slow  # a server of its own
 def test_every_metric_a_rule_uses_is_served(https_server: Server) -> None:
     with https_server.client() as client:
         exposition = client.get("/metrics").text

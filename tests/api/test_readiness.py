@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
+from pkiforge.api.app import ROUTERS
 from pkiforge.api.storage import NEW_WRITES
 from pkiforge.errors import StoreUnavailable
 from pkiforge.settings import StorageSettings
@@ -68,7 +69,8 @@ async def test_ready_names_each_check(api: Api) -> None:
 
 
 async def test_a_database_that_refuses_writes_is_not_ready(api: Api) -> None:
-    # from here on the database is read-only: every write fails (SQLITE_READONLY), reads work
+    # from here on the database is read-only (as on a filesystem remounted read-only after
+    # errors): every write fails with SQLITE_READONLY, already at BEGIN IMMEDIATE; reads work
     @event.listens_for(api.pki.store.engine, "begin")
     def _read_only(conn: Any) -> None:
         conn.connection.driver_connection.execute("PRAGMA query_only=ON")
@@ -139,10 +141,11 @@ async def test_revocations_go_on_below_the_reserve(tmp_path: Path) -> None:
         made.pki.close()
 
 
-async def test_every_route_that_writes_takes_the_reserve_or_is_exempt(api: Api) -> None:
+def test_every_route_that_writes_takes_the_reserve_or_is_exempt() -> None:
     unsafe = {
         (method, route.path_format): route
-        for route in api.app.routes
+        for router in ROUTERS
+        for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods or ()
         if method not in ("GET", "HEAD", "OPTIONS")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -215,7 +216,8 @@ class SqlStore:
                         tx.flush()
                 finally:
                     tx.close()
-        except (OperationalError, InterfaceError) as exc:
+        except (OperationalError, InterfaceError, sqlite3.OperationalError) as exc:
+            # sqlite3's own: BEGIN goes straight to the driver (`_begin`), past SQLAlchemy
             if not readonly:
                 self._write_failed_at = time.monotonic()
             raise _unavailable(exc) from None
@@ -239,8 +241,9 @@ class SqlStore:
 DATABASE_UNAVAILABLE = "database unavailable"
 
 
-def _unavailable(exc: DBAPIError) -> StoreUnavailable:
+def _unavailable(exc: DBAPIError | sqlite3.Error) -> StoreUnavailable:
     """The client is told only that the database is unavailable; the driver's message, which
     names the host and port (never credentials: those are in the URL), is for the log."""
-    first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    first = str(orig).strip().splitlines()[0] if orig else type(exc).__name__
     return StoreUnavailable(DATABASE_UNAVAILABLE, internal=first)
