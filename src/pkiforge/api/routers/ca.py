@@ -16,6 +16,7 @@ from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
 from pkiforge.api.schemas.common import CA_NAME_PATTERN, Serial
 from pkiforge.api.state import AppState
+from pkiforge.api.storage import NEW_WRITES
 from pkiforge.ca.authorization import require_admin
 from pkiforge.ca.crl import parse_reason, reason_name
 from pkiforge.ca.models import CARecord, parse_serial
@@ -191,7 +192,7 @@ class RotatedOut(BaseModel):
     retired: list[str]
 
 
-@router.post("/ca/{name}/rotate", response_model=RotatedOut)
+@router.post("/ca/{name}/rotate", response_model=RotatedOut, dependencies=[NEW_WRITES])
 @core_call
 def rotate_ca(
     name: CAName,
