@@ -55,7 +55,7 @@ class Readiness:
             # a query: fails with StoreUnavailable when the database is down
             return OK if self._pki.hierarchy.all() else "no CA"
         except StoreUnavailable as exc:
-            why["database"] = str(exc)
+            why["database"] = exc.internal or str(exc)  # for the log only
             return "unavailable"
 
     @staticmethod

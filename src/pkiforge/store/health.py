@@ -84,8 +84,8 @@ class WriteProbe:
                     tx.conn.execute(
                         insert(HeartbeatRow).values(id=_ROW, beat_at=self._now(), beats=1)
                     )
-        except StoreUnavailable as exc:
-            return WriteCheck(False, str(exc))
+        except StoreUnavailable as exc:  # the cause, for the log
+            return WriteCheck(False, exc.internal or str(exc))
         except SQLAlchemyError as exc:  # any refusal of the database (read-only, no table)
             return WriteCheck(False, type(exc).__name__)
         return WriteCheck(True)
