@@ -23,7 +23,7 @@ from pkiforge.backup.aftercare import DEFAULT_MARGIN, AftercareReport, apply_aft
 from pkiforge.backup.archive import OpenedBackup, open_backup
 from pkiforge.backup.manifest import HOME, Manifest, sqlite_url
 from pkiforge.backup.sealed import Secret
-from pkiforge.backup.snapshot import copy_rows
+from pkiforge.backup.snapshot import clear_seeded, copy_rows
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.errors import Conflict, IntegrityError, InvalidInput, StoreUnavailable
 from pkiforge.settings import CONFIG_FILE
@@ -211,6 +211,7 @@ def _import(database: Path, url: str) -> None:
     try:
         with source.connect() as src, target.begin() as out:
             upgrade_in(out)
+            clear_seeded(out)
             for table in Base.metadata.sorted_tables:
                 copy_rows(src, table, out)
                 _move_sequences(out, table)

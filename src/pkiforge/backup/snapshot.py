@@ -77,6 +77,7 @@ def _postgres_copy(url: str, dest: Path) -> None:
                     " back it up with the version that runs it",
                     field="database",
                 )
+            clear_seeded(out)
             for table in Base.metadata.sorted_tables:
                 copy_rows(conn, table, out)
     finally:
@@ -99,6 +100,13 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
             tx.rollback()  # it wrote nothing
     finally:
         conn.close()
+
+
+def clear_seeded(target: Connection) -> None:
+    """Empty a freshly migrated database: rows its migrations seed (the readiness heartbeat)
+    would collide with the same rows copied from the source."""
+    for table in reversed(Base.metadata.sorted_tables):
+        target.execute(table.delete())
 
 
 def copy_rows(source: Connection, table: Table, target: Connection) -> int:
