@@ -69,6 +69,7 @@ __all__ = [
     "build_pki",
     "build_scheduler",
     "ca_config",
+    "check_serving",
     "nonce_backend",
     "open_engine",
     "open_store",
@@ -216,6 +217,23 @@ def webhook_sender(settings: Settings) -> WebhookSender:
             secret = hook.secret.get_secret_value()
         endpoints[hook.name] = Endpoint(hook.name, hook.url, secret_key(secret, name=hook.name))
     return WebhookSender(endpoints, timeout=settings.notifications.timeout_seconds)
+
+
+def check_serving(settings: Settings) -> None:
+    """What a serving worker reads from the configuration beyond the CA, checked before the
+    server says it serves: the webhooks' secrets (when its scheduler sends them) and the
+    nonce store's choice.
+
+    Raises:
+        InvalidInput: a webhook's secret cannot be read or is malformed; the nonce store
+        asked for cannot be used with these settings.
+    """
+    if settings.scheduler.enabled and settings.notifications.webhooks:
+        webhook_sender(settings)
+    try:
+        nonce_backend(settings)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="auth.nonce_store") from None
 
 
 def ca_config(settings: Settings) -> CAConfig:

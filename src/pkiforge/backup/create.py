@@ -18,7 +18,13 @@ from pathlib import Path
 from pkiforge import __version__
 from pkiforge.backup.manifest import DATABASE, HOME, NAME, FileEntry, Manifest, read_counts
 from pkiforge.backup.sealed import DEFAULT_LOG2_N, SealingWriter, Secret
-from pkiforge.backup.snapshot import PASSPHRASE_FILE, home_files, snapshot_database
+from pkiforge.backup.snapshot import (
+    PASSPHRASE_FILE,
+    Reference,
+    home_files,
+    referenced_files,
+    snapshot_database,
+)
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.errors import Conflict, IntegrityError
 
@@ -31,6 +37,8 @@ class BackupOptions:
     # the CA passphrase to put in the archive (only on explicit request; None: left out)
     ca_passphrase: bytes | None = None
     log2_n: int = DEFAULT_LOG2_N
+    # files the settings name (webhook secrets): kept when inside the home, listed if not
+    references: tuple[Reference, ...] = ()
 
 
 def create_backup(out: Path, options: BackupOptions, clock: Clock | None = None) -> Manifest:
@@ -55,12 +63,16 @@ def create_backup(out: Path, options: BackupOptions, clock: Clock | None = None)
         files, outside = home_files(
             options.home, _key_refs(database), passphrase=options.ca_passphrase is not None
         )
-        contents = {HOME + f.relative: f.source.read_bytes() for f in files}
+        referenced, left_out = referenced_files(options.home, list(options.references))
+        contents = {HOME + f.relative: f.source.read_bytes() for f in [*files, *referenced]}
+        secret_names = {HOME + f.relative for f in referenced}
         if options.ca_passphrase is not None:
             contents[HOME + PASSPHRASE_FILE] = options.ca_passphrase.strip() + b"\n"
         entries = [_entry(DATABASE, _sha256_file(database), database.stat().st_size, 0o600)]
         for name, data in sorted(contents.items()):
-            private = name.startswith((HOME + "ca/", HOME + "secrets/", HOME + "server/tls.key"))
+            private = name in secret_names or name.startswith(
+                (HOME + "ca/", HOME + "secrets/", HOME + "server/tls.key")
+            )
             mode = 0o600 if private else 0o644
             entries.append(_entry(name, hashlib.sha256(data).hexdigest(), len(data), mode))
         manifest = Manifest(
@@ -72,6 +84,7 @@ def create_backup(out: Path, options: BackupOptions, clock: Clock | None = None)
             files=entries,
             includes_ca_passphrase=options.ca_passphrase is not None,
             keys_outside_home=outside,
+            files_left_out=left_out,
         )
         _write(out, options, manifest, database, contents)
     return manifest

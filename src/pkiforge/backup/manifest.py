@@ -65,6 +65,9 @@ class Manifest:
     includes_ca_passphrase: bool = False
     # CA keys not in the archive: kept offline (`name (offline)`) or outside the home (path)
     keys_outside_home: list[str] = field(default_factory=list)
+    # files the settings name that are not in the archive (outside the home, missing), each
+    # with its setting: `webhook 'ops' secret_file: /etc/x (outside the home)`
+    files_left_out: list[str] = field(default_factory=list)
     format: int = FORMAT
 
     def to_json(self) -> bytes:

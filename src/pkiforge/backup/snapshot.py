@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, Table, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from pkiforge.backup.manifest import safe_member
 from pkiforge.errors import Conflict, NotFound, StoreUnavailable
 from pkiforge.passphrase import STORED
 from pkiforge.store.db import SCHEMA_HEAD, make_engine, upgrade
@@ -186,3 +187,37 @@ def home_files(
     if passphrase and (home / PASSPHRASE_FILE).is_file():
         found[PASSPHRASE_FILE] = home / PASSPHRASE_FILE
     return [HomeFile(k, v) for k, v in sorted(found.items())], sorted(outside)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A file the home's settings name (`what` says which setting, e.g. `webhook 'ops'
+    secret_file`); a relative path is relative to the home."""
+
+    what: str
+    path: Path
+
+
+def referenced_files(
+    home: Path, references: list[Reference]
+) -> tuple[list[HomeFile], list[str]]:
+    """The referenced files inside the home (to keep), and those a backup cannot hold, each
+    named by its setting: outside the home (a restore could not put it back where the
+    settings say without writing outside its new home), missing, or with a name the archive
+    refuses."""
+    home = home.resolve()
+    found: list[HomeFile] = []
+    left_out: list[str] = []
+    for ref in references:
+        path = (home / ref.path).resolve()  # an absolute path stays as it is
+        if not path.is_relative_to(home):
+            left_out.append(f"{ref.what}: {path} (outside the home)")
+            continue
+        relative = path.relative_to(home).as_posix()
+        if not path.is_file():
+            left_out.append(f"{ref.what}: {path} (missing)")
+        elif not safe_member(relative):
+            left_out.append(f"{ref.what}: {path} (a name the archive does not hold)")
+        else:
+            found.append(HomeFile(relative, path))
+    return found, left_out

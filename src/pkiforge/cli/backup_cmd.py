@@ -18,11 +18,13 @@ from pkiforge.backup.create import BackupOptions, create_backup
 from pkiforge.backup.manifest import Manifest
 from pkiforge.backup.restore import RestoreOptions, RestoreReport, restore_backup
 from pkiforge.backup.sealed import DEFAULT_LOG2_N, Secret, parse_key_file
+from pkiforge.backup.snapshot import Reference
 from pkiforge.cli.files import check_folders, read_input
 from pkiforge.cli.output import INTEGRITY, emit_json, err, fields, out, table
 from pkiforge.cli.state import CliState
 from pkiforge.errors import InvalidInput
 from pkiforge.passphrase import read_secret
+from pkiforge.settings import Settings
 
 app = typer.Typer(help="Backups: create, verify, restore.", no_args_is_help=True)
 
@@ -99,10 +101,13 @@ def create(
         secret=secret,
         ca_passphrase=state.passphrase() if include_ca_passphrase else None,
         log2_n=kdf_log2_n,
+        references=settings_references(settings),
     )
     manifest = create_backup(out_file, options)
     if json_out:
         emit_json({"file": str(out_file), "manifest": _manifest_data(manifest)})
+        for left_out in manifest.files_left_out:
+            err.print(f"warning: not in the backup (keep it yourself): {left_out}")
         return
     out.print(f"Backup written to {out_file}")
     _show_manifest(manifest)
@@ -110,6 +115,8 @@ def create(
         err.print(
             "not in the backup (keep them yourself): " + ", ".join(manifest.keys_outside_home)
         )
+    for left_out in manifest.files_left_out:
+        err.print(f"warning: not in the backup (keep it yourself): {left_out}")
     if not manifest.includes_ca_passphrase:
         err.print("The CA passphrase is not in the backup: keep it apart from the backup.")
 
@@ -183,6 +190,16 @@ def restore(
     _show_restore(report)
 
 
+def settings_references(settings: Settings) -> tuple[Reference, ...]:
+    """The files the settings name, which a restored home needs to serve: each webhook's
+    `secret_file`."""
+    return tuple(
+        Reference(f"webhook {hook.name!r} secret_file", hook.secret_file)
+        for hook in settings.notifications.webhooks
+        if hook.secret_file is not None
+    )
+
+
 def _manifest_data(manifest: Manifest) -> dict[str, Any]:
     data = asdict(manifest)
     data["created_at"] = manifest.created_at.isoformat()
@@ -238,6 +255,7 @@ def _restore_data(report: RestoreReport) -> dict[str, Any]:
         "next_crl_numbers": {c.issuer: c.next_number for c in after.crls},
         "config_names_other_database": report.config_names_other_database,
         "keys_outside_home": report.manifest.keys_outside_home,
+        "files_left_out": report.manifest.files_left_out,
     }
 
 
@@ -264,6 +282,8 @@ def _show_restore(report: RestoreReport) -> None:
             "CA keys kept outside the home are not in the backup: "
             + ", ".join(report.manifest.keys_outside_home)
         )
+    for left_out in report.manifest.files_left_out:
+        err.print(f"not in the backup, put it back before serving: {left_out}")
     if report.config_names_other_database:
         err.print(
             "config.yaml names another database than the one restored into: set "

@@ -14,6 +14,7 @@ from pkiforge.cli.state import CliState
 from pkiforge.errors import Conflict
 from pkiforge.settings import MAX_PORT, MIN_PORT
 from pkiforge.whitelist import WHITELIST_FILE, load_whitelist
+from pkiforge.wiring import check_serving
 
 RENEW_CHECK_SECONDS = 60.0
 
@@ -46,6 +47,7 @@ def start(state: CliState, host: str | None, port: int | None, workers: int | No
     if not state.pki.hierarchy.all():
         raise Conflict(f"no CA in {state.home}: run `pkiforge init` first")
     state.passphrase()  # fail now, not in a worker, if no passphrase is available
+    check_serving(settings)  # and the same for what the workers read from the settings
     if load_whitelist(state.home) is None:  # a malformed file raises ValueError: exit 3
         err.print(
             f"warning: no {WHITELIST_FILE} in {state.home}: "
