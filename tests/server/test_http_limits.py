@@ -122,6 +122,8 @@ def _problem(answer: bytes, status: int) -> dict[str, object]:
     assert b"connection: close" in headers, head
     problem = json.loads(body)
     assert problem["status"] == status and str(problem["type"]).startswith("urn:pkiforge:")
+    # the same request id in the header and the body, as the app's own answers carry it
+    assert problem["request_id"] == _request_id(answer)
     return dict(problem)
 
 
@@ -293,18 +295,47 @@ def test_a_head_trickled_line_by_line_is_ended_at_its_deadline(
     _problem(answer, 408)
 
 
+SHORT_BODIES = {
+    "ocsp": b"POST /api/v1/ocsp HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Type: application/ocsp-request\r\nContent-Length: 100\r\n\r\n0123456789",
+    "json": b"POST /api/v1/certificates/request HTTP/1.1\r\nHost: x\r\n"
+    b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"common_name"',
+    "signed": b"POST /api/v1/certificates/request HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Type: application/json\r\nSignature-Input: sig1=();created=1\r\n"
+    b'Signature: sig1=:AA==:\r\nContent-Length: 100\r\n\r\n{"common_name"',
+}
+
+
+@pytest.mark.parametrize("request_bytes", SHORT_BODIES.values(), ids=SHORT_BODIES.keys())
 def test_a_body_shorter_than_its_content_length_is_ended_at_the_body_deadline(
-    one: Server, cert: tuple[str, str]
+    one: Server, cert: tuple[str, str], request_bytes: bytes
 ) -> None:
+    """408 with a request id, logged with it; the client gone is no server error (no
+    traceback in the log)."""
+    logged = one.log.stat().st_size
     with _tls(one, cert) as conn:
-        conn.sendall(
-            b"POST /api/v1/ocsp HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/ocsp-request\r\nContent-Length: 100\r\n\r\n0123456789"
-        )
+        conn.sendall(request_bytes)
         answer, closed = _until_closed(conn)
     assert closed
     assert _status(answer) == 408, answer[:300]
     _problem(answer, 408)
+    rid = _request_id(answer)
+    deadline = time.monotonic() + 10
+    while rid not in (log := one.log.read_bytes()[logged:].decode()):
+        assert time.monotonic() < deadline, log
+        time.sleep(0.2)
+    time.sleep(1)  # the app's side of the disconnect is logged after the 408
+    log = one.log.read_bytes()[logged:].decode()
+    assert "request body not complete" in log, log
+    assert "Traceback" not in log and "unexpected error" not in log, log
+
+
+def _request_id(answer: bytes) -> str:
+    head = answer.partition(b"\r\n\r\n")[0].decode()
+    ids = [line.split(":", 1)[1].strip() for line in head.split("\r\n")
+           if line.lower().startswith("x-request-id:")]  # fmt: skip
+    assert len(ids) == 1 and ids[0], head
+    return ids[0]
 
 
 def test_a_keep_alive_connection_serves_requests_then_idles_out(

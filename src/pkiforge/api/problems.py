@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -198,6 +199,20 @@ def install(app: FastAPI, routes: Sequence[APIRoute]) -> None:
             headers["Allow"] = ", ".join(allowed)
         return problem(
             exc.status_code, "http", str(exc.detail), headers=headers or None, scope=request.scope
+        )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # the client closed the connection (or the HTTP layer ended it at the body deadline)
+        # before its body arrived: no server error, and nobody left to read the answer
+        log.info(
+            "request %s: client gone before its body arrived (%s %s)",
+            request_id(request.scope),
+            request.method,
+            request.url.path,
+        )
+        return problem(
+            400, "client-disconnected", "the request body did not arrive", scope=request.scope
         )
 
     @app.exception_handler(Exception)

@@ -24,13 +24,19 @@ _STATE_KEY = "request_id"
 _IDS = random.Random(os.urandom(32))  # noqa: S311
 
 
+def new_id() -> str:
+    """A fresh id (32 hex digits), for an answer given before there is a request scope (the
+    HTTP layer's own answers, server/guard.py)."""
+    return f"{_IDS.getrandbits(128):032x}"
+
+
 def request_id(scope: Scope) -> str:
     """This request's id, made on first use and kept in the scope's state (`RequestId` makes
     it first; an app built without it still gets ids)."""
     state = scope.setdefault("state", {})
     found = state.get(_STATE_KEY)
     if found is None:
-        found = state[_STATE_KEY] = _offered(scope) or f"{_IDS.getrandbits(128):032x}"
+        found = state[_STATE_KEY] = _offered(scope) or new_id()
     return str(found)
 
 

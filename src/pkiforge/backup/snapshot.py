@@ -198,9 +198,7 @@ class Reference:
     path: Path
 
 
-def referenced_files(
-    home: Path, references: list[Reference]
-) -> tuple[list[HomeFile], list[str]]:
+def referenced_files(home: Path, references: list[Reference]) -> tuple[list[HomeFile], list[str]]:
     """The referenced files inside the home (to keep), and those a backup cannot hold, each
     named by its setting: outside the home (a restore could not put it back where the
     settings say without writing outside its new home), missing, or with a name the archive

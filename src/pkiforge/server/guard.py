@@ -18,11 +18,13 @@ import enum
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from pkiforge.api.request_id import HEADER, new_id, request_id
 from pkiforge.server.limits import HeadScanner, HttpLimits, Over
 
 log = logging.getLogger("pkiforge.server")
@@ -31,33 +33,46 @@ log = logging.getLogger("pkiforge.server")
 LINGER_SECONDS = 2.0
 
 
-def _answer(status: int, reason: str, slug: str, detail: str, *extra: str) -> bytes:
-    body = json.dumps(
-        {
-            "type": f"urn:pkiforge:problem:{slug}",
-            "title": reason,
-            "status": status,
-            "detail": detail,
-        }
-    ).encode()
-    head = [
-        f"HTTP/1.1 {status} {reason}",
-        "content-type: application/problem+json",
-        f"content-length: {len(body)}",
-        "connection: close",
-        *extra,
-    ]
-    return "\r\n".join(head).encode() + b"\r\n\r\n" + body
+@dataclass(frozen=True)
+class Answer:
+    """One of the HTTP layer's own answers: problem+json, `Connection: close`, and the
+    request id (`X-Request-ID` and `request_id`, as the app's answers carry it)."""
+
+    status: int
+    reason: str
+    slug: str
+    detail: str
+    extra: tuple[str, ...] = ()
+
+    def render(self, rid: str) -> bytes:
+        body = json.dumps(
+            {
+                "type": f"urn:pkiforge:problem:{self.slug}",
+                "title": self.reason,
+                "status": self.status,
+                "detail": self.detail,
+                "request_id": rid,
+            }
+        ).encode()
+        head = [
+            f"HTTP/1.1 {self.status} {self.reason}",
+            "content-type: application/problem+json",
+            f"content-length: {len(body)}",
+            "connection: close",
+            f"{HEADER.lower()}: {rid}",
+            *self.extra,
+        ]
+        return "\r\n".join(head).encode() + b"\r\n\r\n" + body
 
 
-MALFORMED = _answer(400, "Bad Request", "malformed-request", "malformed HTTP request")
-TIMEOUT = _answer(408, "Request Timeout", "request-timeout", "the request took too long")
+MALFORMED = Answer(400, "Bad Request", "malformed-request", "malformed HTTP request")
+TIMEOUT = Answer(408, "Request Timeout", "request-timeout", "the request took too long")
 TOO_LARGE = {
-    Over.REQUEST_LINE: _answer(
+    Over.REQUEST_LINE: Answer(
         414, "URI Too Long", "request-line-too-long", "request line too long"
     ),
     **{
-        over: _answer(
+        over: Answer(
             431,
             "Request Header Fields Too Large",
             "header-too-large",
@@ -66,13 +81,13 @@ TOO_LARGE = {
         for over in (Over.HEADER, Over.HEAD, Over.HEADERS)
     },
 }
-CLIENT_BUSY = _answer(
+CLIENT_BUSY = Answer(
     429, "Too Many Requests", "too-many-connections", "too many connections from this address",
-    "retry-after: 1",
+    ("retry-after: 1",),
 )  # fmt: skip
-WORKER_BUSY = _answer(
+WORKER_BUSY = Answer(
     503, "Service Unavailable", "too-many-connections", "too many connections",
-    "retry-after: 1",
+    ("retry-after: 1",),
 )  # fmt: skip
 
 
@@ -84,6 +99,7 @@ class _Cycle(Protocol):
     response_started: bool
     response_complete: bool
     message_event: asyncio.Event
+    scope: dict[str, Any]  # the request's ASGI scope: its id is the app's
 
 
 class _Served(Protocol):
@@ -120,15 +136,14 @@ class ConnectionGuard:
         """At connection_made: refuse a connection over a cap, else wait for its request."""
         connections, client = self.protocol.connections, self.protocol.client
         if len(connections) > self.limits.max_connections:
-            log.warning("connection refused: %d open in this worker", len(connections) - 1)
-            self.answer(WORKER_BUSY)
+            why = f"{len(connections) - 1} open in this worker"
+            self.refuse(WORKER_BUSY, f"connection refused: {why}")
             return False
         host = client[0] if client else None
         if host is not None and self.limits.capped(host):
             same = sum(1 for c in connections if (getattr(c, "client", None) or ("",))[0] == host)
             if same > self.limits.max_connections_per_client:
-                log.warning("connection refused: %s holds %d connections", host, same - 1)
-                self.answer(CLIENT_BUSY)
+                self.refuse(CLIENT_BUSY, f"connection refused: {host} holds {same - 1}")
                 return False
         self._arm(self.limits.idle_timeout, None, self._idle)
         return True
@@ -139,6 +154,14 @@ class ConnectionGuard:
         self._cancel()
         if self.linger is not None:
             self.linger.cancel()
+
+    def refuse(
+        self, answer: Answer, why: str, rid: str | None = None, level: int = logging.WARNING
+    ) -> None:
+        """Give `answer` under a request id (`rid`, else a new one), log it with `why`, close."""
+        rid = rid or new_id()
+        log.log(level, "request %s: %s %s: %s", rid, answer.status, answer.slug, why)
+        self.answer(answer.render(rid))
 
     def answer(self, response: bytes | None) -> None:
         """Answer for the HTTP layer (if `response`) and close: nothing more is read here."""
@@ -164,8 +187,7 @@ class ConnectionGuard:
                 self._arm(self.limits.head_timeout, _State.HEAD, self._head_late)
             end, over = self.scanner.feed(data)
             if over is not None:
-                log.warning("request from %s refused: %s over the limit", self._who(), over.value)
-                self.answer(TOO_LARGE[over])
+                self.refuse(TOO_LARGE[over], f"{self._who()}: {over.value} over the limit")
                 return
             if end < 0:
                 feed(data)
@@ -219,22 +241,28 @@ class ConnectionGuard:
 
     def _head_late(self) -> None:
         self.timer = self.timer_for = None
-        log.warning("%s: request head not complete in %ss", self._who(), self.limits.head_timeout)
+        why = f"{self._who()}: request head not complete in {self.limits.head_timeout}s"
         cycle = self.protocol.cycle
-        busy = cycle is not None and not cycle.response_complete  # pipelined behind an answer
-        self.answer(None if busy else TIMEOUT)
+        if cycle is not None and not cycle.response_complete:  # pipelined behind an answer
+            log.warning("%s", why)
+            self.answer(None)
+            return
+        self.refuse(TIMEOUT, why)
 
     def _body_late(self) -> None:
         self.timer = self.timer_for = None
-        log.warning("%s: request body not complete in %ss", self._who(), self.limits.body_timeout)
-        cycle = self.protocol.cycle
+        why = f"{self._who()}: request body not complete in {self.limits.body_timeout}s"
+        cycle: _Cycle | None = self.protocol.cycle
         if cycle is None or cycle.response_started:
+            log.warning("%s", why)
             self.answer(None)
             return
-        # the app waits for the body: it gets a disconnect, the client a 408
+        # the app waits for the body: it gets a disconnect, the client a 408 under the id the
+        # app gave the request
+        rid = request_id(cycle.scope)
         cycle.disconnected = True
         cycle.message_event.set()
-        self.answer(TIMEOUT)
+        self.refuse(TIMEOUT, why, rid)
 
 
 def limits_of(config: Any) -> HttpLimits:
@@ -261,8 +289,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        log.info("malformed request: %s", msg)
-        self.guard.answer(MALFORMED)
+        self.guard.refuse(MALFORMED, f"malformed request: {msg}", level=logging.INFO)
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -283,5 +310,4 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        log.info("malformed request: %s", msg)
-        self.guard.answer(MALFORMED)
+        self.guard.refuse(MALFORMED, f"malformed request: {msg}", level=logging.INFO)
