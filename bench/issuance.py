@@ -1,12 +1,14 @@
-"""Certificate issuance over HTTPS with client certificates: pkiforge vs `cfssl serve`, one run.
+"""Certificate issuance over HTTPS with client certificates: pkiforge vs cfssl vs OpenBao, one run.
 
-Both sign the same CSR with the same intermediate CA key (exported once from pkiforge for
-cfssl), over TLS with mutual TLS, and both persist every certificate: pkiforge in its SQLite
+All three sign the same CSR with the same intermediate CA key (exported once from pkiforge for
+the peers), over TLS with mutual TLS, and all persist every certificate: pkiforge in its SQLite
 store with an audit entry per certificate, cfssl in its SQLite certdb (`-db-config`), both in
 WAL mode with the sync level of `--sync` (full: every certificate is on disk before it is
-answered) unless `--cfssl-db default` gives cfssl its own. The same
-closed-loop load generator (bench/loadgen.py: N workers, one keep-alive connection each)
-drives each server in turn for the same duration on this machine's loopback.
+answered) unless `--cfssl-db default` gives cfssl its own; OpenBao in its raft storage
+(bench/openbao.py: a listener that requires client certificates, the PKI engine's `sign`
+endpoint with a role like pkiforge's service profile, a token from cert auth), a fresh one
+each round. The same closed-loop load generator (bench/loadgen.py: N workers, one keep-alive
+connection each) drives each server in turn for the same duration on this machine's loopback.
 
     .venv/bin/python -m bench.issuance --key-type rsa2048 --concurrency 16 --duration 15
 """
@@ -35,6 +37,7 @@ import httpx
 
 from bench.cpu import tree_cpu_seconds
 from bench.loadgen import Result, Target, run
+from bench.openbao import bao_binary, bao_version, pkiforge_tls, running_openbao
 
 PASSPHRASE = "bench-passphrase-0123456789"
 CFSSL_SCHEMA = """
@@ -313,6 +316,31 @@ def bench_cfssl(f: dict[str, Path], work: Path, args: argparse.Namespace) -> Rou
     return Round(result, stored - before, cpu)
 
 
+def bench_openbao(f: dict[str, Path], work: Path, args: argparse.Namespace, i: int) -> Round:
+    """A fresh OpenBao (raft in its own directory) for the round, stopped and removed after."""
+    ca_cert, ca_key = export_intermediate(f, work)
+    tls = pkiforge_tls(f, work)
+    where = work / f"openbao-{i}"
+    try:
+        with running_openbao(where, tls, ca_cert.read_text(), ca_key.read_text(), args.bao) as bao:
+            before = bao.stored()
+            target = Target(
+                "openbao",
+                f"{bao.url}{bao.sign_path()}",
+                json.dumps({"csr": f["csr"].read_text(), "common_name": "bench-client"}).encode(),
+                str(f["root"]),
+                str(f["client_cert"]),
+                str(f["client_key"]),
+                ok=lambda status, body: status == 200 and b'"serial_number"' in body,
+                headers={"content-type": "application/json", "X-Vault-Token": bao.token},
+            )
+            result, cpu = _measured(bao.pid, lambda: _drive(target, args))
+            stored = bao.stored() - before
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    return Round(result, stored, cpu)
+
+
 def _drive(target: Target, args: argparse.Namespace) -> Result:
     return run(target, concurrency=args.concurrency, warmup=args.warmup, duration=args.duration)
 
@@ -361,11 +389,18 @@ def _count_pkiforge(home: Path) -> int:
         )
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def main() -> None:
+SERVERS = ("cfssl", "openbao", "pkiforge")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--key-type", default="rsa2048", help="intermediate key: rsa2048, p256")
     parser.add_argument("--concurrency", type=int, default=16)
@@ -375,7 +410,10 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating rounds of each server; medians shown"
     )
-    parser.add_argument("--only", choices=["cfssl", "pkiforge"], help="run one side only")
+    parser.add_argument("--only", choices=SERVERS, help="run one server only")
+    parser.add_argument(
+        "--skip", choices=SERVERS, action="append", default=[], help="leave a server out"
+    )
     parser.add_argument(
         "--services", type=int, default=0, help="other services registered with pkiforge"
     )
@@ -392,30 +430,48 @@ def main() -> None:
         help="SQLite sync level of both servers: full (a certificate is on disk before it is "
         "answered; pkiforge's default) or normal",
     )
-    args = parser.parse_args()
-    if shutil.which("cfssl") is None:
-        raise SystemExit("cfssl not found: apt-get install golang-cfssl")
+    return parser.parse_args(argv)
+
+
+def _servers(args: argparse.Namespace) -> list[str]:
+    return [s for s in SERVERS if args.only in (None, s) and s not in args.skip]
+
+
+def main() -> None:
+    args = parse_args()
+    servers = _servers(args)
+    if "cfssl" in servers and shutil.which("cfssl") is None:
+        raise SystemExit("cfssl not found: apt-get install golang-cfssl (or --skip cfssl)")
+    args.bao = bao_binary() if "openbao" in servers else None
     work = Path(tempfile.mkdtemp(prefix="pkiforge-bench-"))
-    rows: dict[str, list[Round]] = {"cfssl": [], "pkiforge": []}
+    rows: dict[str, list[Round]] = {name: [] for name in servers}
+    load = os.getloadavg()[0]
     try:
         f = prepare(work, args.key_type)
         add_services(f["home"], args.services)
         for i in range(args.rounds):
-            # alternate who goes first, so a machine that drifts during the run favours neither
-            order = ["cfssl", "pkiforge"] if i % 2 == 0 else ["pkiforge", "cfssl"]
+            # rotate who goes first, so a machine that drifts during the run favours no one
+            order = servers[i % len(servers) :] + servers[: i % len(servers)]
+            if i % 2:
+                order.reverse()
             for name in order:
-                if args.only in (None, name):
-                    rows[name].append(
-                        bench_cfssl(f, work, args) if name == "cfssl" else bench_pkiforge(f, args)
-                    )
+                if name == "cfssl":
+                    rows[name].append(bench_cfssl(f, work, args))
+                elif name == "openbao":
+                    rows[name].append(bench_openbao(f, work, args, i))
+                else:
+                    rows[name].append(bench_pkiforge(f, args))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
         f"intermediate {args.key_type}, {args.concurrency} concurrent clients, "
         f"{args.rounds} rounds of {args.duration:.0f} s after {args.warmup:.0f} s warm-up, "
         f"pkiforge workers={args.workers} with {args.services} other services registered, "
-        f"sync {args.sync}, cfssl certdb {args.cfssl_db}, {os.cpu_count()} CPUs"
+        f"sync {args.sync}, cfssl certdb {args.cfssl_db}, {os.cpu_count()} CPUs, "
+        f"load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
     )
+    if args.bao is not None:
+        print(bao_version(args.bao).splitlines()[0])
     print(
         f"{'server':10} {'round':>5} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
         f"{'CPU ms/cert':>12}"
@@ -438,13 +494,16 @@ def main() -> None:
                 f"{_median([row.result.pct(99) for row in results]):8.1f} {'':7} "
                 f"{_median([row.cpu_ms_per_cert() for row in results]):12.2f}"
             )
-    if len(medians) == 2:
+    for peer in ("cfssl", "openbao"):
+        if "pkiforge" not in medians or peer not in medians:
+            continue
         ratios = [
-            p.result.rate / c.result.rate
-            for p, c in zip(rows["pkiforge"], rows["cfssl"], strict=True)
+            _ratio(p.result.rate, c.result.rate)
+            for p, c in zip(rows["pkiforge"], rows[peer], strict=True)
         ]
         print(
-            f"ratio pkiforge/cfssl: {medians['pkiforge'] / medians['cfssl']:.2f}x of the medians; "
+            f"ratio pkiforge/{peer}: {_ratio(medians['pkiforge'], medians[peer]):.2f}x of the "
+            "medians; "
             f"per round {', '.join(f'{r:.2f}x' for r in ratios)}"
         )
     print(

@@ -93,13 +93,29 @@ async def _exchange(
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = 0
+    length, chunked = 0, False
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+    if chunked:  # Go's net/http chunks a body it did not size (OpenBao's larger answers)
+        return status, await _chunks(reader)
     body = await reader.readexactly(length) if length else b""
     return status, body
+
+
+async def _chunks(reader: asyncio.StreamReader) -> bytes:
+    """A chunked body (RFC 9112 §7.1), without trailers."""
+    body = b""
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return body
+        body += (await reader.readexactly(size + 2))[:-2]
 
 
 async def _worker(
