@@ -101,6 +101,11 @@ def bao_version(binary: Path) -> str:
     return out.stdout.strip()
 
 
+def colon_serial(serial: int) -> str:
+    """OpenBao's spelling of a serial: its minimal big-endian bytes, hex, colon-separated."""
+    return serial.to_bytes(max(1, (serial.bit_length() + 7) // 8)).hex(":")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,6 +157,13 @@ class OpenBao:
         result: dict[str, Any] = response.json()
         return result
 
+    def fetch(self, path: str) -> bytes:
+        """The raw body of an unauthenticated GET under /v1/ (a CRL, a CA certificate)."""
+        with httpx.Client(verify=self.ssl_context(), timeout=600.0) as client:
+            response = client.get(f"{self.url}/v1/{path}")
+        response.raise_for_status()
+        return response.content
+
     def sign_path(self) -> str:
         return f"/v1/{MOUNT}/sign/{ROLE}"
 
@@ -195,7 +207,7 @@ class OpenBao:
 
             async def worker() -> None:
                 for serial in left:
-                    colons = ":".join(f"{serial:x}".zfill(40)[i : i + 2] for i in range(0, 40, 2))
+                    colons = colon_serial(serial)
                     r = await client.post(
                         f"{self.url}/v1/{MOUNT}/revoke",
                         json={"serial_number": colons},

@@ -10,8 +10,14 @@ revoked copies of it made by SQLite itself (reasons mixed, one in four unspecifi
   the builder's list, so n entries cost n²/2 copies), signed; not stored.
 
 Each figure is the median of `--rounds`, in wall seconds and in CPU seconds of this process
-(the better figure on a loaded machine); the size is the DER's. No peer: OpenBao
-(the issue's suggestion) is not installed on this machine.
+(the better figure on a loaded machine); the size is the DER's.
+
+The peer, for `--openbao-sizes` (1k and 10k by default; 0 skips it): OpenBao's PKI engine
+(bench/openbao.py) with the same key type, its CRL rebuilt on demand (`auto_rebuild`, so that a
+revocation does not rebuild it each time). One server signs and revokes certificates through
+its API up to each size in turn, then `pki/crl/rotate` (a forced, synchronous rebuild: read
+every revocation from raft storage, build, sign, store) is timed `--rounds` times: wall
+seconds, and CPU seconds of the `bao` process; the size is that of the DER it then serves.
 
     .venv/bin/python -m bench.revocation --sizes 1000,10000,100000 --rounds 3
 """
@@ -31,6 +37,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from bench.cpu import tree_cpu_seconds
+from bench.openbao import MOUNT, OpenBao, bao_binary, bao_version, pkiforge_tls, running_openbao
 from pkiforge.ca.hierarchy import InitOptions
 from pkiforge.clock import FixedClock
 from pkiforge.settings import CASettings, Settings
@@ -142,21 +150,83 @@ def timed(fn: Callable[[Pki], bytes], pki: Pki, rounds: int) -> tuple[float, flo
     )
 
 
-def main() -> None:
+def _sizes(text: str) -> list[int]:
+    sizes = [int(s) for s in text.split(",") if s.strip() and int(s) > 0]
+    if sorted(sizes) != sizes:
+        raise argparse.ArgumentTypeError("sizes must be ascending")
+    return sizes
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--sizes", type=_sizes, default=_sizes("1000,10000,100000"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--before-rounds", type=int, default=1, help="the slow path's rounds (0: skip it)"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--openbao-sizes",
+        type=_sizes,
+        default=_sizes("1000,10000"),
+        help="revoked certificates for OpenBao's CRL rebuild (0: skip OpenBao)",
+    )
+    return parser.parse_args(argv)
+
+
+def openbao_crls(sizes: list[int], rounds: int) -> list[tuple[int, float, float, int, int]]:
+    """OpenBao's forced CRL rebuild at each size: (revoked, wall s, CPU s, DER bytes, entries)."""
+    from bench.issuance import export_intermediate, prepare
+
+    binary = bao_binary()
+    print(bao_version(binary).splitlines()[0])
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bench-revocation-bao-") as tmp:
+        work = Path(tmp)
+        files = prepare(work, "p256")
+        cert, key = export_intermediate(files, work)
+        tls = pkiforge_tls(files, work)
+        with running_openbao(work / "bao", tls, cert.read_text(), key.read_text(), binary) as bao:
+            bao.call("POST", f"{MOUNT}/config/crl", {"auto_rebuild": True})
+            revoked = 0
+            for n in sizes:
+                t0 = time.perf_counter()
+                serials = bao.sign_many(files["csr"].read_text(), n - revoked, 32)
+                bao.revoke_many(serials)
+                revoked = n
+                print(
+                    f"openbao: {len(serials)} more signed and revoked in "
+                    f"{time.perf_counter() - t0:.1f} s"
+                )
+                out.append((n, *_bao_rebuild(bao, rounds)))
+    return out
+
+
+def _bao_rebuild(bao: OpenBao, rounds: int) -> tuple[float, float, int, int]:
+    walls, cpus = [], []
+    for _ in range(rounds):
+        before, start = tree_cpu_seconds(bao.pid), time.perf_counter()
+        bao.call("GET", f"{MOUNT}/crl/rotate")
+        walls.append(time.perf_counter() - start)
+        after = tree_cpu_seconds(bao.pid)
+        cpus.append(after - before if after is not None and before is not None else float("nan"))
+    der = bao.fetch(f"{MOUNT}/crl")
+    return (
+        statistics.median(walls),
+        statistics.median(cpus),
+        len(der),
+        len(x509.load_der_x509_crl(der)),
+    )
+
+
+def main() -> None:
+    args = parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     print(
         f"{'revoked':>8} {'before s':>9} {'cpu s':>8} {'after s':>8} {'cpu s':>7}"
         f" {'ratio':>6} {'DER bytes':>10} entries"
     )
     with tempfile.TemporaryDirectory(prefix="bench-revocation-") as tmp:
-        for n in (int(s) for s in args.sizes.split(",")):
+        for n in args.sizes:
             pki = make_home(Path(tmp), n)
             try:
                 old = old_cpu = float("nan")
@@ -171,6 +241,12 @@ def main() -> None:
                 f"{n:>8} {old:>9.3f} {old_cpu:>8.3f} {new:>8.3f} {cpu:>7.3f}"
                 f" {old / new:>6.1f} {size:>10} {count}"
             )
+    if args.openbao_sizes:
+        peer = openbao_crls(args.openbao_sizes, args.rounds)
+        print(f"{'revoked':>8} {'openbao s':>9} {'cpu s':>8} {'DER bytes':>10} entries")
+        for n, wall, cpu, size, count in peer:
+            assert count == n, (count, n)
+            print(f"{n:>8} {wall:>9.3f} {cpu:>8.3f} {size:>10} {count}")
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
