@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+from pathlib import Path
 
 import pytest
 import redis
@@ -14,6 +15,7 @@ from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 from pkiforge.redis_calls import RedisCalls
+from tests.auth.redis_server import private_redis
 
 pytestmark = pytest.mark.redis
 
@@ -30,17 +32,51 @@ def test_replies_come_back_and_one_connection_is_kept(
     assert 0 < int(client.ttl(f"{prefix}a")) <= 30
 
 
-def test_a_connection_killed_by_the_server_fails_one_call_then_is_replaced(
+def test_a_kept_connection_killed_by_the_server_is_replaced_within_the_call(
     redis_client: tuple[redis.Redis, str],
 ) -> None:
-    client, _ = redis_client
+    client, prefix = redis_client
     calls = RedisCalls(client)
     first = calls("CLIENT", "ID")
     assert client.client_kill_filter(_id=first) == 1
-    with pytest.raises(redis.exceptions.ConnectionError):
-        calls("PING")  # its reply can never arrive: the call fails, nothing is retried
-    assert calls("PING") == b"PONG"
+    # stale: the call goes out again, once, on a new connection, and runs once
+    assert calls("INCR", f"{prefix}runs") == 1
     assert calls("CLIENT", "ID") != first
+    sent = calls.send("INCR", f"{prefix}runs")  # the same when the reply is read later
+    assert client.client_kill_filter(_id=calls("CLIENT", "ID")) == 1
+    assert sent.reply() == 2
+
+
+def test_a_timeout_on_a_kept_connection_is_not_retried(
+    redis_client: tuple[redis.Redis, str],
+) -> None:
+    """A timeout may mean the command ran: a retried SET NX would call a fresh nonce reused."""
+    client, prefix = redis_client
+    fast = redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            **{**client.connection_pool.connection_kwargs, "socket_timeout": 0.2}
+        )
+    )
+    calls = RedisCalls(fast)
+    assert calls("PING") == b"PONG"
+    with pytest.raises(redis.exceptions.TimeoutError):
+        calls("BLPOP", f"{prefix}never", 2)  # Redis answers after 2 s; the client waits 0.2
+    fast.close()
+
+
+@pytest.mark.slow  # a redis-server of its own, restarted
+def test_the_first_call_after_redis_restarts_is_answered(tmp_path: Path) -> None:
+    with private_redis(tmp_path) as server:
+        client = server.client()
+        calls = RedisCalls(client)
+        assert calls("SET", "k", b"1", "NX") == b"OK"
+        server.restart()  # every kept connection is now stale
+        assert calls("SET", "k", b"1", "NX") == b"OK"  # the new Redis, asked once
+        assert calls("SET", "k", b"1", "NX") is None
+        server.stop()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            calls("PING")  # Redis down: the retry fails too, and the error comes through
+        client.close()
 
 
 def test_an_error_reply_drops_the_connection(redis_client: tuple[redis.Redis, str]) -> None:
