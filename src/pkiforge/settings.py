@@ -7,6 +7,7 @@ file or a prompt, and is read by the edges only.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -135,6 +136,29 @@ class CRLSettings(_Section):
         return self
 
 
+class ProxyProtocolSettings(_Section):
+    """PROXY protocol v2 from load balancers that pass TLS through (server/proxy.py)."""
+
+    # the balancers' addresses: a connection from one of them must start with a PROXY v2
+    # header (else it is closed); from any other address none is ever read
+    trusted: list[str] = Field(default_factory=list)
+    # a trusted peer's header must be complete this long after the connection is accepted
+    header_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("trusted")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"server.proxy_protocol.trusted: {network!r} is not an IP address or "
+                    "network (e.g. 10.0.0.5/32)"
+                ) from None
+        return value
+
+
 class ServerSettings(_Section):
     """The HTTPS API."""
 
@@ -148,6 +172,7 @@ class ServerSettings(_Section):
     # a reverse proxy at these addresses may forward the client certificate (URL-encoded PEM)
     trusted_proxies: list[str] = Field(default_factory=list)
     client_cert_header: str = "x-forwarded-client-cert"
+    proxy_protocol: ProxyProtocolSettings = Field(default_factory=ProxyProtocolSettings)
     max_body_bytes: int = 1024 * 1024
     # the HTTP layer's bounds (server/limits.py; docs/operations.md, "Limits and timeouts")
     max_request_line_bytes: int = Field(default=8 * 1024, ge=64)

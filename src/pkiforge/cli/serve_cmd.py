@@ -66,6 +66,7 @@ def _serve(state: CliState, listener: socket.socket, host: str, port: int, worke
     """Ensure the server certificate, then serve on `listener` until interrupted."""
     from pkiforge.server.certificate import ensure_server_certificate, start_renewal_thread
     from pkiforge.server.limits import HttpLimits
+    from pkiforge.server.proxied import ProxySetup
     from pkiforge.server.run import serve, stop_with_supervisor
     from pkiforge.server.tls import reload_loop
     from pkiforge.store.checkpoint import WalCheckpointer
@@ -97,7 +98,12 @@ def _serve(state: CliState, listener: socket.socket, host: str, port: int, worke
     )
     try:
         serve(
-            app, files, listener, workers=workers, limits=HttpLimits.from_settings(settings.server)
+            app,
+            files,
+            listener,
+            workers=workers,
+            limits=HttpLimits.from_settings(settings.server),
+            proxy=ProxySetup.of(settings.server.proxy_protocol, files),
         )
     finally:
         stop.set()

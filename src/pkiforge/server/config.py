@@ -10,6 +10,7 @@ from typing import Any
 import uvicorn
 
 from pkiforge.server.limits import HttpLimits
+from pkiforge.server.proxied import ProxiedTLSProtocol, ProxySetup
 from pkiforge.server.tls import TLSFiles, TLSHttpToolsProtocol, server_context
 
 AppFactory = Callable[[], Any]  # builds the ASGI app where it is called (wiring.ServingApp)
@@ -24,9 +25,17 @@ class ServingConfig(uvicorn.Config):
     """uvicorn's Config with the HTTP layer's limits, which our protocol reads from it (it
     is pickled into each worker process with them)."""
 
-    def __init__(self, app: AppFactory, *, http_limits: HttpLimits, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: AppFactory,
+        *,
+        http_limits: HttpLimits,
+        proxy_setup: ProxySetup | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, **kwargs)
         self.http_limits = http_limits
+        self.proxy_setup = proxy_setup
 
 
 def uvicorn_config(
@@ -37,19 +46,28 @@ def uvicorn_config(
     *,
     workers: int = 1,
     limits: HttpLimits | None = None,
+    proxy: ProxySetup | None = None,
 ) -> ServingConfig:
     """The uvicorn configuration of the serving processes: our TLS context and protocol with
-    the HTTP layer's limits; the app is built by `app` in each process that serves it."""
+    the HTTP layer's limits; the app is built by `app` in each process that serves it.
+
+    With `proxy`, uvicorn accepts plain TCP and our protocol reads the PROXY header and
+    starts TLS itself (server/proxied.py), on asyncio's loop."""
     limits = limits or HttpLimits()
+    tls: dict[str, Any] = (
+        {"http": ProxiedTLSProtocol, "loop": "asyncio"}
+        if proxy is not None
+        else {"http": TLSHttpToolsProtocol, "ssl_context_factory": partial(ssl_factory, files)}
+    )
     return ServingConfig(
         app,
         http_limits=limits,
+        proxy_setup=proxy,
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        http=TLSHttpToolsProtocol,
-        ssl_context_factory=partial(ssl_factory, files),
+        **tls,
         timeout_graceful_shutdown=10,
         server_header=False,
         proxy_headers=False,  # the client address is the peer; proxies are handled explicitly

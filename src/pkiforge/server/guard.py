@@ -275,9 +275,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """httptools behind a ConnectionGuard."""
 
     guard: ConnectionGuard
+    proxied_client: tuple[str, int] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.proxied_client is not None:  # the PROXY header's source (server/proxied.py)
+            self.client = self.proxied_client
         self.guard = ConnectionGuard(self, limits_of(self.config))
         self.guard.admit()
 
@@ -296,9 +299,12 @@ class GuardedH11Protocol(H11Protocol):
     """h11 behind a ConnectionGuard (h11's own head limit set to the same size)."""
 
     guard: ConnectionGuard
+    proxied_client: tuple[str, int] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.proxied_client is not None:  # the PROXY header's source (server/proxied.py)
+            self.client = self.proxied_client
         self.guard = ConnectionGuard(self, limits_of(self.config))
         self.guard.admit()
 

@@ -12,6 +12,7 @@ from uvicorn.supervisors import Multiprocess
 
 from pkiforge.server.config import AppFactory, uvicorn_config
 from pkiforge.server.limits import HttpLimits
+from pkiforge.server.proxied import ProxySetup
 from pkiforge.server.tls import TLSFiles
 
 PARENT_CHECK_SECONDS = 1.0
@@ -24,12 +25,14 @@ def serve(
     *,
     workers: int,
     limits: HttpLimits | None = None,
+    proxy: ProxySetup | None = None,
 ) -> None:
     """Serve the app `app` builds on `listener`, in this process or in `workers` processes
     that share it (blocks until SIGINT/SIGTERM). With several, `app` must be picklable: each
-    worker calls it; uvicorn's supervisor restarts a worker that dies."""
+    worker calls it; uvicorn's supervisor restarts a worker that dies. With `proxy`, trusted
+    balancers' connections start with a PROXY v2 header (server/proxied.py)."""
     host, port = listener.getsockname()[:2]
-    config = uvicorn_config(app, files, host, port, workers=workers, limits=limits)
+    config = uvicorn_config(app, files, host, port, workers=workers, limits=limits, proxy=proxy)
     if workers > 1:
         Multiprocess(config, sockets=[listener]).run()
         return

@@ -1,0 +1,145 @@
+"""PROXY protocol v2 on a real `pkiforge serve`: from the trusted balancer (127.0.0.2 here) a
+connection must start with a valid header, whose client address the audit trail records;
+from anyone else (127.0.0.1) no header is ever read. Raw sockets and Python's ssl module
+stand for the balancer and its clients; tests/deploy/test_haproxy.py puts HAProxy there."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import ssl
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from pkiforge.server.proxy import SIGNATURE
+from tests.api.conftest import HTTPS_WHITELIST
+from tests.api.helpers import make_csr
+from tests.api.server import Home, Server, make_home, start_server
+
+pytestmark = pytest.mark.slow
+BALANCER = "127.0.0.2"  # trusted; the test server's own health check comes from 127.0.0.1
+
+
+def proxy_v2(client: str, port: int, local: bool = False) -> bytes:
+    """A PROXY v2 header for a TCP/IPv4 client, built from the specification (§2.2)."""
+    if local:
+        return SIGNATURE + b"\x20\x00" + struct.pack("!H", 0)
+    body = (
+        ipaddress.IPv4Address(client).packed
+        + ipaddress.IPv4Address("127.0.0.1").packed
+        + struct.pack("!HH", port, 8443)
+    )
+    return SIGNATURE + b"\x21\x11" + struct.pack("!H", len(body)) + body
+
+
+def request(
+    server: Server,
+    source: str,
+    prefix: bytes,
+    path: str,
+    body: dict[str, object] | None = None,
+    cert: tuple[str, str] | None = None,
+) -> tuple[int, str]:
+    """One HTTP/1.1 request over TLS from `source`, with `prefix` sent before the TLS."""
+    raw = socket.create_connection(
+        ("127.0.0.1", server.port), timeout=20, source_address=(source, 0)
+    )
+    with raw:
+        raw.sendall(prefix)
+        with server.tls(cert).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            data = json.dumps(body).encode() if body is not None else b""
+            method = "POST" if body is not None else "GET"
+            head = (
+                f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n"
+            )
+            tls.sendall(head.encode() + data)
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2].decode()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    config = {"server": {"proxy_protocol": {"trusted": [f"{BALANCER}/32"]}}}
+    return make_home(tmp_path_factory.mktemp("proxy") / "home", HTTPS_WHITELIST, config)
+
+
+@pytest.fixture(scope="module")
+def server(home: Home) -> Iterator[Server]:
+    started = start_server(home, "proxied")
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def cert(home: Home) -> tuple[str, str]:
+    return home.client_cert("burst", "x.burst.internal")
+
+
+def issued_from(home: Home, cn: str) -> str | None:
+    """The audit trail's address for the issuance of the certificate named `cn`."""
+    entries = json.loads(home.cli("audit", "list", "--action", "cert.issue", "--json").stdout)
+    for entry in entries:
+        if cn in json.dumps(entry["details"]):
+            return str(entry["address"]) if entry["address"] is not None else None
+    raise AssertionError(f"no cert.issue entry for {cn}: {entries}")
+
+
+def test_the_trusted_balancer_names_the_client(
+    server: Server, home: Home, cert: tuple[str, str]
+) -> None:
+    cn = "via-balancer.burst.internal"
+    status, body = request(
+        server,
+        BALANCER,
+        proxy_v2("203.0.113.7", 51000),
+        "/api/v1/certificates/request",
+        {"csr": make_csr(cn, [cn])},
+        cert,
+    )
+    assert status == 201, body
+    assert issued_from(home, cn) == "203.0.113.7"
+
+
+def test_a_local_header_keeps_the_balancers_address(server: Server) -> None:
+    """LOCAL is the balancer's own connection (HAProxy's health checks): served as from it."""
+    status, body = request(server, BALANCER, proxy_v2("", 0, local=True), "/readyz")
+    assert status == 200, body
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        b"",  # plain TLS: the ClientHello is not a header
+        b"PROXY TCP4 203.0.113.7 127.0.0.1 51000 8443\r\n",  # v1 is not accepted
+        SIGNATURE + b"\x21\x12" + struct.pack("!H", 12) + bytes(12),  # UDP
+        proxy_v2("203.0.113.7", 51000)[:-3],  # cut short: the TLS bytes make it malformed
+    ],
+    ids=["no-header", "v1", "udp", "cut-short"],
+)
+def test_the_trusted_balancer_without_a_valid_header_is_refused(
+    server: Server, prefix: bytes
+) -> None:
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        request(server, BALANCER, prefix, "/readyz")
+    assert "connection from balancer 127.0.0.2 refused" in server.log.read_text()
+
+
+def test_a_header_from_anyone_else_is_never_read(
+    server: Server, home: Home, cert: tuple[str, str]
+) -> None:
+    # the header goes to the TLS layer as it is, which refuses it as a handshake
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        request(server, "127.0.0.1", proxy_v2("203.0.113.7", 51000), "/readyz")
+    cn = "direct.burst.internal"
+    status, body = request(
+        server, "127.0.0.1", b"", "/api/v1/certificates/request", {"csr": make_csr(cn, [cn])}, cert
+    )
+    assert status == 201, body
+    assert issued_from(home, cn) == "127.0.0.1"
