@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   prometheus  # promtool: checks and unit-tests deploy/prometheus/*.yml
   openssl     # the openssl CLI: independent checks of certificates, CRLs, OCSP, TLS
+  haproxy     # tests/server/test_haproxy.py: replicas behind deploy/haproxy/haproxy.cfg
 )
 
 missing=()

@@ -9,7 +9,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,9 +134,11 @@ def start_server(
     args: tuple[str, ...] = (),
     options: tuple[str, ...] = (),
     log_dir: Path | None = None,
+    healthy: Callable[[Server], bool] | None = None,
 ) -> Server:
     """Start `pkiforge [options] serve [args]` (with `extra` environment) on a free port; wait
-    for /healthz. Its output goes to a file in `log_dir` (default: the home)."""
+    for /healthz (or for `healthy`, which may raise httpx.TransportError or OSError while the
+    server starts). Its output goes to a file in `log_dir` (default: the home)."""
     port = free_port()
     log = (log_dir or home.path) / f"{name}-{port}.log"
     db = ["--database-url", home.database_url] if home.database_url else []
@@ -154,13 +156,18 @@ def start_server(
         if proc.poll() is not None:
             raise AssertionError(f"server exited {proc.returncode}: {log.read_text()}")
         try:
-            with server.client() as c:
-                if c.get("/healthz").status_code == 200:
-                    return server
-        except httpx.TransportError:
-            time.sleep(0.2)
+            if (healthy or _healthz)(server):
+                return server
+        except (httpx.TransportError, OSError):
+            pass
+        time.sleep(0.2)
     server.stop()
     raise AssertionError(f"server did not become healthy: {log.read_text()}")
+
+
+def _healthz(server: Server) -> bool:
+    with server.client() as c:
+        return c.get("/healthz").status_code == 200
 
 
 @contextlib.contextmanager

@@ -5,9 +5,7 @@ stand for the balancer and its clients; tests/deploy/test_haproxy.py puts HAProx
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 import ssl
 import struct
 from collections.abc import Iterator
@@ -17,51 +15,11 @@ import pytest
 from pkiforge.server.proxy import SIGNATURE
 from tests.api.conftest import HTTPS_WHITELIST
 from tests.api.helpers import make_csr
+from tests.api.proxied import LOCAL_V2, proxy_v2, request
 from tests.api.server import Home, Server, make_home, start_server
 
 pytestmark = pytest.mark.slow
 BALANCER = "127.0.0.2"  # trusted; the test server's own health check comes from 127.0.0.1
-
-
-def proxy_v2(client: str, port: int, local: bool = False) -> bytes:
-    """A PROXY v2 header for a TCP/IPv4 client, built from the specification (§2.2)."""
-    if local:
-        return SIGNATURE + b"\x20\x00" + struct.pack("!H", 0)
-    body = (
-        ipaddress.IPv4Address(client).packed
-        + ipaddress.IPv4Address("127.0.0.1").packed
-        + struct.pack("!HH", port, 8443)
-    )
-    return SIGNATURE + b"\x21\x11" + struct.pack("!H", len(body)) + body
-
-
-def request(
-    server: Server,
-    source: str,
-    prefix: bytes,
-    path: str,
-    body: dict[str, object] | None = None,
-    cert: tuple[str, str] | None = None,
-) -> tuple[int, str]:
-    """One HTTP/1.1 request over TLS from `source`, with `prefix` sent before the TLS."""
-    raw = socket.create_connection(
-        ("127.0.0.1", server.port), timeout=20, source_address=(source, 0)
-    )
-    with raw:
-        raw.sendall(prefix)
-        with server.tls(cert).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            data = json.dumps(body).encode() if body is not None else b""
-            method = "POST" if body is not None else "GET"
-            head = (
-                f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n"
-            )
-            tls.sendall(head.encode() + data)
-            answer = b""
-            while chunk := tls.recv(65536):
-                answer += chunk
-    status_line, _, rest = answer.partition(b"\r\n")
-    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2].decode()
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +67,7 @@ def test_the_trusted_balancer_names_the_client(
 
 def test_a_local_header_keeps_the_balancers_address(server: Server) -> None:
     """LOCAL is the balancer's own connection (HAProxy's health checks): served as from it."""
-    status, body = request(server, BALANCER, proxy_v2("", 0, local=True), "/readyz")
+    status, body = request(server, BALANCER, LOCAL_V2, "/readyz")
     assert status == 200, body
 
 
