@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from pkiforge.auth.mtls import ClientCertificateVerifier
     from pkiforge.ca.ports import RateLimiter
     from pkiforge.scheduler.core import Scheduler
+    from pkiforge.store.redis_health import RedisProbe
 
 log = logging.getLogger(__name__)
 
@@ -472,11 +473,34 @@ def _readiness(settings: Settings, pki: Pki, registry: CollectorRegistry) -> Rea
     storage = settings.storage
     reserve = DiskReserve.for_url(settings.effective_database_url, storage.min_free_bytes)
     probe = WriteProbe(pki.store, storage.write_probe_seconds, now=pki.ctx.clock.now)
-    readiness = Readiness(pki, probe, reserve)
+    readiness = Readiness(pki, probe, reserve, _redis_probe(settings))
     registry.register(ReadinessCollector(readiness.checks))
     if reserve is not None:
         registry.register(StorageCollector(reserve.free, reserve.reserve))
     return readiness
+
+
+def _redis_probe(settings: Settings) -> RedisProbe | None:
+    """A probe of each Redis the settings name (once per URL), or None without one.
+
+    Raises:
+        StoreUnavailable: a URL cannot be parsed (named by its setting).
+    """
+    from pkiforge.store.redis_health import RedisProbe
+
+    urls: dict[str, str] = {}
+    for setting, url in (
+        ("auth.redis_url", _auth_redis_url(settings)),
+        ("redis_url", settings.redis_url),
+    ):
+        if url and url not in urls.values():
+            urls[setting] = url
+    if not urls:
+        return None
+    try:
+        return RedisProbe.for_urls(urls)
+    except ValueError:
+        raise StoreUnavailable(f"{', '.join(urls)} cannot be parsed") from None
 
 
 def _identities(pki: Pki) -> ClientCertificateVerifier:

@@ -7,7 +7,9 @@ the log gets those):
 - `write`: the database takes writes (store/health.py: a recent heartbeat write, and no write
   failed since);
 - `storage` (SQLite only): the free space on the database's filesystem is at least the reserve
-  (store/space.py), below which the API refuses new write work.
+  (store/space.py), below which the API refuses new write work;
+- `redis` (when a Redis URL is set): every configured Redis answers a PING (store/redis_health.py);
+  without it signed requests are refused, so the replica is not ready (fail closed).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import threading
 from pkiforge.errors import StoreUnavailable
 from pkiforge.pki import Pki
 from pkiforge.store.health import WriteProbe
+from pkiforge.store.redis_health import RedisProbe
 from pkiforge.store.space import DiskReserve
 
 log = logging.getLogger("pkiforge.api")
@@ -27,10 +30,17 @@ OK = "ok"
 class Readiness:
     """The readiness checks of one process; logs each change between ready and not."""
 
-    def __init__(self, pki: Pki, probe: WriteProbe, reserve: DiskReserve | None) -> None:
+    def __init__(
+        self,
+        pki: Pki,
+        probe: WriteProbe,
+        reserve: DiskReserve | None,
+        redis: RedisProbe | None = None,
+    ) -> None:
         self._pki = pki
         self._probe = probe
         self.reserve = reserve
+        self._redis = redis
         self._ready: bool | None = None
         self._lock = threading.Lock()
 
@@ -47,6 +57,11 @@ class Readiness:
             out["write"] = "not tried"
         if self.reserve is not None:
             out["storage"] = self._storage(self.reserve, why)
+        if self._redis is not None:
+            redis = self._redis.check()
+            out["redis"] = OK if redis.ok else "unavailable"
+            if redis.detail:
+                why["redis"] = redis.detail
         self._log_change(out, why)
         return out
 

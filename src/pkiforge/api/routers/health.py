@@ -18,7 +18,7 @@ class Ready(BaseModel):
 
     status: str = Field(description='always "ready"')
     checks: dict[str, str] = Field(
-        description='`database`, `write` and (SQLite) `storage`, each "ok"'
+        description='`database`, `write`, (SQLite) `storage` and (with Redis) `redis`, each "ok"'
     )
 
 
@@ -30,7 +30,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=Ready)
 def readyz(state: StateDep, request: Request) -> Ready | JSONResponse:
-    """The database answers, takes writes and (SQLite) has its free-space reserve; a CA exists.
+    """The database answers, takes writes and (SQLite) has its free-space reserve; a CA exists;
+    every configured Redis answers.
 
     Otherwise 503 problem+json whose `checks` say which check failed.
     """
