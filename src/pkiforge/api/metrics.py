@@ -110,7 +110,7 @@ class ReadinessCollector(Collector):
         )
         gauge = GaugeMetricFamily(
             f"{NAMESPACE}_readiness_check",
-            "Each readiness check (database, write, storage): 1 passing, 0 failing.",
+            "Each readiness check (database, write, storage, redis): 1 passing, 0 failing.",
             labels=["check"],
         )
         for name, ok in passing.items():
