@@ -16,7 +16,7 @@ import yaml
 from tests.cli.conftest import PASSPHRASE, Pkiforge, console_script, make_runner
 from tests.notify.receiver import Receiver, receiving
 
-INVALID_INPUT = 3
+INVALID_INPUT, NOT_FOUND, CONFLICT, UNAVAILABLE = 3, 4, 5, 7
 
 
 def _configure(home: Path, receiver: Receiver, timeout: float = 5) -> None:
@@ -79,13 +79,40 @@ def test_a_refused_delivery_is_listed_failed_and_can_be_retried(tmp_path: Path) 
         _configure(tmp_path / "D", receiver)
         _revoke_one(run)
         r = run("notifications", "deliver")
-        assert r.code == 1 and "1 to retry" in r.stdout and "answered HTTP 503" in r.stdout
+        # a subscriber that refuses is a dependency unavailable (7), not a bug (1)
+        assert r.code == UNAVAILABLE and "1 to retry" in r.stdout
+        assert "answered HTTP 503" in r.stdout
     [listed] = _deliveries(run)
     assert listed["status"] == "pending" and listed["last_error"] == "answered HTTP 503"
     r = run("notifications", "retry")
     assert r.code == INVALID_INPUT and "--all-failed" in r.stderr
     r = run("notifications", "list", "--status", "lost")
     assert r.code == INVALID_INPUT and "pending, delivered or failed" in r.stderr
+
+
+def test_retry_sends_a_pending_delivery_now_and_names_what_it_cannot(tmp_path: Path) -> None:
+    run = _init(tmp_path)
+    with receiving() as gone:
+        _configure(tmp_path / "D", gone)
+    # the receiver has stopped: nothing listens at its address any more
+    _revoke_one(run)
+    r = run("notifications", "deliver")
+    assert r.code == UNAVAILABLE and "1 to retry" in r.stdout, r.stdout + r.stderr
+    [listed] = _deliveries(run)
+    ident = str(listed["id"])
+    assert listed["status"] == "pending" and listed["attempts"] == 1  # next try in an hour
+    with receiving(secret=gone.secret) as receiver:
+        _configure(tmp_path / "D", receiver)
+        assert "0 delivered" in run("notifications", "deliver").stdout  # not due yet
+        r = run("notifications", "retry", ident)
+        assert r.code == 0 and "1 pending delivery due now" in r.stdout, r.stderr
+        r = run("notifications", "deliver")
+        assert r.code == 0 and "1 delivered" in r.stdout, r.stdout
+    assert len(receiver.received) == 1
+    r = run("notifications", "retry", ident)
+    assert r.code == CONFLICT and f"delivery {ident} was delivered already" in r.stderr
+    r = run("notifications", "retry", "424242", ident)
+    assert r.code == NOT_FOUND and "no delivery 424242" in r.stderr
 
 
 @pytest.mark.slow

@@ -22,6 +22,8 @@ class Receiver:
     status: int = 204  # what it answers
     received: list[dict[str, Any]] = field(default_factory=list)  # verified bodies
     ids: list[str] = field(default_factory=list)  # webhook-id of each verified request
+    # each verified request as sent: its headers (lower-case names) and raw body
+    raw: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     refused: int = 0  # requests whose signature did not verify
     url: str = ""
     arrived: threading.Event = field(default_factory=threading.Event)
@@ -46,6 +48,7 @@ def receiving(status: int = 204, secret: str | None = None) -> Iterator[Receiver
                 return
             box.received.append(json.loads(body))
             box.ids.append(self.headers["webhook-id"])
+            box.raw.append(({k.lower(): v for k, v in self.headers.items()}, body))
             box.arrived.set()
             if box.hang is not None:
                 box.hang.wait(30)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +44,23 @@ def test_a_delivery_verifies_with_the_standard_webhooks_library() -> None:
         "timestamp": "2026-03-01T12:00:00+00:00",
         "data": {"serial": "0a1b", "days_left": 7},
     }
+
+
+def test_the_signature_is_what_the_docs_say() -> None:
+    """docs/operations.md's recipe, by hand with hmac: the key is the base64-decoded part of
+    the secret after `whsec_`, not the secret's own bytes."""
+    docs = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    recipe = " ".join(docs.split())
+    assert "with the base64-decoded part of the secret after `whsec_` as the key" in recipe
+    with receiving() as box:
+        sender = _sender(box.url, box.secret)
+        sender.send("ops", EVENT)
+        sender.close()
+    [(headers, body)] = box.raw
+    key = base64.b64decode(box.secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    mac = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{mac}"
 
 
 def test_a_wrong_secret_does_not_verify() -> None:

@@ -21,6 +21,7 @@ from pkiforge.ca.events import Delivery, DeliveryStatus, Event, EventType, Subsc
 from pkiforge.ca.models import CertificateRecord
 from pkiforge.ca.ports import Store, Transaction
 from pkiforge.clock import Clock
+from pkiforge.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +202,39 @@ class NotificationService:
         """Send failed deliveries again from now (these, or all); returns how many."""
         with self.store.transaction() as tx:
             return tx.outbox.retry(delivery_ids, self.clock.now())
+
+    def send_now(self, delivery_ids: Sequence[int]) -> RetryCounts:
+        """Make these deliveries due now: a failed one pending again with its attempts counted
+        afresh, a pending one due now (not before a deliverer's hold on it ends).
+
+        Raises:
+            NotFound: an id names no delivery. Conflict: one was delivered already. Either
+            way nothing changed.
+        """
+        ids = sorted(set(delivery_ids))
+        with self.store.transaction() as tx:
+            found = tx.outbox.statuses(ids)
+            unknown = [str(i) for i in ids if i not in found]
+            if unknown:
+                raise NotFound(
+                    f"no delivery {', '.join(unknown)} (see `pkiforge notifications list`)",
+                    field="ids",
+                )
+            done = [str(i) for i in ids if found[i] is DeliveryStatus.DELIVERED]
+            if done:
+                raise Conflict(f"delivery {', '.join(done)} was delivered already", field="ids")
+            now = self.clock.now()
+            failed = [i for i in ids if found[i] is DeliveryStatus.FAILED]
+            pending = [i for i in ids if found[i] is DeliveryStatus.PENDING]
+            return RetryCounts(
+                failed=tx.outbox.retry(failed, now) if failed else 0,
+                pending=tx.outbox.hasten(pending, now) if pending else 0,
+            )
+
+
+@dataclass(frozen=True)
+class RetryCounts:
+    """What `send_now` did: failed deliveries made pending, pending ones made due now."""
+
+    failed: int
+    pending: int

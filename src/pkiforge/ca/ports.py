@@ -173,6 +173,13 @@ class OutboxRepository(Protocol):
         """Make failed deliveries (these, or all if None) pending and due at `at`, attempts
         reset; returns how many."""
 
+    def statuses(self, delivery_ids: Sequence[int]) -> dict[int, DeliveryStatus]:
+        """The status of each of these deliveries that exists."""
+
+    def hasten(self, delivery_ids: Sequence[int], at: dt.datetime) -> int:
+        """Make these pending deliveries due at `at` if they were due later (a hold stays);
+        returns how many were pending."""
+
 
 class Transaction(Protocol):
     """One unit of work: everything commits together or not at all."""

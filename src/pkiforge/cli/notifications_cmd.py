@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pkiforge.ca.events import Delivery, DeliveryStatus
-from pkiforge.cli.output import emit_json, out, table, when
+from pkiforge.cli.output import UNAVAILABLE, emit_json, out, table, when
 from pkiforge.cli.state import CliState
 from pkiforge.errors import InvalidInput
 from pkiforge.notify.webhooks import new_secret
@@ -79,12 +79,26 @@ def retry(
     ids: Annotated[list[int] | None, typer.Argument(help="Delivery ids (see `list`).")] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed one.")] = False,
 ) -> None:
-    """Send failed deliveries again, from now, with their attempts counted afresh."""
+    """Send deliveries now: failed ones again with their attempts counted afresh, pending
+    ones without waiting for their next try (the server, or `deliver`, sends them)."""
     state: CliState = ctx.obj
     if bool(ids) == all_failed:
         raise InvalidInput("name delivery ids, or give --all-failed (not both)", field="ids")
-    count = state.pki.notifications.retry_failed(None if all_failed else ids)
-    out.print(f"{count} failed deliver{'y' if count == 1 else 'ies'} pending again", markup=False)
+    if all_failed:
+        count = state.pki.notifications.retry_failed(None)
+        out.print(f"{count} failed {_deliveries(count)} pending again", markup=False)
+        return
+    assert ids is not None
+    done = state.pki.notifications.send_now(ids)  # unknown or delivered ids: exit 4 / 5
+    out.print(
+        f"{done.failed} failed {_deliveries(done.failed)} pending again, "
+        f"{done.pending} pending {_deliveries(done.pending)} due now",
+        markup=False,
+    )
+
+
+def _deliveries(count: int) -> str:
+    return "delivery" if count == 1 else "deliveries"
 
 
 @app.command("deliver")
@@ -101,7 +115,8 @@ def deliver(ctx: typer.Context) -> None:
     for error in report.errors:
         out.print(f"  {error}", markup=False)
     if report.retrying or report.failed:
-        raise typer.Exit(1)
+        # a subscriber that cannot be reached or refused: a dependency unavailable, not a bug
+        raise typer.Exit(UNAVAILABLE)
 
 
 @app.command("secret")

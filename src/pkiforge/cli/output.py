@@ -46,7 +46,7 @@ EXIT_TABLE: dict[int, str] = {
     NOT_FOUND: "not found",
     CONFLICT: "conflict (exists, wrong state, offline key)",
     REFUSED: "wrong passphrase or not allowed",
-    UNAVAILABLE: "database or server unavailable",
+    UNAVAILABLE: "database, server or webhook subscriber unavailable",
     INTEGRITY: "integrity failure",
     UNTRUSTED: "the server's TLS certificate is not trusted (give its CA with --cacert)",
     INTERRUPTED: "interrupted (Ctrl-C, or end of input at the passphrase prompt)",

@@ -128,6 +128,27 @@ class SqlOutboxRepository(Repo):
             )
         ).rowcount
 
+    def statuses(self, delivery_ids: Sequence[int]) -> dict[int, DeliveryStatus]:
+        rows = self.c.execute(
+            select(_DELIVERIES.c.id, _DELIVERIES.c.status).where(
+                _DELIVERIES.c.id.in_(list(delivery_ids))
+            )
+        )
+        return {int(r.id): DeliveryStatus(r.status) for r in rows}
+
+    def hasten(self, delivery_ids: Sequence[int], at: dt.datetime) -> int:
+        pending = and_(
+            _DELIVERIES.c.id.in_(list(delivery_ids)),
+            _DELIVERIES.c.status == DeliveryStatus.PENDING.value,
+        )
+        count = len(self.c.execute(select(_DELIVERIES.c.id).where(pending)).all())
+        self.c.execute(
+            update(_DELIVERIES)
+            .where(pending, _DELIVERIES.c.next_attempt_at > utc(at))
+            .values(next_attempt_at=utc(at))
+        )
+        return count
+
 
 def _delivery(row: Any) -> Delivery:
     event = Event(
