@@ -112,6 +112,11 @@ class CRLSettings(_Section):
     """CRL freshness."""
 
     next_update: dt.timedelta = dt.timedelta(hours=24)
+    # the root's CRL: its key is usually offline, and each CRL is signed at a ceremony, so it
+    # lasts long enough to plan one (alerts at 30 and 7 days before its nextUpdate)
+    root_next_update: dt.timedelta = Field(
+        default=dt.timedelta(days=180), le=dt.timedelta(days=366)
+    )
     # a CRL missing revocations is signed again once none has come for `rebuild_delay`, and
     # at the latest `rebuild_within` after the first: a burst of revocations shares a few
     # signatures, and each revocation is served by every replica within seconds
@@ -126,7 +131,12 @@ class CRLSettings(_Section):
     delta_next_update: dt.timedelta = dt.timedelta(hours=1)
 
     _v = field_validator(
-        "next_update", "rebuild_delay", "rebuild_within", "delta_next_update", mode="before"
+        "next_update",
+        "root_next_update",
+        "rebuild_delay",
+        "rebuild_within",
+        "delta_next_update",
+        mode="before",
     )(_duration)
 
     @model_validator(mode="after")
@@ -218,6 +228,7 @@ EventName = Literal[
     "certificate.renewed",
     "certificate.revoked",
     "ca.rotated",
+    "ca.expiring",
     "scheduler.failed",
 ]
 
@@ -292,6 +303,9 @@ class RotationPolicySettings(_Section):
     notification_days: list[int] = Field(default_factory=lambda: [30, 7, 1])
     max_retries: int = Field(default=3, ge=0, le=100)
     retry_delay_hours: float = Field(default=1, gt=0, le=24 * 7)
+    # an active intermediate or root this close to its notAfter is warned about (the
+    # `ca-expiry` job: log, `ca.expiring` events, `pkiforge_ca_days_left`)
+    ca_warning_days: int = Field(default=365, ge=1, le=3650)
 
     @field_validator("notification_days")
     @classmethod

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from pkiforge.ca.ports import RateLimiter
     from pkiforge.scheduler.core import Scheduler
     from pkiforge.store.redis_health import RedisProbe
+    from pkiforge.scheduler.jobs import Intervals
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,12 @@ def build_pki(
 def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
     """The scheduler and its jobs (scheduler/jobs.py) over `pki`, configured by the
     `scheduler` and `rotation_policy` settings."""
+    from pkiforge.ca.ca_expiry import CAExpiryCheck
     from pkiforge.ca.expiry_notices import ExpiryNotices
     from pkiforge.ca.expiry_scan import ExpiryPolicy, ExpiryScan
     from pkiforge.ca.tidy import Tidy
     from pkiforge.scheduler.core import Job, LeasePolicy, Scheduler
-    from pkiforge.scheduler.jobs import NOTIFY, Intervals, standard_jobs
+    from pkiforge.scheduler.jobs import NOTIFY, standard_jobs
     from pkiforge.store.scheduler_repos import SqlLeaseStore
 
     cfg, policy = settings.scheduler, settings.rotation_policy
@@ -136,12 +138,9 @@ def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
         pki.ctx,
         pki.revocation,
         expiry,
+        CAExpiryCheck(pki.ctx, policy.ca_warning_days),
         Tidy(pki.ctx, pki.revocation, cfg.archive_after),
-        Intervals(
-            crl_refresh=cfg.crl_interval,
-            expiry_scan=dt.timedelta(hours=policy.check_interval_hours),
-            tidy=cfg.tidy_interval,
-        ),
+        job_intervals(settings),
     )
     if settings.notifications.webhooks:
         sender = webhook_sender(settings)
@@ -155,6 +154,33 @@ def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
         policy=lease,
         on_failure=partial(_job_failed, pki),
     )
+
+
+def job_intervals(settings: Settings) -> Intervals:
+    """How often each standard job runs, from the settings."""
+    from pkiforge.scheduler.jobs import Intervals
+
+    cfg, policy = settings.scheduler, settings.rotation_policy
+    scan = dt.timedelta(hours=policy.check_interval_hours)
+    return Intervals(
+        crl_refresh=cfg.crl_interval, expiry_scan=scan, ca_expiry=scan, tidy=cfg.tidy_interval
+    )
+
+
+def _interval_seconds(settings: Settings) -> dict[str, float]:
+    """Every job's interval in seconds, by name, as the metrics show them."""
+    from pkiforge.scheduler.jobs import CA_EXPIRY, CRL_REFRESH, EXPIRY_SCAN, NOTIFY, TIDY
+
+    every = job_intervals(settings)
+    seconds = {
+        CRL_REFRESH: every.crl_refresh.total_seconds(),
+        EXPIRY_SCAN: every.expiry_scan.total_seconds(),
+        CA_EXPIRY: every.ca_expiry.total_seconds(),
+        TIDY: every.tidy.total_seconds(),
+    }
+    if settings.notifications.webhooks:
+        seconds[NOTIFY] = float(settings.notifications.poll_seconds)
+    return seconds
 
 
 def _job_failed(pki: Pki, job: str, error: str) -> None:
@@ -254,6 +280,7 @@ def ca_config(settings: Settings) -> CAConfig:
         default_issuer=ca.default_issuer,
         backdate=ca.backdate,
         crl_next_update=settings.crl.next_update,
+        root_crl_next_update=settings.crl.root_next_update,
         crl_rebuild_delay=settings.crl.rebuild_delay,
         crl_rebuild_within=settings.crl.rebuild_within,
         crl_delta=settings.crl.delta,
@@ -362,7 +389,10 @@ def build_app_state(settings: Settings, pki: Pki) -> AppState:
     from pkiforge.api.scheduler_metrics import SchedulerCollector
     from pkiforge.store.scheduler_repos import SqlLeaseStore
 
-    registry.register(SchedulerCollector(SqlLeaseStore(pki.store).states))
+    registry.register(
+        SchedulerCollector(SqlLeaseStore(pki.store).states, _interval_seconds(settings))
+    )
+    _health_metrics(settings, pki, registry)
     redis = _RedisClients()
     proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.server.trusted_proxies)
     return AppState(
@@ -393,7 +423,19 @@ def build_app(
     """
     from pkiforge.api.app import create_app
 
-    return create_app(build_app_state(settings, pki), tasks=tasks)
+    return create_app(build_app_state(settings, pki), tasks=(*tasks, partial(_check_keys, pki)))
+
+
+async def _check_keys(pki: Pki) -> None:
+    """Load each CA key kept here once, as the app starts (in a thread: a key's KDF takes a
+    while), so that one that cannot be used shows in the metrics and the log before anything
+    needs it."""
+    import asyncio
+
+    try:
+        await asyncio.to_thread(pki.ctx.check_keys)
+    except PkiError as exc:  # the store is down: the first signature will tell
+        log.warning("CA keys not checked at start: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -501,6 +543,17 @@ def _redis_probe(settings: Settings) -> RedisProbe | None:
         return RedisProbe.for_urls(urls)
     except ValueError:
         raise StoreUnavailable(f"{', '.join(urls)} cannot be parsed") from None
+
+
+def _health_metrics(settings: Settings, pki: Pki, registry: CollectorRegistry) -> None:
+    """The CA hierarchy's gauges (notAfter, key availability, CRL nextUpdate) and the
+    outbox's."""
+    from pkiforge.api.ca_metrics import CACollector
+    from pkiforge.api.notification_metrics import NotificationCollector
+
+    health = pki.ctx.key_health
+    registry.register(CACollector(pki.ctx, settings.rotation_policy.ca_warning_days, health.state))
+    registry.register(NotificationCollector(pki.notifications.stats))
 
 
 def _identities(pki: Pki) -> ClientCertificateVerifier:

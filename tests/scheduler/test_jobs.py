@@ -60,16 +60,21 @@ def test_crl_refresh_signs_each_issuer_half_way_to_next_update(pki: Pki, clock: 
     first = run(scheduler, CRL_REFRESH)
     assert sorted(first["crls_signed"]) == ["root", "services"]  # none existed
     numbers = {ca: pki.revocation.latest_crl(ca).number for ca in ("root", "services")}
+    assert pki.revocation.latest_crl("root").next_update == NOW + 180 * DAY  # crl.root_next_update
     clock.advance(dt.timedelta(hours=11, minutes=59))  # crl.next_update 24 h: due at 12 h
     assert run(scheduler, CRL_REFRESH)["crls_signed"] == []
     clock.advance(dt.timedelta(minutes=1))
+    assert run(scheduler, CRL_REFRESH)["crls_signed"] == ["services"]
+    latest = pki.revocation.latest_crl("services")
+    assert latest.number == numbers["services"] + 1
+    assert latest.next_update == NOW + dt.timedelta(hours=12) + DAY
+    clock.advance(90 * DAY - dt.timedelta(hours=12))  # the root's: half-way to 180 days
     assert sorted(run(scheduler, CRL_REFRESH)["crls_signed"]) == ["root", "services"]
-    for ca, number in numbers.items():
-        latest = pki.revocation.latest_crl(ca)
-        assert latest.number == number + 1
-        assert latest.next_update == NOW + dt.timedelta(hours=12) + DAY
+    root = pki.revocation.latest_crl("root")
+    assert root.number == numbers["root"] + 1
+    assert root.next_update == NOW + 90 * DAY + 180 * DAY
     signed = [e for e in audit_actions(pki, "crl.generate") if e.actor == "system:pkiforge"]
-    assert len(signed) == 4
+    assert len(signed) == 5
 
 
 def test_crl_refresh_lists_a_revocation_nobody_asked_for(pki: Pki, clock: FixedClock) -> None:
@@ -143,6 +148,8 @@ def test_expiry_scan_finds_thresholds_and_overdue_certificates(pki: Pki, clock: 
     result = scheduler.run_due([EXPIRY_SCAN], force=True)[0].result
     assert result["within_days"] == {"30": 2, "7": 1}
     assert result["overdue"] == 2 and later.serial_hex not in result["overdue_serials"]
+    # per service and window, renewed certificates left out (the metrics' expiring gauge)
+    assert result["expiring_by_service"] == {"api": {"30d": 1}, "web": {"30d": 2, "7d": 1}}
 
 
 def test_expiry_scan_hands_each_finding_to_its_observers(pki: Pki, clock: FixedClock) -> None:

@@ -29,11 +29,14 @@ def test_job_state_and_overdue_certificates_per_service() -> None:
             last_duration=0.25,
             runs=4,
             failures=1,
-            result={"overdue_by_service": {"web": 2, "(none)": 1}},
+            result={
+                "overdue_by_service": {"web": 2, "(none)": 1},
+                "expiring_by_service": {"web": {"30d": 3, "7d": 2}},
+            },
         ),
         JobState("tidy", runs=0),
     ]
-    text = scrape(SchedulerCollector(lambda: states))
+    text = scrape(SchedulerCollector(lambda: states, {"expiry-scan": 21600.0, "tidy": 86400.0}))
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -48,10 +51,13 @@ def test_job_state_and_overdue_certificates_per_service() -> None:
     assert 'last_run_timestamp_seconds{job="tidy"}' not in text  # never ran: no sample
     assert 'pkiforge_certificates_overdue{service="web"} 2.0' in text
     assert 'pkiforge_certificates_overdue{service="(none)"} 1.0' in text
+    assert 'pkiforge_certificates_expiring_by_service{service="web",within="7d"} 2.0' in text
+    assert 'pkiforge_certificates_expiring_by_service{service="web",within="30d"} 3.0' in text
+    assert 'pkiforge_scheduler_job_interval_seconds{job="expiry-scan"} 21600.0' in text
 
 
 def test_a_store_that_cannot_answer_leaves_the_scrape_working() -> None:
     def down() -> list[JobState]:
         raise StoreUnavailable("database unavailable")
 
-    assert "pkiforge_scheduler" not in scrape(SchedulerCollector(down))
+    assert "pkiforge_scheduler" not in scrape(SchedulerCollector(down, {}))

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -19,10 +19,14 @@ log = logging.getLogger("pkiforge.api")
 
 class SchedulerCollector(Collector):
     """Per job: last run and last success (Unix time), last duration, runs and failures; and
-    the overdue certificates per service that the last expiry scan found."""
+    the overdue and expiring certificates per service that the last expiry scan found; each
+    job's interval, so that an alert can tell a job that stopped running."""
 
-    def __init__(self, states: Callable[[], list[JobState]]) -> None:
+    def __init__(
+        self, states: Callable[[], list[JobState]], intervals: Mapping[str, float]
+    ) -> None:
         self._states = states
+        self._intervals = intervals  # seconds between runs, per job this process would run
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -46,6 +50,17 @@ class SchedulerCollector(Collector):
         failures = CounterMetricFamily(
             f"{prefix}_failures", "Runs of the job that failed.", labels=["job"]
         )
+        interval = GaugeMetricFamily(
+            f"{prefix}_interval_seconds", "How often the job is due.", labels=["job"]
+        )
+        for name, seconds in sorted(self._intervals.items()):
+            interval.add_metric([name], seconds)
+        expiring = GaugeMetricFamily(
+            f"{NAMESPACE}_certificates_expiring_by_service",
+            "Certificates expiring within the window and not renewed, per service, as the "
+            "last expiry scan found them.",
+            labels=["service", "within"],
+        )
         overdue = GaugeMetricFamily(
             f"{NAMESPACE}_certificates_overdue",
             "Certificates past renew_before_expiry_days and not renewed, per service, as the "
@@ -65,4 +80,8 @@ class SchedulerCollector(Collector):
                 by_service = state.result.get("overdue_by_service") or {}
                 for service, count in sorted(by_service.items()):
                     overdue.add_metric([str(service)], float(count))
-        yield from (last_run, last_success, duration, runs, failures, overdue)
+                windows = state.result.get("expiring_by_service") or {}
+                for service, counts in sorted(windows.items()):
+                    for within, count in counts.items():
+                        expiring.add_metric([str(service), str(within)], float(count))
+        yield from (last_run, last_success, duration, runs, failures, interval, expiring, overdue)

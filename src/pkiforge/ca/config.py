@@ -44,6 +44,7 @@ class CAConfig:
     default_issuer: str = "services"
     backdate: dt.timedelta = dt.timedelta(minutes=1)
     crl_next_update: dt.timedelta = dt.timedelta(hours=24)
+    root_crl_next_update: dt.timedelta = dt.timedelta(days=180)  # signed at a ceremony
     crl_rebuild_delay: dt.timedelta = dt.timedelta(seconds=1)
     crl_rebuild_within: dt.timedelta = dt.timedelta(seconds=3)
     crl_delta: bool = False

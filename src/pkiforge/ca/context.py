@@ -13,9 +13,10 @@ without its record.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,12 +28,13 @@ from pkiforge.ca.audit import next_entry
 from pkiforge.ca.ca_certs import keys_match, lineage
 from pkiforge.ca.config import CAConfig
 from pkiforge.ca.events import EventType
+from pkiforge.ca.key_health import KeyHealth
 from pkiforge.ca.models import Actor, CARecord, CAStatus, CertificateRecord, CertStatus
 from pkiforge.ca.notifications import Notifier
 from pkiforge.ca.ports import KeyStore, Store, Transaction
 from pkiforge.ca.signing import SigningCA
 from pkiforge.clock import Clock, SystemClock
-from pkiforge.errors import BadPassphrase, Conflict, IntegrityError, NotFound
+from pkiforge.errors import BadPassphrase, Conflict, IntegrityError, NotFound, PkiError
 
 SERIAL_ATTEMPTS = 5
 
@@ -78,6 +80,8 @@ class CAContext:
     # subscribed, nothing recorded)
     notifier: Notifier | None = None
     monotonic: Callable[[], float] = time.monotonic  # what `ca_check_seconds` is counted on
+    # what the last load of each CA's key found (the metrics' CA key availability)
+    key_health: KeyHealth = field(default_factory=KeyHealth)
     _cas: _CAView | None = field(default=None, init=False, repr=False)
     _cas_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -182,10 +186,30 @@ class CAContext:
                 f"the key of CA {ca.name!r} is kept offline; give its location to use it",
                 field="key",
             )
-        key = self.load_key(ca.name, ref)
-        if not keys_match(ca.certificate, key):
-            raise IntegrityError(f"the key given for CA {ca.name!r} does not match its certificate")
+        own = key_ref is None  # the CA's own key, not one given for this call (offline)
+        try:
+            key = self.load_key(ca.name, ref)
+            if not keys_match(ca.certificate, key):
+                raise IntegrityError(
+                    f"the key given for CA {ca.name!r} does not match its certificate"
+                )
+        except PkiError as exc:
+            if own:
+                self.key_health.record(ca.name, False, str(exc))
+            raise
+        if own:
+            self.key_health.record(ca.name, True)
         return SigningCA(ca.certificate, key)
+
+    def check_keys(self) -> Mapping[str, bool]:
+        """Load the key of every CA in service whose key is kept here (an offline key is
+        absent on purpose and not checked); what each found is in `key_health`."""
+        for ca in self.cas(fresh=True).values():
+            if not ca.in_service or ca.key_ref is None:
+                continue
+            with contextlib.suppress(PkiError):  # recorded, and logged, by `signer`
+                self.signer(ca, retired=True)
+        return self.key_health.state()
 
     def load_key(self, name: str, key_ref: str) -> CertificateIssuerPrivateKeyTypes:
         """The private key of CA `name` from the key store.

@@ -19,6 +19,7 @@ class EventType(enum.StrEnum):
     CERTIFICATE_RENEWED = "certificate.renewed"
     CERTIFICATE_REVOKED = "certificate.revoked"
     CA_ROTATED = "ca.rotated"
+    CA_EXPIRING = "ca.expiring"
     SCHEDULER_FAILED = "scheduler.failed"
 
 
@@ -70,3 +71,11 @@ class Delivery:
     next_attempt_at: dt.datetime | None = None
     last_error: str | None = None
     delivered_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """How many deliveries are in each state, and since when the oldest pending one waits."""
+
+    by_status: dict[DeliveryStatus, int] = field(default_factory=dict)
+    oldest_pending: dt.datetime | None = None  # the event time of the oldest pending delivery

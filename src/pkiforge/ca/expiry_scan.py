@@ -20,6 +20,8 @@ from pkiforge.ca.models import ExpiringCertificate
 DAY = dt.timedelta(days=1)
 NO_SERVICE = "(none)"  # the service label of a certificate issued to no registered service
 LISTED = 20  # overdue serials named in the summary; the counts cover all of them
+# the windows of the per-service expiring counts (the metrics' `within`), in days
+WINDOWS = (30, 7, 1)
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class ExpiryPolicy:
     @property
     def horizon(self) -> dt.timedelta:
         """How far ahead the scan looks."""
-        return max(self.renew_before, max(self.thresholds, default=0) * DAY)
+        return max(self.renew_before, max((*self.thresholds, *WINDOWS)) * DAY)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,12 @@ class ExpiryReport:
         within = Counter(str(f.threshold) for f in self.findings if f.threshold is not None)
         overdue = [f for f in self.findings if f.overdue]
         by_service = Counter(f.certificate.service_id or NO_SERVICE for f in overdue)
+        expiring: dict[str, dict[str, int]] = {}
+        for f in self.findings:
+            counts = expiring.setdefault(f.certificate.service_id or NO_SERVICE, {})
+            for days in WINDOWS:
+                if f.left <= days * DAY:
+                    counts[f"{days}d"] = counts.get(f"{days}d", 0) + 1
         return {
             "scanned_at": self.scanned_at.isoformat(),
             "found": len(self.findings),
@@ -71,6 +79,7 @@ class ExpiryReport:
             "within_days": dict(sorted(within.items(), key=lambda kv: -int(kv[0]))),
             "overdue": len(overdue),
             "overdue_by_service": dict(sorted(by_service.items())),
+            "expiring_by_service": {s: c for s, c in sorted(expiring.items()) if c},
             "overdue_serials": [f.certificate.serial_hex for f in overdue[:LISTED]],
         }
 

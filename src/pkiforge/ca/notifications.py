@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pkiforge.ca.events import Delivery, DeliveryStatus, Event, EventType, Subscription
+from pkiforge.ca.events import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    EventType,
+    OutboxStats,
+    Subscription,
+)
 from pkiforge.ca.models import CertificateRecord
 from pkiforge.ca.ports import Store, Transaction
 from pkiforge.clock import Clock
@@ -197,6 +204,11 @@ class NotificationService:
     def list(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:
         with self.store.transaction(readonly=True) as tx:
             return tx.outbox.list(status, limit)
+
+    def stats(self) -> OutboxStats:
+        """Raises StoreUnavailable."""
+        with self.store.transaction(readonly=True) as tx:
+            return tx.outbox.stats()
 
     def retry_failed(self, delivery_ids: Sequence[int] | None = None) -> int:
         """Send failed deliveries again from now (these, or all); returns how many."""

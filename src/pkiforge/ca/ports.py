@@ -9,7 +9,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from pkiforge.ca.events import Delivery, DeliveryStatus, Event
+from pkiforge.ca.events import Delivery, DeliveryStatus, Event, OutboxStats
 from pkiforge.ca.models import (
     AuditEntry,
     AuditHead,
@@ -169,6 +169,9 @@ class OutboxRepository(Protocol):
         """Record a failed attempt: pending again from `retry_at`, or failed for good if None."""
 
     def list(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]: ...
+    def stats(self) -> OutboxStats:
+        """Deliveries per status, and the event time of the oldest pending one."""
+
     def retry(self, delivery_ids: Sequence[int] | None, at: dt.datetime) -> int:
         """Make failed deliveries (these, or all if None) pending and due at `at`, attempts
         reset; returns how many."""

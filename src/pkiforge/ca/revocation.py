@@ -21,6 +21,7 @@ from pkiforge.ca.models import (
     OPERATOR,
     SYSTEM,
     Actor,
+    CAKind,
     CertificateRecord,
     CertStatus,
     CRLRecord,
@@ -240,7 +241,9 @@ class RevocationService:
                 issuer, unexpired_at=now, leave_out=signer.certificate.serial_number
             )
         )
-        next_update = now + self.ctx.config.crl_next_update
+        cfg = self.ctx.config
+        root = self.ctx.get_ca(issuer).kind is CAKind.ROOT
+        next_update = now + (cfg.root_crl_next_update if root else cfg.crl_next_update)
         crl = build_crl(
             issuer=signer, number=number, this_update=now, next_update=next_update, revoked=entries
         )

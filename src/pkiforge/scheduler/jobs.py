@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from pkiforge.ca.ca_expiry import CAExpiryCheck
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.expiry_scan import ExpiryScan
 from pkiforge.ca.models import SYSTEM
@@ -14,7 +15,7 @@ from pkiforge.ca.revocation import RevocationService
 from pkiforge.ca.tidy import Tidy
 from pkiforge.scheduler.core import Job, JobContext
 
-CRL_REFRESH, EXPIRY_SCAN, TIDY = "crl-refresh", "expiry-scan", "tidy"
+CRL_REFRESH, EXPIRY_SCAN, CA_EXPIRY, TIDY = "crl-refresh", "expiry-scan", "ca-expiry", "tidy"
 # delivery of recorded notifications: added by the composition root when webhooks are set
 NOTIFY = "notify"
 
@@ -25,6 +26,7 @@ class Intervals:
 
     crl_refresh: dt.timedelta
     expiry_scan: dt.timedelta
+    ca_expiry: dt.timedelta
     tidy: dt.timedelta
 
 
@@ -32,6 +34,7 @@ def standard_jobs(
     ctx: CAContext,
     revocation: RevocationService,
     expiry: ExpiryScan,
+    ca_expiry: CAExpiryCheck,
     tidy: Tidy,
     intervals: Intervals,
 ) -> list[Job]:
@@ -43,12 +46,16 @@ def standard_jobs(
     def scan(_: JobContext) -> dict[str, Any]:
         return expiry.scan().summary()
 
+    def check_cas(_: JobContext) -> dict[str, Any]:
+        return ca_expiry.check()
+
     def tidy_up(job: JobContext) -> dict[str, Any]:
         return tidy.run(job.still_held)
 
     return [
         Job(CRL_REFRESH, intervals.crl_refresh, refresh_crls),
         Job(EXPIRY_SCAN, intervals.expiry_scan, scan),
+        Job(CA_EXPIRY, intervals.ca_expiry, check_cas),
         Job(TIDY, intervals.tidy, tidy_up),
     ]
 

@@ -6,9 +6,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, update
 
-from pkiforge.ca.events import Delivery, DeliveryStatus, Event, EventType
+from pkiforge.ca.events import Delivery, DeliveryStatus, Event, EventType, OutboxStats
 from pkiforge.clock import utc
 from pkiforge.store.tables import DeliveryRow, EventRow
 from pkiforge.store.unit import Repo
@@ -114,6 +114,19 @@ class SqlOutboxRepository(Repo):
         if status is not None:
             stmt = stmt.where(_DELIVERIES.c.status == status.value)
         return [_delivery(r) for r in self.c.execute(stmt)]
+
+    def stats(self) -> OutboxStats:
+        status = _DELIVERIES.c.status
+        counts = self.c.execute(select(status, func.count()).group_by(status)).all()
+        oldest = self.c.execute(
+            select(func.min(_EVENTS.c.occurred_at))
+            .select_from(_JOINED)
+            .where(status == DeliveryStatus.PENDING.value)
+        ).scalar()
+        return OutboxStats(
+            {DeliveryStatus(row[0]): int(row[1]) for row in counts},
+            utc(oldest) if oldest is not None else None,
+        )
 
     def retry(self, delivery_ids: Sequence[int] | None, at: dt.datetime) -> int:
         stmt = update(_DELIVERIES).where(_DELIVERIES.c.status == DeliveryStatus.FAILED.value)
