@@ -58,8 +58,8 @@ if TYPE_CHECKING:
     from pkiforge.auth.mtls import ClientCertificateVerifier
     from pkiforge.ca.ports import RateLimiter
     from pkiforge.scheduler.core import Scheduler
-    from pkiforge.store.redis_health import RedisProbe
     from pkiforge.scheduler.jobs import Intervals
+    from pkiforge.store.redis_health import RedisProbe
 
 log = logging.getLogger(__name__)
 
