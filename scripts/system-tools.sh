@@ -8,6 +8,7 @@ PACKAGES=(
   prometheus  # promtool: checks and unit-tests deploy/prometheus/*.yml
   openssl     # the openssl CLI: independent checks of certificates, CRLs, OCSP, TLS
   haproxy     # tests/server/test_haproxy.py: replicas behind deploy/haproxy/haproxy.cfg
+  lego        # an ACME client (tests/acme/test_lego.py): real http-01 orders against serve
 )
 
 missing=()

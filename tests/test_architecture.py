@@ -99,6 +99,10 @@ RULES = {
         "pkiforge.scheduler",
         forbidden=(*EDGES, "pkiforge.settings", "pkiforge.store", *FRAMEWORKS),
     ),
+    "acme/ is the ACME protocol's core: no edges, settings, storage or frameworks": Rule(
+        "pkiforge.acme",
+        forbidden=(*EDGES, "pkiforge.settings", "pkiforge.store", *FRAMEWORKS),
+    ),
     "x509/ is pure X.509: itself, errors, clock and cryptography": Rule(
         "pkiforge.x509",
         allowed=("pkiforge.x509", "pkiforge.errors", "pkiforge.clock", "cryptography"),

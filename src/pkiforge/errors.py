@@ -16,6 +16,7 @@
     │                                      `internal` holds the cause, for logs only
     │   └── StorageFull                    free disk space is below the reserve: no new writes
     ├── IntegrityError                     audit chain or stored data does not check out
+    ├── AcmeError                          an ACME request refused; `kind` is its RFC 8555 type
     ├── Unreachable                        (client) the server could not be reached
     ├── UntrustedServer                    (client) the server's TLS certificate does not verify
     └── ServerError                        (client) the server answered with an unexpected status
@@ -124,3 +125,15 @@ class UntrustedServer(PkiError):
 
 class ServerError(PkiError):
     """The server answered with an unexpected status (5xx, or a body that is not ours)."""
+
+
+class AcmeError(PkiError):
+    """An ACME request refused with an RFC 8555 §6.7 error type (`kind`: `badNonce`, ...).
+
+    Only the ACME router (api/acme/problems.py) renders it, as `urn:ietf:params:acme:error:<kind>`.
+    """
+
+    def __init__(self, kind: str, message: str, *, status: int = 400, **data: Any) -> None:
+        super().__init__(message, **data)
+        self.kind = kind
+        self.status = status

@@ -364,6 +364,54 @@ class StorageSettings(_Section):
     write_probe_seconds: float = Field(default=5.0, gt=0, le=300)
 
 
+class AcmeSettings(_Section):
+    """The ACME server (docs/acme.md): off unless enabled."""
+
+    enabled: bool = False
+    # the profile ACME certificates are issued under (the service's whitelist may restrict it)
+    profile: str = "server"
+    max_jws_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    nonce_lifetime: dt.timedelta = Field(default=dt.timedelta(hours=1), ge=dt.timedelta(seconds=10))
+    order_lifetime: dt.timedelta = Field(default=dt.timedelta(days=1), ge=dt.timedelta(minutes=1))
+    # http-01 validation: one attempt per challenge, in a pool of this many threads
+    validation_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    validation_workers: int = Field(default=4, ge=1, le=64)
+    http01_port: Port = 80
+    # where validation may connect (the private ranges by default); link-local, metadata and
+    # this server's own addresses are refused whatever this says
+    allowed_networks: list[str] = Field(
+        default_factory=lambda: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+    )
+    # tests only: validate names on loopback addresses
+    allow_loopback: bool = False
+    # tests only: name -> "address:port" that http-01 validation connects to instead of
+    # resolving the name (as pebble's overrides do)
+    resolve: dict[str, str] = Field(default_factory=dict)
+
+    _v = field_validator("nonce_lifetime", "order_lifetime", mode="before")(_duration)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad one
+        return value
+
+    @field_validator("resolve")
+    @classmethod
+    def _resolve(cls, value: dict[str, str]) -> dict[str, str]:
+        import ipaddress
+
+        for name, target in value.items():
+            address, sep, port = target.rpartition(":")
+            if not sep or not port.isdigit() or not MIN_PORT <= int(port) <= MAX_PORT:
+                raise ValueError(f"acme.resolve[{name}]: expected address:port")
+            ipaddress.ip_address(address.strip("[]"))
+        return value
+
+
 class Settings(BaseSettings):
     """All configuration; build with `load_settings(home)`."""
 
@@ -389,6 +437,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    acme: AcmeSettings = Field(default_factory=AcmeSettings)
 
     @classmethod
     def settings_customise_sources(

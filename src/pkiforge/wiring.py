@@ -43,7 +43,7 @@ from pkiforge.store.db import SqlStore, Synchronous, make_engine
 from pkiforge.store.durable import WalSync
 from pkiforge.store.writer_lock import sqlite_path
 from pkiforge.x509.keys import parse_key_type
-from pkiforge.x509.names import validate_trust_domain
+from pkiforge.x509.names import SubjectName, validate_trust_domain
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from redis import Redis
 
+    from pkiforge.acme.service import AcmeService
     from pkiforge.api.keyauth import KeyAuth
     from pkiforge.api.readiness import Readiness
     from pkiforge.api.service_api import ServiceApi
@@ -395,7 +396,7 @@ def build_app_state(settings: Settings, pki: Pki) -> AppState:
     _health_metrics(settings, pki, registry)
     redis = _RedisClients()
     proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.server.trusted_proxies)
-    return AppState(
+    state = AppState(
         settings,
         pki,
         identities=_identities(pki),
@@ -408,6 +409,59 @@ def build_app_state(settings: Settings, pki: Pki) -> AppState:
         # SQLite's work is local and short: on the event loop; PostgreSQL's waits on the
         # network: in the thread pool, where they overlap
         core_inline=pki.store.engine.dialect.name == "sqlite",
+    )
+    if settings.acme.enabled:
+        state.acme = build_acme(settings, pki, state)
+    return state
+
+
+def build_acme(settings: Settings, pki: Pki, state: AppState) -> AcmeService:
+    """The ACME use-cases over `pki`, issuing and revoking through the API's own pipeline:
+    an account acts as the service its external account binding named."""
+    import ipaddress as ip
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cryptography import x509 as cx509
+
+    from pkiforge.acme.addresses import AddressGuard, networks
+    from pkiforge.acme.service import AcmeService, Lifetimes
+    from pkiforge.api.acme.fetch import Http01Fetcher
+    from pkiforge.ca.authorization import Caller
+    from pkiforge.ca.issue_request import IssueRequest
+    from pkiforge.store.acme_repos import SqlAcmeRepository
+
+    acme = settings.acme
+    certificates = state.api.certificates
+
+    def caller(service_id: str) -> Caller:
+        return Caller(service_id, state.whitelist.policy_for(service_id))
+
+    def issue(service_id: str, issuer: str, csr: cx509.CertificateSigningRequest) -> int:
+        request = IssueRequest(service_id=service_id, profile=acme.profile, issuer=issuer, csr=csr)
+        return certificates.request(request, caller(service_id)).record.serial
+
+    def check_names(service_id: str, names: Sequence[SubjectName]) -> None:
+        certificates.check_names(caller(service_id), names)
+
+    def revoke(service_id: str, serial: int, reason: int) -> None:
+        certificates.revoke(serial, caller(service_id), _REASONS[reason])
+
+    own: list[tuple[ip.IPv4Address | ip.IPv6Address, int]] = []
+    try:
+        own.append((ip.ip_address(settings.server.host), settings.server.port))
+    except ValueError:  # a host name: its addresses are the loopback ones when it is local
+        own += [(ip.ip_address("127.0.0.1"), settings.server.port)]
+    guard = AddressGuard(networks(acme.allowed_networks), acme.allow_loopback, tuple(own))
+    pool = ThreadPoolExecutor(acme.validation_workers, thread_name_prefix="acme-validation")
+    return AcmeService(
+        SqlAcmeRepository(pki.store),
+        pki.ctx.clock,
+        issue,
+        check_names,
+        revoke,
+        Http01Fetcher(guard, acme.http01_port, acme.validation_timeout_seconds, acme.resolve),
+        lambda job: _submit(pool, job),
+        Lifetimes(acme.nonce_lifetime, acme.order_lifetime),
     )
 
 
@@ -672,3 +726,24 @@ def _key_auth(
         backend=backend,
         trusted_origin=auth.trusted_origin,
     )
+
+
+def _submit(pool: Any, job: Callable[[], None]) -> None:
+    pool.submit(job)  # the job records its own outcome (AcmeService.validate never raises)
+
+
+def _reason_flags() -> dict[int, Any]:
+    from cryptography import x509 as cx509
+
+    # RFC 5280 §5.3.1 codes a subscriber may give over ACME (acme/service.py REASONS)
+    return {
+        0: cx509.ReasonFlags.unspecified,
+        1: cx509.ReasonFlags.key_compromise,
+        3: cx509.ReasonFlags.affiliation_changed,
+        4: cx509.ReasonFlags.superseded,
+        5: cx509.ReasonFlags.cessation_of_operation,
+        9: cx509.ReasonFlags.privilege_withdrawn,
+    }
+
+
+_REASONS = _reason_flags()

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from pkiforge.api.deps import IdentityVerifier, StateDep, mtls_verifier
 from pkiforge.auth.mtls import ServiceIdentity
 from pkiforge.errors import AuthenticationFailed
-from pkiforge.settings import RateLimitSettings, StorageSettings
+from pkiforge.settings import AcmeSettings, RateLimitSettings, StorageSettings
 from pkiforge.wiring import Pki, build_app
 from tests.ca.helpers import make_pki
 from tests.conftest import DATA
@@ -121,6 +121,7 @@ def make_api(
     sqlite_synchronous: Literal["normal", "full"] = "full",
     threads: int | None = None,
     storage: StorageSettings | None = None,
+    acme: AcmeSettings | None = None,
 ) -> Api:
     """A PKI in `home` with a whitelist file, an app and a TestClient (fake identity)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -133,6 +134,7 @@ def make_api(
                 update={"max_body_bytes": max_body, "threads": threads}
             ),
             "storage": storage or pki.settings.storage,
+            "acme": acme or pki.settings.acme,
         }
     )
     app = build_app(settings, pki)

@@ -85,6 +85,12 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     openapi.document(app, routes, pki.ctx.config.profiles)
+    if state.acme is not None:
+        from pkiforge.api.acme.app import create_acme_app
+
+        acme = create_acme_app(state.acme)
+        acme.state.pkiforge = state
+        app.mount("/acme", acme)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(Latency, histogram=state.api.latency)
     app.add_middleware(RequestId)  # outermost: every answer of the app carries the id

@@ -10,6 +10,7 @@ from typing import TypeVar
 import anyio.to_thread
 from prometheus_client import CollectorRegistry
 
+from pkiforge.acme.service import AcmeService
 from pkiforge.api.keyauth import KeyAuth
 from pkiforge.api.readiness import Readiness
 from pkiforge.api.service_api import ServiceApi
@@ -37,6 +38,7 @@ class AppState:
     readiness: Readiness  # /readyz, and the free-space reserve of new writes
     trusted_proxies: tuple[Network, ...] = ()
     whitelist: Whitelist = field(default_factory=Whitelist)
+    acme: AcmeService | None = None  # the ACME server's use-cases, when acme.enabled
     # run core calls on the event loop rather than in the thread pool (api/core_calls.py)
     core_inline: bool = False
 

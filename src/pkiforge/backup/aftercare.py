@@ -11,6 +11,8 @@ A backup is older than the installation it replaces, which went on working after
 - Request-signing nonces accepted after the backup are not in the copy's `nonces` table: the
   table's memory start (the row the database nonce store reads) is set to the restore time, so
   a signature made before the restore is refused instead of replayed.
+- ACME nonces: the copy's may have been spent after the backup, so all of them are forgotten;
+  a client refused with `badNonce` retries with the fresh nonce it is given.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pkiforge.actor import OPERATOR
@@ -27,7 +29,7 @@ from pkiforge.backup.manifest import Manifest
 from pkiforge.ca.audit import next_entry
 from pkiforge.errors import InvalidInput
 from pkiforge.store.db import SqlStore
-from pkiforge.store.tables import CARow, NonceRow
+from pkiforge.store.tables import AcmeNonceRow, CARow, NonceRow
 
 # CRLs per second of the gap assumed published by each issuer: twice what the server's own
 # rebuilds can sign with `crl.rebuild_delay` at its default of one second
@@ -105,6 +107,7 @@ def apply_aftercare(
                 index_elements=["nonce_key"], set_={"expires_at": restored_at}
             )
         )
+        tx.conn.execute(delete(AcmeNonceRow))
         head = tx.audit.head()
         entry = next_entry(
             head,

@@ -6,6 +6,7 @@ This is what the API calls.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from cryptography import x509
@@ -14,10 +15,12 @@ from pkiforge.ca.authorization import Caller, Operation, require
 from pkiforge.ca.authorize import renewal_rules, service_rules
 from pkiforge.ca.issuance import Issuance, Issued
 from pkiforge.ca.issue_request import IssueRequest, renewal_request
+from pkiforge.ca.issue_rules import check_names_owned
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus
 from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.registry import RegistryService
 from pkiforge.ca.revocation import RevocationService
+from pkiforge.x509.names import SubjectName
 
 
 @dataclass
@@ -44,6 +47,23 @@ class CallerCertificates:
             trust_domain=self.certificates.ctx.config.trust_domain,
         )
         return self.issuance.issue(request, caller.actor, rules)
+
+    def check_names(self, caller: Caller, names: Sequence[SubjectName]) -> None:
+        """Whether the caller may have a certificate for `names`, by the rules `request` applies
+        (ACME asks this at newOrder, before any challenge).
+
+        Raises:
+            PermissionDenied: not allowed to request, or naming the first refused name.
+        """
+        rules = service_rules(
+            caller,
+            IssueRequest(service_id=caller.service_id),
+            registry=self.registry,
+            count_active=self._active,
+            trust_domain=self.certificates.ctx.config.trust_domain,
+        )
+        if names:
+            check_names_owned(rules, names[0].value, names)
 
     def renew(
         self,

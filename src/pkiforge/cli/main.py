@@ -9,6 +9,7 @@ import typer
 
 from pkiforge import __version__
 from pkiforge.cli import (
+    acme_cmd,
     agent_cmd,
     audit_cmd,
     backup_cmd,
@@ -86,6 +87,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(backup_cmd.app, name="backup")
 app.add_typer(scheduler_cmd.app, name="scheduler")
 app.add_typer(notifications_cmd.app, name="notifications")
+app.add_typer(acme_cmd.app, name="acme")
 
 
 def run() -> None:

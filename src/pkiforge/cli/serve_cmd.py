@@ -74,7 +74,12 @@ def _serve(state: CliState, listener: socket.socket, host: str, port: int, worke
 
     # the workers' settings say how many they are (e.g. for the nonce store's choice)
     settings = state.settings.model_copy(
-        update={"server": state.settings.server.model_copy(update={"workers": workers})}
+        update={
+            "server": state.settings.server.model_copy(
+                # and where they listen (ACME validation never connects there)
+                update={"workers": workers, "host": host, "port": port}
+            )
+        }
     )
     files = ensure_server_certificate(state.pki, settings)
     stop = start_renewal_thread(

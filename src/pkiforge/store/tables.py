@@ -307,3 +307,77 @@ class HeartbeatRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     beat_at: Mapped[dt.datetime] = mapped_column(TS)
     beats: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AcmeExternalKeyRow(Base):
+    """ACME external account binding keys (migration 0013): each binds one account to a
+    service. The MAC key is kept as is: verifying a binding needs it (RFC 8555 §7.3.4)."""
+
+    __tablename__ = "acme_external_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(128), index=True)
+    mac_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(TS)
+    account_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class AcmeAccountRow(Base):
+    __tablename__ = "acme_accounts"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    thumbprint: Mapped[str] = mapped_column(String(64), unique=True)
+    jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    service_id: Mapped[str] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    contact: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(TS)
+    eab_kid: Mapped[str | None] = mapped_column(String(64))
+
+
+class AcmeOrderRow(Base):
+    __tablename__ = "acme_orders"
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    identifiers: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    authz_ids: Mapped[list[str]] = mapped_column(JSON)
+    expires_at: Mapped[dt.datetime] = mapped_column(TS)
+    issuer: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(TS)
+    certificate_serial: Mapped[str | None] = mapped_column(String(40), index=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class AcmeAuthorizationRow(Base):
+    __tablename__ = "acme_authorizations"
+
+    authz_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64), index=True)
+    identifier_type: Mapped[str] = mapped_column(String(16))
+    identifier_value: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[dt.datetime] = mapped_column(TS)
+
+
+class AcmeChallengeRow(Base):
+    __tablename__ = "acme_challenges"
+
+    challenge_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    authz_id: Mapped[str] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    token: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    validated_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class AcmeNonceRow(Base):
+    """ACME replay nonces (RFC 8555 §6.5), shared by every replica; a nonce is deleted when
+    used."""
+
+    __tablename__ = "acme_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(TS, index=True)

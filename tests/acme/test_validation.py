@@ -1,0 +1,114 @@
+"""http-01 validation runs off the request path, records its outcome, and times out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pkiforge.acme.addresses import AddressGuard
+from pkiforge.acme.models import Account, Status
+from pkiforge.acme.service import AcmeService, key_authorization
+from pkiforge.api.acme.fetch import Http01Fetcher
+from pkiforge.clock import SystemClock
+from pkiforge.errors import AcmeError
+from pkiforge.store.acme_repos import SqlAcmeRepository
+from pkiforge.store.db import SqlStore
+
+
+class BlockingFetch:
+    """A challenge server that answers only when told to, with what it is told."""
+
+    def __init__(self) -> None:
+        self.answer = threading.Event()
+        self.body = b""
+
+    def __call__(self, name: str, token: str) -> bytes:
+        assert self.answer.wait(30), "the test never released the fetch"
+        return self.body
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    s = SqlStore.open(f"sqlite:///{tmp_path / 'acme.db'}")
+    yield s
+    s.close()
+
+
+def service(
+    store: SqlStore, fetch: Callable[[str, str], bytes]
+) -> tuple[AcmeService, list[threading.Thread]]:
+    threads: list[threading.Thread] = []
+
+    def submit(job: Callable[[], None]) -> None:
+        thread = threading.Thread(target=job)
+        threads.append(thread)
+        thread.start()
+
+    def refuse(*_: object) -> int:
+        raise AssertionError("not issuing in this test")
+
+    acme = AcmeService(
+        SqlAcmeRepository(store), SystemClock(), refuse, lambda *_: None, lambda *_: None,
+        fetch, submit,
+    )  # fmt: skip
+    return acme, threads
+
+
+def account(store: SqlStore) -> Account:
+    acct = Account("acct1", "thumb-print", {"kty": "EC"}, "web", Status.VALID, (),
+                   dt.datetime.now(dt.UTC))  # fmt: skip
+    SqlAcmeRepository(store).add_account(acct)
+    return acct
+
+
+@pytest.mark.parametrize("correct", [True, False], ids=["right-answer", "wrong-answer"])
+def test_the_challenge_answers_before_validation_ends(store: SqlStore, correct: bool) -> None:
+    fetch = BlockingFetch()
+    acme, threads = service(store, fetch)
+    acct = account(store)
+    order = acme.new_order(
+        acct, {"identifiers": [{"type": "dns", "value": "a.web.internal"}]}, "services"
+    )
+    authz, _ = acme.authorization(acct, order.authz_ids[0])
+    challenge = authz.challenges[0]
+    # the fetch is blocked: the request still answers, with the challenge processing
+    answered, _ = acme.respond(acct, challenge.challenge_id)
+    assert answered.status is Status.PROCESSING
+    again, _ = acme.respond(acct, challenge.challenge_id)  # a retry starts nothing new
+    assert again.status is Status.PROCESSING and len(threads) == 1
+    fetch.body = key_authorization(challenge.token, acct.thumbprint).encode() + b"\n"
+    if not correct:
+        fetch.body = b"something else"
+    fetch.answer.set()
+    threads[0].join(30)
+    done, status = acme.authorization(acct, authz.authz_id)
+    _, order_status = acme.order(acct, order.order_id)
+    if correct:
+        assert (status, done.challenges[0].status, order_status) == (Status.VALID,) * 2 + (
+            Status.READY,
+        )
+        assert done.challenges[0].validated_at is not None
+    else:
+        assert (status, order_status) == (Status.INVALID, Status.INVALID)
+        error = done.challenges[0].error
+        assert error is not None and error.kind == "incorrectResponse"
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    with socket.socket() as listener:  # accepts connections (the kernel's backlog), never reads
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        fetch = Http01Fetcher(
+            AddressGuard(allow_loopback=True),
+            timeout=0.5,
+            resolve={"slow.test": f"127.0.0.1:{port}"},
+        )
+        with pytest.raises(AcmeError) as caught:
+            fetch("slow.test", "token")
+    assert caught.value.kind == "connection" and "timed out" in str(caught.value)
