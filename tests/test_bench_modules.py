@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from bench import issuance, ocsp, openbao, revocation
+from bench import issuance, ocsp, openbao, replicas, revocation
 from bench.loadgen import _exchange
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,6 +32,16 @@ def test_issuance_arguments_name_the_three_servers() -> None:
     assert issuance._servers(issuance.parse_args(["--only", "openbao"])) == ["openbao"]
     with pytest.raises(SystemExit):
         issuance.parse_args(["--only", "vault"])
+
+
+def test_replicas_arguments_and_haproxy_config() -> None:
+    args = replicas.parse_args([])
+    assert (args.rounds, args.duration, args.key_type) == (5, 10.0, "p256")
+    for n in (1, 2, 3):
+        servers = [line.split()[1] for line in replicas.config_for(n).splitlines()
+                   if line.strip().startswith("server ")]  # fmt: skip
+        assert servers == [f"replica{i}" for i in range(1, n + 1)]
+        assert "send-proxy-v2" in replicas.config_for(n)
 
 
 def test_ocsp_arguments_and_their_bounds() -> None:

@@ -6,6 +6,7 @@ stand for the balancer and its clients; tests/deploy/test_haproxy.py puts HAProx
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import struct
 from collections.abc import Iterator
@@ -24,7 +25,12 @@ BALANCER = "127.0.0.2"  # trusted; the test server's own health check comes from
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    config = {"server": {"proxy_protocol": {"trusted": [f"{BALANCER}/32"]}}}
+    config = {
+        "server": {
+            "proxy_protocol": {"trusted": [f"{BALANCER}/32"]},
+            "max_connections_per_client": 2,
+        }
+    }
     return make_home(tmp_path_factory.mktemp("proxy") / "home", HTTPS_WHITELIST, config)
 
 
@@ -101,3 +107,26 @@ def test_a_header_from_anyone_else_is_never_read(
     )
     assert status == 201, body
     assert issued_from(home, cn) == "127.0.0.1"
+
+
+def test_the_connection_cap_counts_the_client_not_the_balancer(server: Server) -> None:
+    """Two connections of one client behind the balancer are its cap; another client's are
+    not counted with them."""
+
+    def connect(client: str) -> ssl.SSLSocket:
+        raw = socket.create_connection(
+            ("127.0.0.1", server.port), timeout=20, source_address=(BALANCER, 0)
+        )
+        raw.sendall(proxy_v2(client, 40000))
+        return server.tls().wrap_socket(raw, server_hostname="127.0.0.1")
+
+    held = [connect("203.0.113.9"), connect("203.0.113.9")]
+    try:
+        with connect("203.0.113.9") as third:
+            assert third.recv(65536).startswith(b"HTTP/1.1 429 ")
+        with connect("198.51.100.20") as other:
+            other.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            assert other.recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for conn in held:
+            conn.close()
