@@ -60,7 +60,10 @@ CASES: list[tuple[str, str, str, Any, int, str]] = [
     ("issuer", "POST", CSR, {"csr": GOOD_CSR, "issuer": "nope"}, 404, "issuer"),
     ("root-issuer", "POST", CSR, {"csr": GOOD_CSR, "issuer": "root"}, 400, "issuer"),
     ("unknown-serial", "GET", "/api/v1/certificates/abc123", None, 404, "serial"),
-    ("non-hex-serial", "GET", "/api/v1/certificates/xyz", None, 404, ""),  # no such path
+    ("non-hex-serial", "GET", "/api/v1/certificates/xyz", None, 400, "serial"),
+    ("non-hex-renew", "POST", "/api/v1/certificates/xyz/renew", {}, 400, "serial"),
+    ("non-hex-check", "GET", "/api/v1/crl/check/zz", None, 400, "serial"),
+    ("unknown-path", "GET", "/api/v1/certificates/xyz/nothing", None, 404, ""),
     ("renew-unknown", "POST", "/api/v1/certificates/abc/renew", {}, 404, "serial"),
     (
         "revoke-reason",

@@ -101,14 +101,17 @@ async def _documented(api: Api, method: str, template: str, response: httpx.Resp
         ("/api/v1/certificates/{serial}", "/api/v1/certificates/xyz"),
         ("/api/v1/certificates/{serial}", "/api/v1/certificates/0x" + "a" * 41),
         ("/api/v1/crl/check/{serial}", "/api/v1/crl/check/12:3"),
+        ("/api/v1/crl/check/{serial}", "/api/v1/crl/check/zz"),
+        ("/api/v1/certificates/{serial}/download", "/api/v1/certificates/zz/download"),
     ],
-    ids=["not-hex", "too-long", "bad-octets"],
+    ids=["not-hex", "too-long", "bad-octets", "check-not-hex", "download-not-hex"],
 )
-async def test_a_serial_outside_the_pattern_names_no_resource(
+async def test_a_serial_outside_the_pattern_is_a_bad_request_naming_it(
     api: Api, template: str, path: str
 ) -> None:
     r = await api.client.get(path, headers=api.as_("billing"))
-    assert r.status_code == 404
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "serial" and "hex serial" in r.json()["detail"]
     await _documented(api, "get", template, r)
 
 

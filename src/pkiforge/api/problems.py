@@ -11,6 +11,7 @@ gives every route the ones it can answer).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import PathConvertor, StringConvertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
@@ -189,8 +191,17 @@ def install(app: FastAPI, routes: Sequence[APIRoute]) -> None:
         detail = f"{first['field']}: {first['reason']}" if first["field"] else str(first["reason"])
         return problem(422, "validation", detail, scope=request.scope, errors=errors)
 
+    loose = _loose_templates(routes)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404 and (name := _malformed(loose, request.scope)) is not None:
+            # the path fits a route but for a parameter its convertor refuses (`{serial:serial}`):
+            # a malformed value, not a missing resource
+            return from_error(
+                InvalidInput(f"{name}: {_EXPECTED.get(name, 'malformed')}", field=name),
+                request.scope,
+            )
         headers = dict(exc.headers) if exc.headers else {}
         allowed = allowed_methods(routes, request.scope) if exc.status_code == 405 else []
         if allowed:
@@ -227,6 +238,40 @@ def install(app: FastAPI, routes: Sequence[APIRoute]) -> None:
             scope=request.scope,
             headers={HEADER: incident},
         )
+
+
+_EXPECTED = {
+    "serial": "expected a hex serial number: up to 40 hex digits, maybe after 0x, or octets "
+    "separated by colons"
+}
+
+
+def _loose_templates(routes: Sequence[APIRoute]) -> list[tuple[re.Pattern[str], set[str], str]]:
+    """Each route with a constrained path parameter, as (its path with any value in that
+    parameter, its methods, the parameter's name)."""
+    found = []
+    for route in routes:
+        strict = [
+            name
+            for name, convertor in route.param_convertors.items()
+            if type(convertor) not in (StringConvertor, PathConvertor)
+        ]
+        if not strict:
+            continue
+        parts = re.split(r"\{[^}]+\}", route.path_format)
+        pattern = "[^/]+".join(re.escape(p) for p in parts)
+        found.append((re.compile(f"^{pattern}$"), set(route.methods or ()), strict[0]))
+    return found
+
+
+def _malformed(loose: list[tuple[re.Pattern[str], set[str], str]], scope: Scope) -> str | None:
+    """The constrained parameter this request's path would fill with a value its convertor
+    refuses, if the path fits such a route (with its method) but for that; else None."""
+    path, method = scope.get("path", ""), scope.get("method")
+    for pattern, methods, name in loose:
+        if method in methods and pattern.match(path):
+            return name
+    return None
 
 
 def allowed_methods(routes: Sequence[APIRoute], scope: Scope) -> list[str]:
