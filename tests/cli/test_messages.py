@@ -144,3 +144,21 @@ def test_a_missing_anchor_file_is_not_found(pkiforge: Pkiforge) -> None:
     r = pkiforge("audit", "verify", "--anchor", "anchor-that-was-never-written.json")
     assert r.code == 4, r.stderr
     assert "anchor anchor-that-was-never-written.json does not exist" in r.stderr
+
+
+def test_cert_revoke_says_when_the_revocation_is_published(pkiforge: Pkiforge) -> None:
+    """The scheduler's crl-refresh job publishes a revocation by itself; `crl generate` at
+    once. With the scheduler off, nothing does until a CRL is signed."""
+    serials = []
+    for cn in ("gone-a.internal", "gone-b.internal"):
+        made = pkiforge("cert", "issue", "--cn", cn, "--key-out", f"{cn}.key", "--json")
+        assert made.code == 0, made.stderr
+        serials.append(str(json.loads(made.stdout)["serial"]))
+    r = pkiforge("cert", "revoke", serials[0])
+    assert r.code == 0, r.stderr
+    said = " ".join(r.stdout.split())
+    assert "signs the issuer's next CRL with it within about 75s" in said, said
+    assert "`pkiforge crl generate --issuer services` publishes it now" in said
+    off = pkiforge("cert", "revoke", serials[1], env={"PKIFORGE_SCHEDULER__ENABLED": "false"})
+    assert off.code == 0, off.stderr
+    assert "The scheduler is off" in " ".join(off.stdout.split())

@@ -24,7 +24,7 @@ from pkiforge.cli.output import emit_json, fields, out, table, when
 from pkiforge.cli.state import CliState
 from pkiforge.cli.usage import exclusive, usage_error
 from pkiforge.clock import utc_input
-from pkiforge.durations import parse_duration
+from pkiforge.durations import format_duration, parse_duration
 from pkiforge.errors import InvalidInput
 from pkiforge.x509.csr import load_csr
 from pkiforge.x509.keys import describe_key, parse_key_type, private_key_pem
@@ -385,8 +385,21 @@ def revoke(
     else:
         out.print(
             f"Revoked {record.serial_hex} ({reason_name(reason_flag)}). "
-            f"Run `pkiforge crl generate --issuer {record.issuer}` to publish it."
+            + _publication(state)
+            + f"; `pkiforge crl generate --issuer {record.issuer}` publishes it now."
         )
+
+
+def _publication(state: CliState) -> str:
+    """When the revocation reaches a CRL without the operator (the crl-refresh job)."""
+    scheduler = state.settings.scheduler
+    if not scheduler.enabled:
+        return "The scheduler is off (scheduler.enabled): no CRL lists it until one is signed"
+    within = format_duration(scheduler.crl_interval + scheduler.tick)
+    return (
+        "A running `pkiforge serve` (or `scheduler run`) signs the issuer's next CRL with it "
+        f"within about {within} (scheduler.crl_interval and tick)"
+    )
 
 
 @app.command("export")
