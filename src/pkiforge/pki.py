@@ -8,6 +8,7 @@ from pkiforge.ca.ca_revocation import CARevocationService
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.hierarchy import HierarchyService
 from pkiforge.ca.notifications import NotificationService
+from pkiforge.ca.ocsp import OCSPResponder
 from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.ca.rotation import RotationService
@@ -27,6 +28,7 @@ class Pki:
     revocation: RevocationService
     ca_revocation: CARevocationService
     notifications: NotificationService
+    ocsp: OCSPResponder
 
     @property
     def rotation(self) -> RotationService:

@@ -169,6 +169,45 @@ class ProxyProtocolSettings(_Section):
         return value
 
 
+class OCSPSettings(_Section):
+    """The OCSP responder: delegated responder certificates and cached answers."""
+
+    # each CA's delegated responder certificate (id-kp-OCSPSigning, id-pkix-ocsp-nocheck):
+    # its lifetime, its key, and the fraction of that lifetime after which a successor is made
+    responder_validity: dt.timedelta = Field(
+        default=dt.timedelta(days=7), ge=dt.timedelta(hours=1), le=dt.timedelta(days=90)
+    )
+    responder_key_type: str = "p256"
+    responder_renew_at: float = Field(default=2 / 3, gt=0, lt=1)
+    # nextUpdate - thisUpdate of each answer; cached answers are signed again half-way
+    response_validity: dt.timedelta = Field(
+        default=dt.timedelta(hours=1), ge=dt.timedelta(minutes=1), le=dt.timedelta(days=7)
+    )
+    # a request with a nonce: "cached" answers it from the cache without nonce (RFC 8954
+    # allows it; large CAs do), "fresh" signs a new answer echoing the nonce
+    nonce: Literal["cached", "fresh"] = "cached"
+    # a serial the issuer never issued: "unknown" (signed by the responder) or the unsigned
+    # "unauthorized" (RFC 5019 §2.2.3)
+    unknown: Literal["unknown", "unauthorized"] = "unknown"
+    # HTTP Cache-Control max-age is the time to nextUpdate, at most this
+    max_age: dt.timedelta = Field(default=dt.timedelta(hours=1), ge=dt.timedelta(0))
+    # how many cached answers the scheduler's ocsp-refresh job signs again per run
+    refresh_batch: int = Field(default=10_000, ge=1)
+
+    _v = field_validator("responder_validity", "response_validity", "max_age", mode="before")(
+        _duration
+    )
+
+    @model_validator(mode="after")
+    def _responder_outlives_answers(self) -> OCSPSettings:
+        if self.response_validity > self.responder_validity * (1 - self.responder_renew_at):
+            raise ValueError(
+                "ocsp.response_validity must fit in the responder's remaining life after "
+                "renewal: responder_validity * (1 - responder_renew_at)"
+            )
+        return self
+
+
 class ServerSettings(_Section):
     """The HTTPS API."""
 
@@ -331,6 +370,8 @@ class SchedulerSettings(_Section):
     lease_renew: dt.timedelta = Field(default=dt.timedelta(seconds=10), gt=dt.timedelta(0))
     # how often the CRL job looks for CRLs due for replacement (crl.next_update decides when)
     crl_interval: dt.timedelta = Field(default=dt.timedelta(minutes=1), ge=dt.timedelta(seconds=1))
+    # how often the OCSP job renews responder certificates and signs due answers again
+    ocsp_interval: dt.timedelta = Field(default=dt.timedelta(minutes=5), ge=dt.timedelta(seconds=1))
     tidy_interval: dt.timedelta = Field(default=dt.timedelta(days=1), ge=dt.timedelta(minutes=1))
     # an expired certificate is archived (left out of the inventory's queries) this long
     # after its notAfter
@@ -341,6 +382,7 @@ class SchedulerSettings(_Section):
         "lease",
         "lease_renew",
         "crl_interval",
+        "ocsp_interval",
         "tidy_interval",
         "archive_after",
         mode="before",
@@ -427,6 +469,7 @@ class Settings(BaseSettings):
     ca: CASettings = Field(default_factory=CASettings)
     urls: URLSettings = Field(default_factory=URLSettings)
     crl: CRLSettings = Field(default_factory=CRLSettings)
+    ocsp: OCSPSettings = Field(default_factory=OCSPSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     profiles: dict[str, ProfileSettings] = Field(default_factory=_default_profiles)
     # redis://host:6379/0: rate limits shared by every replica (default: per process)

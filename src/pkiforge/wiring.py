@@ -25,11 +25,12 @@ from sqlalchemy.engine import make_url
 
 from pkiforge import passphrase as secrets_
 from pkiforge.ca.ca_revocation import CARevocationService
-from pkiforge.ca.config import CAConfig, URLTemplates
+from pkiforge.ca.config import CAConfig, OCSPConfig, URLTemplates
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.events import EventType, Subscription
 from pkiforge.ca.hierarchy import HierarchyService
 from pkiforge.ca.notifications import NotificationService, Notifier, RetryPolicy
+from pkiforge.ca.ocsp import OCSPResponder
 from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.profiles import Profile
 from pkiforge.ca.revocation import RevocationService
@@ -103,7 +104,8 @@ def build_pki(
         clock=clock,
         notifier=Notifier(clock, subscriptions) if subscriptions else None,
     )
-    revocation = RevocationService(ctx)
+    ocsp = OCSPResponder(ctx)
+    revocation = RevocationService(ctx, ocsp=ocsp)
     return Pki(
         settings,
         store,
@@ -113,6 +115,7 @@ def build_pki(
         revocation,
         CARevocationService(ctx, revocation),
         NotificationService(store, clock, retry_policy(settings)),
+        ocsp,
     )
 
 
@@ -142,6 +145,8 @@ def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
         CAExpiryCheck(pki.ctx, policy.ca_warning_days),
         Tidy(pki.ctx, pki.revocation, cfg.archive_after),
         job_intervals(settings),
+        pki.ocsp,
+        settings.ocsp.refresh_batch,
     )
     if settings.notifications.webhooks:
         sender = webhook_sender(settings)
@@ -164,17 +169,29 @@ def job_intervals(settings: Settings) -> Intervals:
     cfg, policy = settings.scheduler, settings.rotation_policy
     scan = dt.timedelta(hours=policy.check_interval_hours)
     return Intervals(
-        crl_refresh=cfg.crl_interval, expiry_scan=scan, ca_expiry=scan, tidy=cfg.tidy_interval
+        crl_refresh=cfg.crl_interval,
+        ocsp_refresh=cfg.ocsp_interval,
+        expiry_scan=scan,
+        ca_expiry=scan,
+        tidy=cfg.tidy_interval,
     )
 
 
 def _interval_seconds(settings: Settings) -> dict[str, float]:
     """Every job's interval in seconds, by name, as the metrics show them."""
-    from pkiforge.scheduler.jobs import CA_EXPIRY, CRL_REFRESH, EXPIRY_SCAN, NOTIFY, TIDY
+    from pkiforge.scheduler.jobs import (
+        CA_EXPIRY,
+        CRL_REFRESH,
+        EXPIRY_SCAN,
+        NOTIFY,
+        OCSP_REFRESH,
+        TIDY,
+    )
 
     every = job_intervals(settings)
     seconds = {
         CRL_REFRESH: every.crl_refresh.total_seconds(),
+        OCSP_REFRESH: every.ocsp_refresh.total_seconds(),
         EXPIRY_SCAN: every.expiry_scan.total_seconds(),
         CA_EXPIRY: every.ca_expiry.total_seconds(),
         TIDY: every.tidy.total_seconds(),
@@ -291,6 +308,14 @@ def ca_config(settings: Settings) -> CAConfig:
             urls.ocsp,
             urls.ca_issuers,
             urls.delta_crl if settings.crl.delta else None,
+        ),
+        ocsp=OCSPConfig(
+            responder_validity=settings.ocsp.responder_validity,
+            responder_key_type=parse_key_type(settings.ocsp.responder_key_type),
+            responder_renew_at=settings.ocsp.responder_renew_at,
+            response_validity=settings.ocsp.response_validity,
+            fresh_nonce=settings.ocsp.nonce == "fresh",
+            unknown_unauthorized=settings.ocsp.unknown == "unauthorized",
         ),
         profiles={
             name: Profile(

@@ -32,6 +32,24 @@ class URLTemplates:
 
 
 @dataclass(frozen=True)
+class OCSPConfig:
+    """How OCSP answers are signed, cached and refreshed (ca/ocsp.py, ca/ocsp_responders.py)."""
+
+    # the delegated responder certificate of each CA: lifetime, key, and when (as a fraction
+    # of its lifetime) a successor replaces it
+    responder_validity: dt.timedelta = dt.timedelta(days=7)
+    responder_key_type: KeyType = "p256"
+    responder_renew_at: float = 2 / 3
+    # nextUpdate - thisUpdate of each answer; a cached one is signed again once half of it
+    # has passed (the scheduler's job), or by the request that finds it in its last quarter
+    response_validity: dt.timedelta = dt.timedelta(hours=1)
+    # a request with a nonce gets a fresh signature echoing it (RFC 8954), or the cached answer
+    fresh_nonce: bool = False
+    # serials an issuer never issued: a signed `unknown`, or the unsigned `unauthorized`
+    unknown_unauthorized: bool = False
+
+
+@dataclass(frozen=True)
 class CAConfig:
     """Trust domain, names, defaults and profiles of one pkiforge installation."""
 
@@ -51,3 +69,4 @@ class CAConfig:
     crl_delta_next_update: dt.timedelta = dt.timedelta(hours=1)
     urls: URLTemplates = field(default_factory=URLTemplates)
     profiles: Mapping[str, Profile] = field(default_factory=dict)
+    ocsp: OCSPConfig = field(default_factory=OCSPConfig)

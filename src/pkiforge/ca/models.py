@@ -30,6 +30,9 @@ class CAStatus(StrEnum):
 
 # the profiles under which the hierarchy use-cases record CA certificates (ca/hierarchy.py)
 CA_PROFILES = frozenset({"root-ca", "intermediate-ca"})
+# delegated OCSP responders (ca/ocsp_responders.py): short-lived, replaced by a job, never
+# anyone's to renew
+RESPONDER_PROFILE = "ocsp-responder"
 
 
 class CertStatus(StrEnum):

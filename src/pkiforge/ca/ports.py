@@ -23,6 +23,7 @@ from pkiforge.ca.models import (
     ExpiringCertificate,
     Revocation,
 )
+from pkiforge.ca.ocsp_records import CachedAnswer, ResponderRecord
 from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
 
 
@@ -51,7 +52,8 @@ class CertificateRepository(Protocol):
     def count(self, query: CertificateQuery) -> int: ...
     def revoke(self, serial: int, revocation: Revocation) -> None:
         """Record the revocation and, in the same transaction, mark its issuer's CRL stale
-        from `revocation.revoked_at` (unless an earlier revocation already did)."""
+        from `revocation.revoked_at` (unless an earlier revocation already did) and drop the
+        certificate's cached OCSP answers (no `good` outlives the revocation's commit)."""
 
     def revoked(self, issuer: str) -> list[CertificateRecord]: ...
     def crl_entries(
@@ -71,7 +73,8 @@ class MaintenanceRepository(Protocol):
     """What the scheduled jobs ask of the certificates (ca/expiry_scan.py, ca/tidy.py)."""
 
     def expiring(self, until: dt.datetime, now: dt.datetime) -> list[ExpiringCertificate]:
-        """Active, unarchived certificates with `now` < notAfter <= `until`, soonest first."""
+        """Active, unarchived certificates with `now` < notAfter <= `until`, soonest first
+        (not OCSP responders: the ocsp-refresh job replaces them)."""
 
     def expired_on_crl(self, issuer: str, after: dt.datetime, until: dt.datetime) -> int:
         """Revoked certificates of `issuer` whose notAfter is in (`after`, `until`]: entries a
@@ -104,6 +107,24 @@ class CRLRepository(Protocol):
     def state(self, issuer: str) -> CRLState | None:
         """The stale mark and the newest CRL's number and dates, in one indexed read; None
         for an unknown issuer."""
+
+
+class OCSPRepository(Protocol):
+    """Delegated responders and signed answers, shared by every replica (ca/ocsp.py)."""
+
+    def responder(self, issuer: str, valid_at: dt.datetime) -> ResponderRecord | None:
+        """The newest responder of `issuer` whose certificate is valid at `valid_at`."""
+
+    def add_responder(self, record: ResponderRecord) -> None: ...
+    def answer(self, issuer: str, serial: int, algorithm: str) -> CachedAnswer | None: ...
+    def keep(self, answer: CachedAnswer) -> bool:
+        """Store (or replace) `answer` if the certificate still has the status it was signed
+        for; False (nothing stored) when a revocation came in between. Holds the
+        certificate's row, so a revocation committing meanwhile waits or is seen."""
+
+    def due(self, before: dt.datetime, limit: int) -> list[tuple[str, int, str]]:
+        """Issuer, serial and algorithm of cached answers whose nextUpdate is before
+        `before`, soonest first."""
 
 
 class AuditRepository(Protocol):
@@ -194,6 +215,8 @@ class Transaction(Protocol):
     @property
     def crls(self) -> CRLRepository: ...
     @property
+    def ocsp(self) -> OCSPRepository: ...
+    @property
     def audit(self) -> AuditRepository: ...
     @property
     def services(self) -> ServiceRepository: ...
@@ -246,6 +269,12 @@ class KeyStore(Protocol):
 
     def load(self, key_ref: str) -> CertificateIssuerPrivateKeyTypes:
         """Raises BadPassphrase, NotFound."""
+
+    def seal(self, key: CertificateIssuerPrivateKeyTypes) -> bytes:
+        """The key encrypted as CA keys are, for a store that holds it (OCSP responders)."""
+
+    def unseal(self, data: bytes) -> CertificateIssuerPrivateKeyTypes:
+        """Raises BadPassphrase, InvalidInput."""
 
     def set_aside(self, name: str, location: str | None = None) -> str | None:
         """Move a key that `save` left before an interruption out of the way, never deleting

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import replace
 
 from cryptography import x509
@@ -29,18 +30,27 @@ from pkiforge.ca.models import (
     Revocation,
 )
 from pkiforge.ca.notifications import certificate_data
+from pkiforge.ca.ocsp import OCSPResponder
 from pkiforge.ca.ports import Transaction
 from pkiforge.ca.signing import SigningCA
 from pkiforge.clock import utc
-from pkiforge.errors import Conflict, InvalidInput, NotFound
+from pkiforge.errors import Conflict, InvalidInput, NotFound, PkiError
 
 
 class RevocationService:
     """Revoke certificates and sign CRLs."""
 
-    def __init__(self, ctx: CAContext, published: PublishedCRLs | None = None) -> None:
+    def __init__(
+        self,
+        ctx: CAContext,
+        published: PublishedCRLs | None = None,
+        ocsp: OCSPResponder | None = None,
+    ) -> None:
         self.ctx = ctx
         self.published = published or PublishedCRLs()
+        # signs the revoked OCSP answer once the revocation is committed (the revocation
+        # itself dropped the cached `good` one)
+        self.ocsp = ocsp
 
     def revoke(
         self,
@@ -106,6 +116,10 @@ class RevocationService:
                 ),
             )
         self.published.forget(record.issuer)
+        if self.ocsp is not None:
+            # committed already: if this fails, the first OCSP request signs it instead
+            with suppress(PkiError):
+                self.ocsp.presign(record.issuer, serial)
         return replace(record, status=CertStatus.REVOKED, revocation=revocation)
 
     def generate_crl(

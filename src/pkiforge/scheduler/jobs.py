@@ -11,11 +11,13 @@ from pkiforge.ca.ca_expiry import CAExpiryCheck
 from pkiforge.ca.context import CAContext
 from pkiforge.ca.expiry_scan import ExpiryScan
 from pkiforge.ca.models import SYSTEM
+from pkiforge.ca.ocsp import OCSPResponder
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.ca.tidy import Tidy
 from pkiforge.scheduler.core import Job, JobContext
 
 CRL_REFRESH, EXPIRY_SCAN, CA_EXPIRY, TIDY = "crl-refresh", "expiry-scan", "ca-expiry", "tidy"
+OCSP_REFRESH = "ocsp-refresh"
 # delivery of recorded notifications: added by the composition root when webhooks are set
 NOTIFY = "notify"
 
@@ -25,6 +27,7 @@ class Intervals:
     """How often each job runs."""
 
     crl_refresh: dt.timedelta
+    ocsp_refresh: dt.timedelta
     expiry_scan: dt.timedelta
     ca_expiry: dt.timedelta
     tidy: dt.timedelta
@@ -37,11 +40,18 @@ def standard_jobs(
     ca_expiry: CAExpiryCheck,
     tidy: Tidy,
     intervals: Intervals,
+    ocsp: OCSPResponder,
+    ocsp_batch: int = 10_000,
 ) -> list[Job]:
     """Every job, in the order a pass runs them."""
 
     def refresh_crls(job: JobContext) -> dict[str, Any]:
         return _refresh_crls(ctx, revocation, job)
+
+    def refresh_ocsp(job: JobContext) -> dict[str, Any]:
+        # responder certificates first: the answers signed next use the new one
+        rotated = ocsp.responders.rotate_due()
+        return {"responders_made": rotated, "answers_signed": ocsp.refresh_due(ocsp_batch)}
 
     def scan(_: JobContext) -> dict[str, Any]:
         return expiry.scan().summary()
@@ -54,6 +64,7 @@ def standard_jobs(
 
     return [
         Job(CRL_REFRESH, intervals.crl_refresh, refresh_crls),
+        Job(OCSP_REFRESH, intervals.ocsp_refresh, refresh_ocsp),
         Job(EXPIRY_SCAN, intervals.expiry_scan, scan),
         Job(CA_EXPIRY, intervals.ca_expiry, check_cas),
         Job(TIDY, intervals.tidy, tidy_up),

@@ -159,6 +159,14 @@ class FileKeyStore:
         ref = path if location else path.relative_to(self._home)
         return f"file:{ref}"
 
+    def seal(self, key: CertificateIssuerPrivateKeyTypes) -> bytes:
+        """The key as a key file would hold it (scrypt + encrypted PKCS#8), to store elsewhere."""
+        return encrypt_key(key, self._passphrase, self._log2_n)
+
+    def unseal(self, data: bytes) -> CertificateIssuerPrivateKeyTypes:
+        """Raises BadPassphrase, InvalidInput."""
+        return decrypt_key(data, self._passphrase, "OCSP responder key")
+
     def set_aside(self, name: str, location: str | None = None) -> str | None:
         """Rename a key file left by an interrupted `init` to `<file>.interrupted-<time>`."""
         path = Path(location) if location else self._home / "ca" / name / "key.pem"

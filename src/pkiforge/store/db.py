@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from pkiforge.errors import InvalidInput, StoreUnavailable
 from pkiforge.store.durable import WalSync
 from pkiforge.store.maintenance_repos import SqlMaintenanceRepository
+from pkiforge.store.ocsp_repos import SqlOCSPRepository
 from pkiforge.store.outbox_repos import SqlOutboxRepository
 from pkiforge.store.registry_repos import SqlServiceRepository, SqlTokenRepository
 from pkiforge.store.repos import (
@@ -144,6 +145,7 @@ class SqlTransaction(Unit):
         self.cas = SqlCARepository(self)
         self.certificates = SqlCertificateRepository(self)
         self.crls = SqlCRLRepository(self)
+        self.ocsp = SqlOCSPRepository(self)
         self.audit = SqlAuditRepository(self)
         self.services = SqlServiceRepository(self)
         self.tokens = SqlTokenRepository(self)

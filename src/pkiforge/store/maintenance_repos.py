@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, and_, exists, func, select, update
 
-from pkiforge.ca.models import CertStatus, ExpiringCertificate
+from pkiforge.ca.models import RESPONDER_PROFILE, CertStatus, ExpiringCertificate
 from pkiforge.clock import utc
 from pkiforge.store.tables import CertificateRow, RevocationRow
 from pkiforge.store.unit import Repo
@@ -45,6 +45,7 @@ class SqlMaintenanceRepository(Repo):
                 c.not_after > utc(now),
                 c.not_after <= utc(until),
                 c.archived_at.is_(None),
+                c.profile != RESPONDER_PROFILE,  # replaced by the ocsp-refresh job
             )
             .order_by(c.not_after, c.serial_number)
         )

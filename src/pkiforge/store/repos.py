@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    delete,
     func,
     insert,
     select,
@@ -44,6 +45,7 @@ from pkiforge.store.tables import (
     CertificateRow,
     CRLRow,
     DeltaCRLRow,
+    OCSPAnswerRow,
     RevocationRow,
 )
 from pkiforge.store.unit import Repo
@@ -123,6 +125,7 @@ class SqlCARepository(Repo):
 
 
 _CERTS = cast(Table, CertificateRow.__table__)
+_OCSP_ANSWERS = cast(Table, OCSPAnswerRow.__table__)
 _REVS = cast(Table, RevocationRow.__table__)
 # certificate columns, then the revocation's (NULL when not revoked) under their own labels
 _CERT_COLUMNS = (
@@ -278,6 +281,8 @@ class SqlCertificateRepository(Repo):
                 raise Conflict(f"serial {key} is already revoked", field="serial")
             raise Conflict(f"serial {key} is not stored", field="serial")
         revoked_at = utc(revocation.revoked_at)
+        # no cached `good` answer outlives this commit (store/ocsp_repos.py `keep`)
+        self.c.execute(delete(_OCSP_ANSWERS).where(_OCSP_ANSWERS.c.serial_number == key))
         self.c.execute(
             insert(_REVS).values(
                 serial_number=key,

@@ -168,6 +168,35 @@ class DeltaCRLRow(Base):
     der: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class OCSPResponderRow(Base):
+    """Delegated OCSP responder certificates; the key sealed by the key store (migration 0013)."""
+
+    __tablename__ = "ocsp_responders"
+    __table_args__ = (Index("ix_ocsp_responders_issuer", "issuer", "not_after"),)
+
+    serial_number: Mapped[str] = mapped_column(String(40), primary_key=True)
+    issuer: Mapped[str] = mapped_column(ForeignKey("cas.name"))
+    not_after: Mapped[dt.datetime] = mapped_column(TS)
+    created_at: Mapped[dt.datetime] = mapped_column(TS)
+    cert_der: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OCSPAnswerRow(Base):
+    """Signed OCSP answers without nonce, one per CertID (migration 0013)."""
+
+    __tablename__ = "ocsp_answers"
+    __table_args__ = (Index("ix_ocsp_answers_next_update", "next_update"),)
+
+    serial_number: Mapped[str] = mapped_column(String(40), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(63), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    this_update: Mapped[dt.datetime] = mapped_column(TS)
+    next_update: Mapped[dt.datetime] = mapped_column(TS)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class AuditRow(Base):
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_subject", "subject"),)

@@ -165,3 +165,25 @@ def add_ca_extensions(
         .add_extension(aki, critical=False)
     )
     return builder if issuer is None else _distribution(builder, urls)
+
+
+def add_ocsp_responder_extensions(
+    builder: x509.CertificateBuilder,
+    *,
+    public_key: CertificateIssuerPublicKeyTypes,
+    issuer: x509.Certificate,
+) -> x509.CertificateBuilder:
+    """A delegated OCSP responder (RFC 6960 §4.2.2.2): critical BC (not a CA) and KU
+    (digitalSignature), EKU id-kp-OCSPSigning, id-pkix-ocsp-nocheck (§4.2.2.2.1: relying
+    parties do not check its revocation, so it is short-lived), SKI/AKI."""
+    return (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            _key_usage(digital_signature=True, key_encipherment=False, cert_sign=False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_authority_key_id(issuer), critical=False)
+    )
