@@ -6,7 +6,7 @@ import base64
 import re
 import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,6 +23,8 @@ from pkiforge.settings import load_settings
 from pkiforge.wiring import Pki, build_app, build_pki
 
 from .server import Server
+
+ONE_KEY_TYPE = pytest.mark.parametrize("ocsp_env", ["p256"], indirect=True)
 
 
 @dataclass
@@ -172,27 +174,57 @@ async def test_wrong_content_type_is_a_problem(ocsp_env: Ocsp) -> None:
     assert response.json()["field"] == "content-type"
 
 
-async def test_nonce_is_echoed(ocsp_env: Ocsp) -> None:
+def nonce_request(env: Ocsp) -> str:
+    """Write req.der, a request with a nonce as openssl makes by default; return the nonce."""
     made = openssl(
-        "ocsp",
-        "-issuer",
-        "inter.pem",
-        "-cert",
-        "good.pem",
-        "-reqout",
-        "req.der",
-        "-req_text",
-        cwd=ocsp_env.work,
-    )
-    asked = made.stdout.split("OCSP Nonce:")[1].split()[0]
-    response = await ocsp_env.client.post(
+        "ocsp", "-issuer", "inter.pem", "-cert", "good.pem", "-reqout", "req.der", "-req_text",
+        cwd=env.work,
+    )  # fmt: skip
+    return made.stdout.split("OCSP Nonce:")[1].split()[0]
+
+
+async def post_request(env: Ocsp) -> None:
+    """POST req.der, write the answer to resp.der."""
+    response = await env.client.post(
         "/api/v1/ocsp",
-        content=(ocsp_env.work / "req.der").read_bytes(),
+        content=(env.work / "req.der").read_bytes(),
         headers={"content-type": "application/ocsp-request"},
     )
-    (ocsp_env.work / "resp.der").write_bytes(response.content)
+    (env.work / "resp.der").write_bytes(response.content)
+
+
+@ONE_KEY_TYPE
+async def test_a_nonce_gets_the_cached_answer_by_default(ocsp_env: Ocsp) -> None:
+    """RFC 8954 lets a responder leave the nonce out; openssl's client, which sends one
+    unless told -no_nonce, warns and still verifies the answer."""
+    nonce_request(ocsp_env)
+    await post_request(ocsp_env)
+    checked = openssl(
+        "ocsp", "-reqin", "req.der", "-respin", "resp.der", "-issuer", "inter.pem",
+        "-cert", "good.pem", "-CAfile", "root.pem", cwd=ocsp_env.work,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "WARNING: no nonce in response" in checked.stdout + checked.stderr
+    assert "Response verify OK" in checked.stderr and "good.pem: good" in checked.stdout
+
+
+@ONE_KEY_TYPE
+async def test_a_nonce_is_echoed_when_configured_fresh(ocsp_env: Ocsp) -> None:
+    ocsp_env.pki.ctx.config = replace(
+        ocsp_env.pki.ctx.config, ocsp=replace(ocsp_env.pki.ctx.config.ocsp, fresh_nonce=True)
+    )
+    asked = nonce_request(ocsp_env)
+    await post_request(ocsp_env)
     shown = openssl("ocsp", "-respin", "resp.der", "-resp_text", "-noverify", cwd=ocsp_env.work)
     assert shown.stdout.split("OCSP Nonce:")[1].split()[0] == asked
+    checked = openssl(
+        "ocsp", "-reqin", "req.der", "-respin", "resp.der", "-CAfile", "root.pem",
+        "-verify_other", "inter.pem",
+        cwd=ocsp_env.work,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "Response verify OK" in checked.stderr
+    assert "WARNING" not in checked.stdout + checked.stderr
 
 
 def responder_status(env: Ocsp, der: bytes) -> str:
@@ -203,9 +235,6 @@ def responder_status(env: Ocsp, der: bytes) -> str:
     found = re.search(r"(?:Responder Error|OCSP Response Status): (\w+)", text)
     assert found is not None, text
     return found.group(1).lower()
-
-
-ONE_KEY_TYPE = pytest.mark.parametrize("ocsp_env", ["p256"], indirect=True)
 
 
 @ONE_KEY_TYPE

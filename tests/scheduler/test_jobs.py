@@ -15,7 +15,7 @@ from pkiforge.ca.hierarchy import InitOptions
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus
 from pkiforge.clock import FixedClock
 from pkiforge.scheduler.core import Outcome, Scheduler
-from pkiforge.scheduler.jobs import CRL_REFRESH, EXPIRY_SCAN, TIDY
+from pkiforge.scheduler.jobs import CRL_REFRESH, EXPIRY_SCAN, OCSP_REFRESH, TIDY
 from pkiforge.settings import RotationPolicySettings, SchedulerSettings
 from pkiforge.wiring import Pki, build_scheduler
 from tests.ca.helpers import NOW, csr_bytes, make_pki
@@ -187,6 +187,7 @@ def test_tidy_takes_expired_certificates_off_the_crl(pki: Pki, clock: FixedClock
 
 
 def test_tidy_archives_after_the_retention_and_audits_it(pki: Pki, clock: FixedClock) -> None:
+    pki.revocation.ocsp = None  # no OCSP answer signed: its 7-day responder would expire too
     old = issue(pki, validity=10 * DAY)
     revoked = issue(pki, "p256-b", validity=10 * DAY)
     pki.revocation.revoke(revoked.serial, x509.ReasonFlags.key_compromise)
@@ -244,3 +245,47 @@ def test_tidy_archives_in_batches_each_audited(
     assert [e.details["count"] for e in audit_actions(pki, "cert.archive")] == [1, 2, 2]
     listed = pki.certificates.search(CertificateQuery(now=clock.now(), limit=100))
     assert not {c.serial for c in certs} & {r.serial for r in listed}
+
+
+# --- OCSP refresh --------------------------------------------------------------------------
+
+
+def responder_serials(pki: Pki) -> list[str]:
+    return [e.details["serial"] for e in reversed(audit_actions(pki, "ocsp.responder"))]
+
+
+def test_ocsp_refresh_makes_and_rotates_responders_before_they_expire(
+    pki: Pki, clock: FixedClock
+) -> None:
+    """Each CA with its key here gets a delegated responder; a successor comes once 2/3 of
+    its 7 days have passed, and answers are signed by the newest one, well before the old
+    one expires."""
+    scheduler = scheduler_of(pki, ocsp_interval=dt.timedelta(minutes=5))
+    assert sorted(run(scheduler, OCSP_REFRESH)["responders_made"]) == ["root", "services"]
+    first = responder_serials(pki)
+    clock.advance(dt.timedelta(days=4))
+    assert run(scheduler, OCSP_REFRESH)["responders_made"] == []
+    clock.advance(dt.timedelta(days=1))  # past 2/3 of 7 days, 2 days before it expires
+    assert sorted(run(scheduler, OCSP_REFRESH)["responders_made"]) == ["root", "services"]
+    rotated = responder_serials(pki)
+    assert rotated[:2] == first and len(rotated) == 4
+    services = pki.ctx.get_ca("services")
+    responder = pki.ocsp.responders.current(services)
+    assert format(responder.certificate.serial_number, "x") in rotated[2:]
+    assert responder.certificate.not_valid_after_utc > clock.now() + dt.timedelta(days=6)
+
+
+def test_ocsp_refresh_signs_cached_answers_again_half_way(pki: Pki, clock: FixedClock) -> None:
+    scheduler = scheduler_of(pki, ocsp_interval=dt.timedelta(minutes=5))
+    record = issue(pki)
+    assert pki.ocsp.presign("services", record.serial)
+    with pki.store.transaction(readonly=True) as tx:
+        before = tx.ocsp.answer("services", record.serial, "sha1")
+    assert before is not None and before.status == "good"
+    assert run(scheduler, OCSP_REFRESH)["answers_signed"] == 0  # not due yet
+    clock.advance(dt.timedelta(minutes=31))  # past half of its hour
+    assert run(scheduler, OCSP_REFRESH)["answers_signed"] == 1
+    with pki.store.transaction(readonly=True) as tx:
+        after = tx.ocsp.answer("services", record.serial, "sha1")
+    assert after is not None and after.this_update == clock.now()
+    assert after.next_update == clock.now() + dt.timedelta(hours=1)

@@ -129,7 +129,7 @@ def test_two_processes_on_postgresql_run_each_job_once(tmp_path: Path, postgres_
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     seen = [outcomes(json.loads(out)) for out, _ in results]
-    for job in ("crl-refresh", "expiry-scan", "ca-expiry", "tidy"):
+    for job in ("crl-refresh", "ocsp-refresh", "expiry-scan", "ca-expiry", "tidy"):
         ran = [s[job] for s in seen].count("ran")
         assert ran == 1, (job, seen)
         assert {s[job] for s in seen} <= {"ran", "held", "not-due"}
@@ -137,6 +137,7 @@ def test_two_processes_on_postgresql_run_each_job_once(tmp_path: Path, postgres_
     try:
         assert {s.name: s.runs for s in SqlLeaseStore(store).states()} == {
             "crl-refresh": 1,
+            "ocsp-refresh": 1,
             "expiry-scan": 1,
             "ca-expiry": 1,
             "tidy": 1,
@@ -150,7 +151,7 @@ def test_two_processes_on_postgresql_run_each_job_once(tmp_path: Path, postgres_
 
 @pytest.mark.slow
 def test_once_exits_non_zero_naming_the_failed_job(tmp_path: Path) -> None:
-    """With the wrong CA passphrase the CRL job cannot sign: exit 6 (refused), named; the
+    """With the wrong CA passphrase the CRL and OCSP jobs cannot sign: exit 6 (refused), named; the
     other jobs still ran and the failure is recorded for `scheduler status`."""
     home = make_home(tmp_path / "home", {"services": []})
     proc = subprocess.run(
@@ -160,7 +161,7 @@ def test_once_exits_non_zero_naming_the_failed_job(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 6, proc.stderr
-    assert "error: job crl-refresh failed:" in proc.stderr
+    assert "error: job crl-refresh, ocsp-refresh failed:" in proc.stderr
     assert "expiry-scan: ran" in proc.stderr and "tidy: ran" in proc.stderr
     status = json.loads(home.cli("scheduler", "status", "--json").stdout)
     crl = next(s for s in status if s["job"] == "crl-refresh")
