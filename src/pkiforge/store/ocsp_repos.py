@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 
 from pkiforge.ca.models import CertStatus, format_serial
 from pkiforge.ca.ocsp_records import CachedAnswer, ResponderRecord
 from pkiforge.clock import utc
+from pkiforge.store.prepared import Prepared
 from pkiforge.store.tables import CertificateRow, OCSPAnswerRow, OCSPResponderRow
 from pkiforge.store.unit import Repo
 
 _RESPONDERS = cast(Table, OCSPResponderRow.__table__)
 _ANSWERS = cast(Table, OCSPAnswerRow.__table__)
 _CERTS = cast(Table, CertificateRow.__table__)
+# every OCSP request that finds its answer cached runs only this (store/prepared.py)
+_ANSWER = Prepared(
+    select(_ANSWERS.c.status, _ANSWERS.c.this_update, _ANSWERS.c.next_update, _ANSWERS.c.der).where(
+        _ANSWERS.c.serial_number == bindparam("b_serial"),
+        _ANSWERS.c.issuer == bindparam("b_issuer"),
+        _ANSWERS.c.algorithm == bindparam("b_alg"),
+    )
+)
+_CERT_HELD = Prepared(
+    select(_CERTS.c.status).where(_CERTS.c.serial_number == bindparam("b_serial")).with_for_update()
+)
+_UPSERT: dict[str, Prepared] = {}
 # the certificate status an answer was signed for (an `unknown` answer is never kept)
 _SIGNED_FOR = {"good": CertStatus.ACTIVE.value, "revoked": CertStatus.REVOKED.value}
 
@@ -53,12 +66,8 @@ class SqlOCSPRepository(Repo):
         )
 
     def answer(self, issuer: str, serial: int, algorithm: str) -> CachedAnswer | None:
-        row = self.c.execute(
-            select(_ANSWERS).where(
-                _ANSWERS.c.serial_number == format_serial(serial),
-                _ANSWERS.c.issuer == issuer,
-                _ANSWERS.c.algorithm == algorithm,
-            )
+        row = self.unit.run(
+            _ANSWER, {"b_serial": format_serial(serial), "b_issuer": issuer, "b_alg": algorithm}
         ).first()
         if row is None:
             return None
@@ -77,23 +86,20 @@ class SqlOCSPRepository(Repo):
         # the certificate's row, held to the end of this transaction: a revocation (which
         # updates it, then drops the cached answers) either committed before, and is seen
         # here, or waits for this commit and drops what is stored now (SQLite: one writer)
-        status = self.c.execute(
-            select(_CERTS.c.status).where(_CERTS.c.serial_number == key).with_for_update()
-        ).scalar()
-        if status != _SIGNED_FOR.get(answer.status):
+        status = self.unit.run(_CERT_HELD, {"b_serial": key}).first()
+        if status is None or status.status != _SIGNED_FOR.get(answer.status):
             return False
-        values: dict[str, Any] = {
-            "status": answer.status,
-            "this_update": utc(answer.this_update),
-            "next_update": utc(answer.next_update),
-            "der": answer.der,
-        }
-        self.c.execute(
-            _upsert(self.unit.dialect)
-            .values(serial_number=key, issuer=answer.issuer, algorithm=answer.algorithm, **values)
-            .on_conflict_do_update(
-                index_elements=["serial_number", "issuer", "algorithm"], set_=values
-            )
+        self.unit.run(
+            _upsert(self.unit.dialect),
+            {
+                "serial_number": key,
+                "issuer": answer.issuer,
+                "algorithm": answer.algorithm,
+                "status": answer.status,
+                "this_update": utc(answer.this_update),
+                "next_update": utc(answer.next_update),
+                "der": answer.der,
+            },
         )
         return True
 
@@ -107,12 +113,19 @@ class SqlOCSPRepository(Repo):
         return [(row.issuer, int(row.serial_number, 16), row.algorithm) for row in rows]
 
 
-def _upsert(dialect: str) -> Any:
-    """`INSERT ... ON CONFLICT` of the dialect (SQLite and PostgreSQL both speak it)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+def _upsert(dialect: str) -> Prepared:
+    """`INSERT ... ON CONFLICT DO UPDATE` of an answer (SQLite and PostgreSQL both speak it)."""
+    stmt = _UPSERT.get(dialect)
+    if stmt is None:
+        from sqlalchemy.dialects import postgresql, sqlite
 
-        return pg_insert(_ANSWERS)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(_ANSWERS)
+        make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert_ = make(_ANSWERS)
+        replaced = ("status", "this_update", "next_update", "der")
+        stmt = _UPSERT[dialect] = Prepared(
+            insert_.on_conflict_do_update(
+                index_elements=["serial_number", "issuer", "algorithm"],
+                set_={name: insert_.excluded[name] for name in replaced},
+            )
+        )
+    return stmt
