@@ -146,7 +146,6 @@ def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
         Tidy(pki.ctx, pki.revocation, cfg.archive_after),
         job_intervals(settings),
         pki.ocsp,
-        settings.ocsp.refresh_batch,
     )
     if settings.notifications.webhooks:
         sender = webhook_sender(settings)
@@ -316,6 +315,7 @@ def ca_config(settings: Settings) -> CAConfig:
             response_validity=settings.ocsp.response_validity,
             fresh_nonce=settings.ocsp.nonce == "fresh",
             unknown_unauthorized=settings.ocsp.unknown == "unauthorized",
+            refresh_batch=settings.ocsp.refresh_batch,
         ),
         profiles={
             name: Profile(

@@ -47,6 +47,8 @@ class OCSPConfig:
     fresh_nonce: bool = False
     # serials an issuer never issued: a signed `unknown`, or the unsigned `unauthorized`
     unknown_unauthorized: bool = False
+    # how many cached answers one run of the ocsp-refresh job signs again
+    refresh_batch: int = 10_000
 
 
 @dataclass(frozen=True)

@@ -169,8 +169,9 @@ class OCSPResponder:
         )
         return self._sign_and_keep(ca, cert_id).this_update is not None
 
-    def refresh_due(self, limit: int) -> int:
-        """Sign again up to `limit` cached answers past half of their validity; how many.
+    def refresh_due(self) -> int:
+        """Sign again up to `ocsp.refresh_batch` cached answers past half of their validity;
+        how many.
 
         Raises:
             StoreUnavailable.
@@ -178,7 +179,7 @@ class OCSPResponder:
         now = utc(self.ctx.clock.now())
         half = self.ctx.config.ocsp.response_validity / 2
         with self.ctx.store.transaction(readonly=True) as tx:
-            due = tx.ocsp.due(now + half, limit)
+            due = tx.ocsp.due(now + half, self.ctx.config.ocsp.refresh_batch)
         done = 0
         for issuer, serial, name in due:
             ca = self.ctx.cas().get(issuer)

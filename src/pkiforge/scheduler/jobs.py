@@ -41,7 +41,6 @@ def standard_jobs(
     tidy: Tidy,
     intervals: Intervals,
     ocsp: OCSPResponder,
-    ocsp_batch: int = 10_000,
 ) -> list[Job]:
     """Every job, in the order a pass runs them."""
 
@@ -51,7 +50,7 @@ def standard_jobs(
     def refresh_ocsp(job: JobContext) -> dict[str, Any]:
         # responder certificates first: the answers signed next use the new one
         rotated = ocsp.responders.rotate_due()
-        return {"responders_made": rotated, "answers_signed": ocsp.refresh_due(ocsp_batch)}
+        return {"responders_made": rotated, "answers_signed": ocsp.refresh_due()}
 
     def scan(_: JobContext) -> dict[str, Any]:
         return expiry.scan().summary()
