@@ -113,7 +113,7 @@ def test_every_metric_a_rule_or_the_dashboard_uses_is_served(tmp_path: Path) -> 
             family = families.get(name)
             return {s.labels[label] for s in family.samples} if family is not None else set()
 
-        jobs = {"crl-refresh", "expiry-scan", "ca-expiry", "tidy", "notify"}
+        jobs = {"crl-refresh", "ocsp-refresh", "expiry-scan", "ca-expiry", "tidy", "notify"}
         deadline = time.monotonic() + 60
         while True:
             families = scrape()
