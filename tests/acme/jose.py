@@ -20,6 +20,10 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def _int(n: int) -> str:
     return b64(n.to_bytes((n.bit_length() + 7) // 8, "big"))
 

@@ -17,7 +17,7 @@ from pkiforge.acme.service import new_external_key
 from pkiforge.settings import AcmeSettings
 from pkiforge.store.acme_repos import SqlAcmeRepository
 from tests.acme import jose
-from tests.api.helpers import Api, make_api
+from tests.api.helpers import Api, make_api, make_csr
 
 BASE = "https://testserver/acme/services"
 JOSE = {"content-type": "application/jose+json"}
@@ -271,3 +271,17 @@ async def test_finalize_before_ready_is_order_not_ready(api: Api) -> None:
     header = {"kid": kid, "nonce": await nonce(api), "url": finalize}
     r = await api.client.post(finalize, content=jose.jws(key, header, {"csr": "AA"}), headers=JOSE)
     problem(r, "orderNotReady", 403)
+
+
+async def test_acme_and_the_api_refuse_a_name_the_same_way(api: Api) -> None:
+    """One policy pipeline: the same refusal, word for word, over mTLS and over ACME."""
+    with_csr = {"csr": make_csr("a.billing.internal", ["a.billing.internal"])}
+    by_api = await api.client.post(
+        "/api/v1/certificates/request", json=with_csr, headers=api.as_("web")
+    )
+    assert by_api.status_code == 403
+    key = jose.fresh("ES256")
+    kid = (await new_account(api, key)).headers["location"]
+    by_acme = problem(await _order(api, key, kid, ["a.billing.internal"]), "rejectedIdentifier")
+    assert by_acme["status"] == 403
+    assert by_acme["detail"] == by_api.json()["detail"]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.acme import jose
 from tests.conftest import _empty_postgres
 
 from .conftest import HTTPS_WHITELIST
@@ -34,6 +35,7 @@ def replicas(
         pytest.skip(f"Redis at 127.0.0.1:6379 cannot be reached: {exc}")
     _empty_postgres(postgres_url)  # the session database may hold another module's tables
     config = {
+        "acme": {"enabled": True},
         "redis_url": REDIS_URL,
         "rate_limits": {
             "issuance_limit": LIMIT,
@@ -103,3 +105,26 @@ def test_rate_limit_is_shared_by_both_replicas(replicas: tuple[Server, Server]) 
                 retry_after.append(r.headers["retry-after"])
     assert codes.count(201) == LIMIT and codes.count(429) == 8 - LIMIT, codes
     assert all(int(v) >= 1 for v in retry_after)
+
+
+def test_an_acme_nonce_from_one_replica_is_spent_once_on_either(
+    replicas: tuple[Server, Server],
+) -> None:
+    """ACME nonces live in the database: B accepts A's nonce, then A refuses it (badNonce)."""
+    a, b = replicas
+    made = json.loads(a.home.cli("acme", "eab", "create", "--service", "billing", "--json").stdout)
+    key = jose.fresh("ES256")
+    with a.client() as ca, b.client() as cb:
+        nonce = ca.head("/acme/services/new-nonce").headers["replay-nonce"]
+
+        def new_account(client: httpx.Client, server: Server) -> httpx.Response:
+            url = f"{server.url}/acme/services/new-account"
+            mac = jose.b64decode(made["hmac_key"])
+            payload = {"externalAccountBinding": jose.eab(made["kid"], mac, key.jwk(), url)}
+            body = jose.jws(key, {"jwk": key.jwk(), "nonce": nonce, "url": url}, payload)
+            return client.post(url, content=body, headers={"content-type": "application/jose+json"})
+
+        assert new_account(cb, b).status_code == 201
+        again = new_account(ca, a)
+    assert again.status_code == 400
+    assert again.json()["type"] == "urn:ietf:params:acme:error:badNonce"
