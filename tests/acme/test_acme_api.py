@@ -285,3 +285,60 @@ async def test_acme_and_the_api_refuse_a_name_the_same_way(api: Api) -> None:
     by_acme = problem(await _order(api, key, kid, ["a.billing.internal"]), "rejectedIdentifier")
     assert by_acme["status"] == 403
     assert by_acme["detail"] == by_api.json()["detail"]
+
+
+async def _post(api: Api, key: jose.Key, kid: str, url: str, payload: Any) -> httpx.Response:
+    header = {"kid": kid, "nonce": await nonce(api), "url": url}
+    return await api.client.post(url, content=jose.jws(key, header, payload), headers=JOSE)
+
+
+async def test_orders_list_and_deactivation(api: Api) -> None:
+    key = jose.fresh("ES256")
+    kid = (await new_account(api, key)).headers["location"]
+    first = (await _order(api, key, kid, ["a.web.internal"])).headers["location"]
+    second = (await _order(api, key, kid, ["b.web.internal"])).headers["location"]
+    account = await _post(api, key, kid, kid, "")
+    assert account.status_code == 200
+    listed = await _post(api, key, kid, account.json()["orders"], "")
+    assert listed.status_code == 200 and sorted(listed.json()["orders"]) == sorted([first, second])
+    gone = await _post(api, key, kid, kid, {"status": "deactivated"})
+    assert gone.status_code == 200 and gone.json()["status"] == "deactivated"
+    # RFC 8555 §7.3.6: a deactivated account's requests are refused
+    problem(await _order(api, key, kid, ["a.web.internal"]), "unauthorized", 403)
+    problem(await _post(api, key, kid, kid, {"status": "valid"}), "unauthorized", 403)
+
+
+async def test_key_change_rolls_the_account_to_a_new_key(api: Api) -> None:
+    old, new = jose.fresh("ES256"), jose.fresh("EdDSA")
+    kid = (await new_account(api, old)).headers["location"]
+    url = f"{BASE}/key-change"
+    inner = jose.jws(new, {"jwk": new.jwk(), "url": url}, {"account": kid, "oldKey": old.jwk()})
+    changed = await _post(api, old, kid, url, json.loads(inner))
+    assert changed.status_code == 200, changed.text
+    assert (await _order(api, new, kid, ["a.web.internal"])).status_code == 201
+    # the old key no longer signs for the account (an ES256 key for an Ed25519 account)
+    problem(await _order(api, old, kid, ["a.web.internal"]), "badSignatureAlgorithm", 400)
+    # the new key finds the same account
+    again = await new_account(api, new)
+    assert again.status_code == 200 and again.headers["location"] == kid
+
+
+@pytest.mark.parametrize("case", ["wrong-old-key", "other-account", "inner-nonce", "key-in-use"])
+async def test_key_change_refusals(api: Api, case: str) -> None:
+    old, new = jose.fresh("ES256"), jose.fresh("ES256")
+    kid = (await new_account(api, old)).headers["location"]
+    url = f"{BASE}/key-change"
+    header: dict[str, Any] = {"jwk": new.jwk(), "url": url}
+    payload: dict[str, Any] = {"account": kid, "oldKey": old.jwk()}
+    kind = "malformed"
+    if case == "wrong-old-key":
+        payload["oldKey"] = new.jwk()
+    elif case == "other-account":
+        payload["account"] = f"{BASE}/account/someone-else"
+    elif case == "inner-nonce":
+        header["nonce"] = await nonce(api)
+    else:
+        await new_account(api, new)
+        kind = "conflict"
+    inner = jose.jws(new, header, payload)
+    problem(await _post(api, old, kid, url, json.loads(inner)), kind)

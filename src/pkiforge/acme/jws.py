@@ -83,7 +83,7 @@ def b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def parse(body: bytes, url: str, *, max_bytes: int) -> SignedRequest:
+def parse(body: bytes, url: str, *, max_bytes: int, nonce: bool = True) -> SignedRequest:
     """Parse a flattened JWS and check the §6.2 header rules against the request's `url`.
 
     Raises:
@@ -112,11 +112,11 @@ def parse(body: bytes, url: str, *, max_bytes: int) -> SignedRequest:
         raise AcmeError("malformed", "the protected header is not a JSON object")
     payload = b64decode(outer["payload"], "the payload")
     b64decode(outer["signature"], "the signature")
-    _check_header(header, url)
+    _check_header(header, url, nonce=nonce)
     return SignedRequest(header, payload, body.decode("utf-8", "replace"))
 
 
-def _check_header(header: dict[str, Any], url: str) -> None:
+def _check_header(header: dict[str, Any], url: str, *, nonce: bool) -> None:
     alg = header.get("alg")
     if alg not in ALGORITHMS:
         raise AcmeError(
@@ -132,7 +132,10 @@ def _check_header(header: dict[str, Any], url: str) -> None:
         raise AcmeError("malformed", "the JWS kid is not a string")
     if "jwk" in header and not isinstance(header["jwk"], dict):
         raise AcmeError("malformed", "the JWS jwk is not a JSON object")
-    if not isinstance(header.get("nonce"), str) or not header["nonce"]:
+    if not nonce:  # keyChange's inner JWS (§7.3.5) carries none
+        if "nonce" in header:
+            raise AcmeError("malformed", "the inner JWS may not carry a nonce")
+    elif not isinstance(header.get("nonce"), str) or not header["nonce"]:
         raise AcmeError("badNonce", "the JWS header carries no nonce")
     if header.get("url") != url:
         # RFC 8555 §6.4: the url the request was sent to, exactly

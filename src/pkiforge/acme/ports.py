@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography import x509
 
@@ -50,6 +50,20 @@ class AcmeRepository(Protocol):
     def account(self, account_id: str) -> Account | None: ...
 
     def account_by_thumbprint(self, thumbprint: str) -> Account | None: ...
+
+    def deactivate_account(self, account_id: str) -> None: ...
+
+    def change_key(self, account_id: str, thumbprint: str, jwk: dict[str, Any]) -> None:
+        """Replace the account's key.
+
+        Raises:
+            Conflict: another account has this key.
+        """
+        ...
+
+    def orders_of(self, account_id: str, limit: int) -> list[Order]:
+        """The account's newest orders first."""
+        ...
 
     def add_order(self, order: Order, authorizations: Sequence[Authorization]) -> None: ...
 

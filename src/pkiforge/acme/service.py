@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -53,6 +53,7 @@ from pkiforge.x509.names import SubjectName, validate_dns_name
 log = logging.getLogger("pkiforge.acme")
 
 MAX_IDENTIFIERS = 100
+MAX_ORDERS_LISTED = 100
 EAB_KEY_BYTES = 32
 # Revoke a certificate for a service: (service_id, serial, RFC 5280 reason code)
 Revoke = Callable[[str, int, int], None]
@@ -195,6 +196,59 @@ class AcmeService:
         if account.status is not Status.VALID:
             raise AcmeError("unauthorized", f"the account is {account.status.value}", status=403)
         return account
+
+    def update_account(self, account: Account, payload: dict[str, Any]) -> Account:
+        """Deactivate the account (§7.3.6) or change its contacts (§7.3.2); {} reads it.
+
+        Raises:
+            AcmeError: malformed, unsupportedContact.
+        """
+        status = payload.get("status")
+        if status is not None:
+            if status != Status.DEACTIVATED.value:
+                raise AcmeError("malformed", "an account's status may only become deactivated")
+            self.repo.deactivate_account(account.account_id)
+            return replace(account, status=Status.DEACTIVATED)
+        if "contact" in payload:
+            raise AcmeError("malformed", "changing an account's contacts is not supported yet")
+        return account
+
+    def orders_of(self, account: Account) -> list[Order]:
+        """The account's newest MAX_ORDERS_LISTED orders (§7.1.2.1)."""
+        return self.repo.orders_of(account.account_id, MAX_ORDERS_LISTED)
+
+    def change_key(self, account: Account, request: jws.SignedRequest, account_url: str) -> None:
+        """Roll the account over to the key of the inner JWS (§7.3.5).
+
+        The outer request is already verified (signed by the account's current key). The
+        inner JWS is signed by the new key, names it in `jwk`, carries the same url and no
+        nonce, and says which account and old key it replaces.
+
+        Raises:
+            AcmeError: malformed (inner JWS or payload wrong), conflict (key already used).
+        """
+        inner_raw = request.payload
+        inner = jws.parse(
+            inner_raw, str(request.header["url"]), max_bytes=len(inner_raw), nonce=False
+        )
+        if inner.jwk is None:
+            raise AcmeError("malformed", "the inner JWS of keyChange must carry a jwk")
+        new_key = jws.public_key(inner.jwk)
+        jws.verify(inner, new_key)
+        payload = inner.json()
+        if payload.get("account") != account_url:
+            raise AcmeError("malformed", "keyChange names another account")
+        old = payload.get("oldKey")
+        if not isinstance(old, dict) or jws.thumbprint_of(old) != account.thumbprint:
+            raise AcmeError("malformed", "keyChange oldKey is not the account's key")
+        thumbprint = jws.thumbprint(new_key)
+        existing = self.repo.account_by_thumbprint(thumbprint)
+        if existing is not None:
+            raise AcmeError("conflict", "another account has this key", status=409)
+        try:
+            self.repo.change_key(account.account_id, thumbprint, inner.jwk)
+        except Conflict:
+            raise AcmeError("conflict", "another account has this key", status=409) from None
 
     # orders (§7.4) ------------------------------------------------------------------------
 

@@ -134,6 +134,37 @@ class SqlAcmeRepository:
             row = s.scalar(select(AcmeAccountRow).where(AcmeAccountRow.thumbprint == thumbprint))
             return _account(row) if row is not None else None
 
+    def deactivate_account(self, account_id: str) -> None:
+        with _session(self._store, WHAT) as s:
+            s.execute(
+                update(AcmeAccountRow)
+                .where(AcmeAccountRow.account_id == account_id)
+                .values(status=Status.DEACTIVATED.value)
+            )
+
+    def change_key(self, account_id: str, thumbprint: str, jwk: dict[str, Any]) -> None:
+        try:
+            with self._store.transaction() as tx:
+                tx.session.execute(
+                    update(AcmeAccountRow)
+                    .where(AcmeAccountRow.account_id == account_id)
+                    .values(thumbprint=thumbprint, jwk=jwk)
+                )
+        except SAIntegrityError:
+            raise Conflict("another account has this key") from None
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"{WHAT} unavailable: {type(exc).__name__}") from None
+
+    def orders_of(self, account_id: str, limit: int) -> list[Order]:
+        with _session(self._store, WHAT) as s:
+            rows = s.scalars(
+                select(AcmeOrderRow)
+                .where(AcmeOrderRow.account_id == account_id)
+                .order_by(AcmeOrderRow.created_at.desc())
+                .limit(limit)
+            ).all()
+            return [_order(r) for r in rows]
+
     # orders, authorizations, challenges
 
     def add_order(self, order: Order, authorizations: Sequence[Authorization]) -> None:

@@ -154,7 +154,8 @@ def create_acme_app(service: AcmeService) -> FastAPI:
         def work(req: jws.SignedRequest, where: Urls) -> Reply:
             account, created = service.new_account(req)
             location = where.of("account", account.account_id)
-            return Reply(account_json(account), 201 if created else 200, {"Location": location})
+            body = account_json(account, where)
+            return Reply(body, 201 if created else 200, {"Location": location})
 
         return await signed(request, issuer, work)
 
@@ -164,9 +165,29 @@ def create_acme_app(service: AcmeService) -> FastAPI:
             acct = service.account_for(req, where.account_id(req.kid))
             if acct.account_id != account_id:
                 raise AcmeError("unauthorized", "this is another account's URL", status=403)
-            if req.payload and req.json().get("status") == "deactivated":
-                raise AcmeError("malformed", "account deactivation is not supported yet")
-            return Reply(account_json(acct))
+            acct = service.update_account(acct, req.json() if req.payload else {})
+            return Reply(account_json(acct, where))
+
+        return await signed(request, issuer, work)
+
+    @app.post("/{issuer}/account/{account_id}/orders")
+    async def orders(request: Request, issuer: str, account_id: str) -> Response:
+        def work(req: jws.SignedRequest, where: Urls) -> Reply:
+            acct = service.account_for(req, where.account_id(req.kid))
+            if acct.account_id != account_id:
+                raise AcmeError("unauthorized", "this is another account's URL", status=403)
+            listed = service.orders_of(acct)
+            return Reply({"orders": [where.of("order", o.order_id) for o in listed]})
+
+        return await signed(request, issuer, work)
+
+    @app.post("/{issuer}/key-change")
+    async def key_change(request: Request, issuer: str) -> Response:
+        def work(req: jws.SignedRequest, where: Urls) -> Reply:
+            account_id = where.account_id(req.kid)
+            acct = service.account_for(req, account_id)
+            service.change_key(acct, req, where.of("account", acct.account_id))
+            return Reply(account_json(acct, where))
 
         return await signed(request, issuer, work)
 

@@ -40,15 +40,16 @@ class Urls:
             "newAccount": self.of("new-account"),
             "newOrder": self.of("new-order"),
             "revokeCert": self.of("revoke-cert"),
+            "keyChange": self.of("key-change"),
             "meta": {"externalAccountRequired": eab_required, "profiles": {profile: profile}},
         }
 
 
-def account_json(account: Account) -> dict[str, Any]:
+def account_json(account: Account, urls: Urls) -> dict[str, Any]:
     return {
         "status": account.status.value,
         "contact": list(account.contact),
-        "termsOfServiceAgreed": True,
+        "orders": urls.of("account", account.account_id) + "/orders",
     }
 
 
