@@ -1,4 +1,4 @@
-"""The ACME repository (`acme.ports.AcmeRepository`) over the tables of migration 0013.
+"""The ACME repository (`acme.ports.AcmeRepository`) over the tables of migration 0014.
 
 Every method is one transaction; state moves are conditional UPDATEs, so two replicas never
 both start one challenge, both finalize one order, or both spend one nonce.

@@ -339,7 +339,7 @@ class HeartbeatRow(Base):
 
 
 class AcmeExternalKeyRow(Base):
-    """ACME external account binding keys (migration 0013): each binds one account to a
+    """ACME external account binding keys (migration 0014): each binds one account to a
     service. The MAC key is kept as is: verifying a binding needs it (RFC 8555 §7.3.4)."""
 
     __tablename__ = "acme_external_keys"

@@ -1,7 +1,7 @@
 """ACME: external account binding keys, accounts, orders, authorizations, challenges, nonces
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 
 The ACME server's state (api/acme/, store/acme_repos.py), shared by every replica on one
 database: a nonce issued by one replica is spent on another exactly once.
@@ -10,8 +10,8 @@ database: a nonce issued by one replica is spent on another exactly once.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
