@@ -169,7 +169,7 @@ class DeltaCRLRow(Base):
 
 
 class OCSPResponderRow(Base):
-    """Delegated OCSP responder certificates; the key sealed by the key store (migration 0014)."""
+    """Delegated OCSP responder certificates; the key sealed by the key store (migration 0013)."""
 
     __tablename__ = "ocsp_responders"
     __table_args__ = (Index("ix_ocsp_responders_issuer", "issuer", "not_after"),)
@@ -183,7 +183,7 @@ class OCSPResponderRow(Base):
 
 
 class OCSPAnswerRow(Base):
-    """Signed OCSP answers without nonce, one per CertID (migration 0014)."""
+    """Signed OCSP answers without nonce, one per CertID (migration 0013)."""
 
     __tablename__ = "ocsp_answers"
     __table_args__ = (Index("ix_ocsp_answers_next_update", "next_update"),)

@@ -1,7 +1,7 @@
 """delegated OCSP responders and cached OCSP answers
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0013
+Revises: 0012
 
 Each issuing CA signs a short-lived responder certificate (id-kp-OCSPSigning,
 id-pkix-ocsp-nocheck) whose key, sealed under the CA passphrase, is kept here so that every
@@ -12,8 +12,8 @@ the scheduler's ocsp-refresh job signs them again before their nextUpdate (ca/oc
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
