@@ -5,6 +5,7 @@ root key offline; openssl checks the CRL, curl fetches what the server publishes
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -64,6 +65,8 @@ def test_the_root_crl_ceremony_runs_as_written(tmp_path: Path) -> None:
              "--root-key-out", str(usb / "root.key"))  # fmt: skip
     home.root.write_text(home.cli("ca", "chain", "root").stdout)
     assert not (home.path / "ca" / "root" / "key.pem").exists()
+    first = json.loads(home.cli("crl", "show", "--issuer", "root", "--json").stdout)
+    assert first["crl_number"] == 1  # init signed it while the key was at hand
     server = start_server(home)
     try:
         numbers = []

@@ -8,14 +8,14 @@ from typing import Annotated
 import typer
 import yaml
 
-from pkiforge.ca.ca_certs import validate_ca_name
+from pkiforge.ca.ca_certs import ROOT_NAME, validate_ca_name
 from pkiforge.ca.context import fingerprint
 from pkiforge.ca.hierarchy import InitOptions, InitState
-from pkiforge.ca.models import CARecord
+from pkiforge.ca.models import CARecord, CRLRecord
 from pkiforge.cli.files import check_folders
 from pkiforge.cli.output import emit_json, err, fields, out, progress, table, when
 from pkiforge.cli.state import CliState
-from pkiforge.errors import Conflict
+from pkiforge.errors import Conflict, PkiError
 from pkiforge.settings import CONFIG_FILE
 from pkiforge.x509.keys import describe_key, parse_key_type
 from pkiforge.x509.names import validate_trust_domain
@@ -68,12 +68,14 @@ def init(
     generated = _ensure_passphrase(state, init_state)
     with progress(not json_out) as step:
         cas = state.pki.hierarchy.initialize(options, progress=step)
+    root_crl = _first_root_crl(state, root_key_out) if root_key_out else None
     if json_out:
         emit_json(
             {
                 "home": str(state.home),
                 "cas": [ca_summary(c) for c in cas],
                 "generated_passphrase_file": str(generated) if generated else None,
+                "root_crl_next_update": root_crl.next_update if root_crl else None,
             }
         )
         return
@@ -84,12 +86,30 @@ def init(
             f"The root key was written to {root_key_out}; keep it offline. "
             "Use --root-key to sign intermediates or root CRLs with it."
         )
+    if root_crl is not None:
+        out.print(
+            f"The root's CRL #{root_crl.number} lasts until {when(root_crl.next_update)}: "
+            "sign the next one before then (docs/operations.md, Signing the root's CRL)."
+        )
     if generated:
         err.print(
             f"A random CA passphrase was generated and stored in {generated} (mode 0600).\n"
             "Move it to a secret manager and delete the file; then provide it through "
             "PKIFORGE_CA_PASSPHRASE or --passphrase-file."
         )
+
+
+def _first_root_crl(state: CliState, key: Path) -> CRLRecord | None:
+    """The root's first CRL, signed while its key is at hand: relying parties can check the
+    intermediates from the start, and its nextUpdate says when the next ceremony is due."""
+    try:
+        return state.pki.revocation.generate_crl(ROOT_NAME, key_ref=str(key.resolve()))
+    except PkiError as exc:  # the CA is made; the CRL can be signed later
+        err.print(
+            f"warning: the root's first CRL was not signed ({exc}); sign it with "
+            f"`pkiforge crl generate --issuer {ROOT_NAME} --root-key {key}`"
+        )
+        return None
 
 
 def run(
