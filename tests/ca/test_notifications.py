@@ -287,3 +287,38 @@ def test_a_rotation_is_a_ca_rotated_event(pki: Pki) -> None:
     assert event.data["ca"] == "services"
     assert event.data["predecessor"] == ["services"]
     assert event.data["successor"] == rotated.successor.name
+
+
+def test_the_outbox_gauges_count_deliveries_by_status_and_age_the_oldest_pending(
+    pki: Pki, clock: FixedClock
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pkiforge.api.notification_metrics import NotificationCollector
+
+    def scrape() -> dict[str, float]:
+        registry = CollectorRegistry()
+        registry.register(NotificationCollector(pki.notifications.stats))
+        text = generate_latest(registry).decode()
+        return {
+            s.labels.get("status", s.name): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    oldest = "pkiforge_notification_oldest_pending_timestamp_seconds"
+    first = issue(pki)
+    pki.revocation.revoke(first.serial, x509.ReasonFlags.superseded)  # at NOW: pending
+    clock.advance(HOUR)
+    pki.certificates.renew(issue(pki).serial)  # two more, one per subscriber
+    assert scrape() == {"pending": 3, "delivered": 0, "failed": 0, oldest: NOW.timestamp()}
+
+    with pki.store.transaction() as tx:  # the revocation's delivery has no retry left
+        [revoked] = [d for d in tx.outbox.list() if d.event.type is EventType.CERTIFICATE_REVOKED]
+        tx.outbox.attempt_failed(revoked.delivery_id, 4, "answered HTTP 503", None)
+    after = (NOW + HOUR).timestamp()
+    assert scrape() == {"pending": 2, "delivered": 0, "failed": 1, oldest: after}
+
+    assert pki.notifications.deliver_due(Recorder()).delivered == 2
+    assert scrape() == {"pending": 0, "delivered": 2, "failed": 1}  # none waits: no age
