@@ -35,7 +35,7 @@ from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.profiles import Profile
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.clock import Clock, SystemClock
-from pkiforge.errors import InvalidInput, PkiError, StoreUnavailable
+from pkiforge.errors import InvalidInput, NotFound, PkiError, StoreUnavailable
 from pkiforge.notify.webhooks import Endpoint, WebhookSender, secret_key
 from pkiforge.pki import Pki
 from pkiforge.settings import Settings
@@ -471,6 +471,12 @@ def build_acme(settings: Settings, pki: Pki, state: AppState) -> AcmeService:
     def revoke(service_id: str, serial: int, reason: int) -> None:
         certificates.revoke(serial, caller(service_id), _REASONS[reason])
 
+    def certificate_of(serial: int) -> cx509.Certificate | None:
+        try:
+            return pki.certificates.get(serial).certificate
+        except NotFound:
+            return None
+
     own: list[tuple[ip.IPv4Address | ip.IPv6Address, int]] = []
     try:
         own.append((ip.ip_address(settings.server.host), settings.server.port))
@@ -487,6 +493,7 @@ def build_acme(settings: Settings, pki: Pki, state: AppState) -> AcmeService:
         Http01Fetcher(guard, acme.http01_port, acme.validation_timeout_seconds, acme.resolve),
         lambda job: _submit(pool, job),
         Lifetimes(acme.nonce_lifetime, acme.order_lifetime),
+        certificate_of,
     )
 
 

@@ -12,7 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
+from pkiforge.acme.models import Status
 from pkiforge.acme.service import new_external_key
 from pkiforge.settings import AcmeSettings
 from pkiforge.store.acme_repos import SqlAcmeRepository
@@ -342,3 +347,56 @@ async def test_key_change_refusals(api: Api, case: str) -> None:
         kind = "conflict"
     inner = jose.jws(new, header, payload)
     problem(await _post(api, old, kid, url, json.loads(inner)), kind)
+
+
+async def _issued(api: Api, account_key: jose.Key, cert_key: jose.Key) -> tuple[str, bytes]:
+    """An order finalized with a CSR of `cert_key`; its challenge is marked valid in the store
+    (http-01 itself is proven by test_validation.py and test_lego.py)."""
+    kid = (await new_account(api, account_key)).headers["location"]
+    order = (await _order(api, account_key, kid, ["a.web.internal"])).json()
+    repo = SqlAcmeRepository(api.pki.store)
+    for url in order["authorizations"]:
+        authz = repo.authorization(url.rsplit("/", 1)[1])
+        assert authz is not None
+        repo.finish_challenge(authz.challenges[0], Status.VALID, api.pki.ctx.clock.now(), None)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a.web.internal")]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("a.web.internal")]), False)
+        .sign(cert_key.private, hashes.SHA256())
+    )
+    body = {"csr": jose.b64(csr.public_bytes(Encoding.DER))}
+    done = await _post(api, account_key, kid, order["finalize"], body)
+    assert done.status_code == 200 and done.json()["status"] == "valid", done.text
+    chain = await _post(api, account_key, kid, done.json()["certificate"], "")
+    assert chain.headers["content-type"] == "application/pem-certificate-chain"
+    leaf = x509.load_pem_x509_certificates(chain.content)[0]
+    return kid, leaf.public_bytes(Encoding.DER)
+
+
+async def test_revoke_by_the_certificates_own_key(api: Api) -> None:
+    account_key, cert_key, stranger = jose.fresh("ES256"), jose.fresh("ES256"), jose.fresh("ES256")
+    _, der = await _issued(api, account_key, cert_key)
+    url = f"{BASE}/revoke-cert"
+
+    async def revoke(signer: jose.Key) -> httpx.Response:
+        header = {"jwk": signer.jwk(), "nonce": await nonce(api), "url": url}
+        body = jose.jws(signer, header, {"certificate": jose.b64(der), "reason": 1})
+        return await api.client.post(url, content=body, headers=JOSE)
+
+    problem(await revoke(stranger), "unauthorized", 403)
+    assert (await revoke(cert_key)).status_code == 200
+    problem(await revoke(cert_key), "alreadyRevoked", 400)
+
+
+async def test_finalize_with_a_csr_for_other_names_is_bad_csr(api: Api) -> None:
+    key = jose.fresh("ES256")
+    kid = (await new_account(api, key)).headers["location"]
+    order = (await _order(api, key, kid, ["a.web.internal"])).json()
+    repo = SqlAcmeRepository(api.pki.store)
+    authz = repo.authorization(order["authorizations"][0].rsplit("/", 1)[1])
+    assert authz is not None
+    repo.finish_challenge(authz.challenges[0], Status.VALID, api.pki.ctx.clock.now(), None)
+    csr = x509.load_pem_x509_csr(make_csr("b.web.internal", ["b.web.internal"]).encode())
+    body = {"csr": jose.b64(csr.public_bytes(Encoding.DER))}
+    problem(await _post(api, key, kid, order["finalize"], body), "badCSR", 400)

@@ -190,6 +190,18 @@ def _verify(raw: str, key: jwk.JWK, alg: str) -> None:
         raise AcmeError("malformed", "the JWS signature does not verify") from None
 
 
+def same_key(key: jwk.JWK, public: Any) -> bool:
+    """Whether the JWK is this (cryptography) public key: their SubjectPublicKeyInfo match."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    spki = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    try:
+        mine = key.get_op_key("verify").public_bytes(*spki)
+    except Exception:
+        return False
+    return bool(hmac.compare_digest(mine, public.public_bytes(*spki)))
+
+
 def thumbprint(key: jwk.JWK) -> str:
     """RFC 7638 SHA-256 thumbprint, base64url: the account key's identity."""
     return str(key.thumbprint())

@@ -93,6 +93,8 @@ class AcmeService:
     fetch: Fetch
     submit: Submit
     lifetimes: Lifetimes = Lifetimes()
+    # the stored certificate of a serial (revocation by the certificate's key)
+    certificate_of: Callable[[int], x509.Certificate | None] = lambda _: None
 
     # nonces (§7.2) ------------------------------------------------------------------------
 
@@ -394,24 +396,68 @@ class AcmeService:
     # revocation (§7.6), by the account that ordered the certificate ----------------------
 
     def revoke(self, account: Account, payload: dict[str, Any]) -> None:
-        """Raises AcmeError: malformed, badRevocationReason, unauthorized, alreadyRevoked."""
-        der = jws.b64decode(str(payload.get("certificate", "")), "certificate")
-        try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError:
-            raise AcmeError("malformed", "certificate is not a DER certificate") from None
-        reason = payload.get("reason", 0)
-        if not isinstance(reason, int) or isinstance(reason, bool) or reason not in REASONS:
-            raise AcmeError("badRevocationReason", f"reason {reason!r} is not allowed")
+        """Revoke a certificate the account ordered.
+
+        Raises:
+            AcmeError: malformed, badRevocationReason, unauthorized, alreadyRevoked.
+        """
+        cert, reason = _revocation(payload)
         order = self.repo.order_by_serial(cert.serial_number)
         if order is None or order.account_id != account.account_id:
             raise AcmeError(
                 "unauthorized", "this account did not order this certificate", status=403
             )
+        self._revoke(account.service_id, cert.serial_number, reason)
+
+    def revoke_by_key(self, request: jws.SignedRequest) -> None:
+        """Revoke a certificate ordered over ACME, proven by its own key (`jwk`, §7.6).
+
+        The certificate sent must be the one stored, and the request signed by its key; it is
+        revoked as the service of the account that ordered it.
+
+        Raises:
+            AcmeError: malformed, badRevocationReason, unauthorized, alreadyRevoked, badNonce.
+        """
+        assert request.jwk is not None
+        key = jws.public_key(request.jwk)
+        jws.verify(request, key)
+        self._spend(request)
+        cert, reason = _revocation(request.json())
+        stored = self.certificate_of(cert.serial_number)
+        if stored is None or stored != cert or not jws.same_key(key, stored.public_key()):
+            raise AcmeError(
+                "unauthorized", "the request is not signed by this certificate's key", status=403
+            )
+        order = self.repo.order_by_serial(cert.serial_number)
+        owner = self.repo.account(order.account_id) if order is not None else None
+        if owner is None:
+            raise AcmeError(
+                "unauthorized", "only certificates ordered over ACME are revoked here", status=403
+            )
+        self._revoke(owner.service_id, cert.serial_number, reason)
+
+    def _revoke(self, service_id: str, serial: int, reason: int) -> None:
         try:
-            self.revoke_certificate(account.service_id, cert.serial_number, reason)
+            self.revoke_certificate(service_id, serial, reason)
         except Conflict:
             raise AcmeError("alreadyRevoked", "the certificate is already revoked") from None
+
+
+def _revocation(payload: dict[str, Any]) -> tuple[x509.Certificate, int]:
+    """The certificate and reason of a revokeCert payload.
+
+    Raises:
+        AcmeError: malformed, badRevocationReason.
+    """
+    der = jws.b64decode(str(payload.get("certificate", "")), "certificate")
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise AcmeError("malformed", "certificate is not a DER certificate") from None
+    reason = payload.get("reason", 0)
+    if not isinstance(reason, int) or isinstance(reason, bool) or reason not in REASONS:
+        raise AcmeError("badRevocationReason", f"reason {reason!r} is not allowed")
+    return cert, reason
 
 
 # RFC 5280 §5.3.1 codes a subscriber may give (RFC 8555 §7.6); 2 and 8 belong to CAs

@@ -262,8 +262,9 @@ def create_acme_app(service: AcmeService) -> FastAPI:
     @app.post("/{issuer}/revoke-cert")
     async def revoke(request: Request, issuer: str) -> Response:
         def work(req: jws.SignedRequest, where: Urls) -> Reply:
-            if req.kid is None:
-                raise AcmeError("malformed", "revocation by certificate key is not supported yet")
+            if req.kid is None:  # signed by the certificate's own key
+                service.revoke_by_key(req)
+                return Reply(b"", 200)
             acct = service.account_for(req, where.account_id(req.kid))
             service.revoke(acct, req.json())
             return Reply(b"", 200)
