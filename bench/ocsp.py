@@ -153,14 +153,17 @@ def http_request(url: str, method: str, der: bytes, host: str) -> bytes:
     return head.encode() + der
 
 
+# a signed answer, or the unsigned "unauthorized" that a responder may give a serial it never
+# issued (RFC 5019 §2.2.3; pkiforge's `ocsp.unknown: unauthorized`)
+ANSWERS = (ocsp.OCSPResponseStatus.SUCCESSFUL, ocsp.OCSPResponseStatus.UNAUTHORIZED)
+
+
 def answered(status: int, body: bytes) -> bool:
-    """A 200 carrying a successful, signed OCSP response."""
+    """A 200 carrying an OCSP response that answers (not malformedRequest, tryLater ...)."""
     if status != 200:
         return False
     try:
-        return (
-            ocsp.load_der_ocsp_response(body).response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
-        )
+        return ocsp.load_der_ocsp_response(body).response_status in ANSWERS
     except ValueError:
         return False
 
@@ -200,6 +203,8 @@ def check_statuses(
             timeout=30.0,
         )
         got = ocsp.load_der_ocsp_response(r.content)
+        if what == "unknown" and got.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED:
+            return "unauthorized (unsigned)"
         if got.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
             raise SystemExit(f"{name}: {what} serial {serial:x} got {got.response_status}")
         if got.certificate_status not in allowed or got.serial_number != serial:

@@ -122,13 +122,17 @@ def test_ocsp_requests_are_what_openssl_reads(tmp_path: Path) -> None:
     assert f"Content-Length: {len(der)}".encode() in post
 
 
-def test_answered_accepts_only_successful_ocsp_responses() -> None:
+def test_answered_accepts_answers_only() -> None:
     from cryptography.x509 import ocsp as x509_ocsp
 
-    malformed = x509_ocsp.OCSPResponseBuilder.build_unsuccessful(
-        x509_ocsp.OCSPResponseStatus.MALFORMED_REQUEST
-    ).public_bytes(serialization.Encoding.DER)
-    assert not ocsp.answered(200, malformed)
+    def unsuccessful(status: x509_ocsp.OCSPResponseStatus) -> bytes:
+        built = x509_ocsp.OCSPResponseBuilder.build_unsuccessful(status)
+        return built.public_bytes(serialization.Encoding.DER)
+
+    assert not ocsp.answered(200, unsuccessful(x509_ocsp.OCSPResponseStatus.MALFORMED_REQUEST))
+    assert not ocsp.answered(200, unsuccessful(x509_ocsp.OCSPResponseStatus.TRY_LATER))
+    # RFC 5019's unsigned answer for a serial the responder never issued
+    assert ocsp.answered(200, unsuccessful(x509_ocsp.OCSPResponseStatus.UNAUTHORIZED))
     assert not ocsp.answered(200, b"<html>")
     assert not ocsp.answered(500, b"")
 
