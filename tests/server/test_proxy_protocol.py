@@ -92,7 +92,9 @@ def test_the_trusted_balancer_without_a_valid_header_is_refused(
 ) -> None:
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         request(server, BALANCER, prefix, "/readyz")
-    assert "connection from balancer 127.0.0.2 refused" in server.log.read_text()
+    log = server.log.read_text()
+    assert "connection from balancer 127.0.0.2 refused" in log
+    assert "PROXY protocol v2 required from: 127.0.0.2/32" in log  # said at start
 
 
 def test_a_header_from_anyone_else_is_never_read(

@@ -101,6 +101,9 @@ def _serve(state: CliState, listener: socket.socket, host: str, port: int, worke
         f"  try it:         curl --cacert root.pem https://{host}:{port}/readyz\n"
         f"  who may call:   {state.home / WHITELIST_FILE} (read at start); stop: Ctrl-C"
     )
+    balancers = settings.server.proxy_protocol.trusted
+    if balancers:
+        err.print(f"  PROXY protocol v2 required from: {', '.join(balancers)}")
     try:
         serve(
             app,
