@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ class Round:
     stored: int
     cpu_seconds: float  # the replicas' processes
     haproxy_cpu_seconds: float
+    lock_waiters: float  # mean number of transactions waiting for an advisory lock
 
     def rate(self) -> float:
         return self.stored / self.result.seconds
@@ -83,6 +85,31 @@ def stored(url: str) -> int:
             "AND profile = 'service'"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+@contextmanager
+def lock_sampler(url: str) -> Iterator[list[int]]:
+    """Sample, every 50 ms, how many of the database's sessions wait for an advisory lock
+    (the audit chain's, which every issuance takes until it commits)."""
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            while not stop.wait(0.05):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                ).fetchone()
+                samples.append(int(row[0]) if row else 0)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def healthy(port: int, root: Path) -> bool:
@@ -207,13 +234,15 @@ def one_round(setup: Setup, n: int, args: argparse.Namespace) -> Round:
         before = stored(url)
         cpu0 = sum(tree_cpu_seconds(pid) or 0.0 for _, pid in used)
         lb0 = tree_cpu_seconds(lb_pid) or 0.0
-        result = run(target, concurrency=args.concurrency, warmup=0, duration=args.duration)
+        with lock_sampler(url) as waiting:
+            result = run(target, concurrency=args.concurrency, warmup=0, duration=args.duration)
         cpu1 = sum(tree_cpu_seconds(pid) or 0.0 for _, pid in used)
         lb1 = tree_cpu_seconds(lb_pid) or 0.0
         count = stored(url) - before
     if count < result.requests:
         raise SystemExit(f"{n} replicas answered {result.requests} but stored only {count}")
-    return Round(n, result, count, cpu1 - cpu0, lb1 - lb0)
+    waiters = statistics.mean(waiting) if waiting else float("nan")
+    return Round(n, result, count, cpu1 - cpu0, lb1 - lb0, waiters)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -274,7 +303,8 @@ def main() -> None:
     )
     print(
         f"{'replicas':>8} {'round':>5} {'certs/s':>8} {'/replica':>9} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'errors':>6} {'CPU ms/cert':>11} {'HAProxy ms/cert':>15}"
+        f"{'p99 ms':>7} {'errors':>6} {'CPU ms/cert':>11} {'HAProxy ms/cert':>15} "
+        f"{'lock waiters':>12}"
     )
     medians: dict[int, float] = {}
     for n in (1, 2, 3):
@@ -283,7 +313,8 @@ def main() -> None:
             print(
                 f"{n:8d} {i + 1:5d} {r.rate():8.1f} {r.per_replica():9.1f} "
                 f"{r.result.pct(50):7.1f} {r.result.pct(99):7.1f} {r.result.errors:6d} "
-                f"{r.cpu_ms_per_cert():11.2f} {r.haproxy_cpu_seconds * 1000 / r.stored:15.3f}"
+                f"{r.cpu_ms_per_cert():11.2f} {r.haproxy_cpu_seconds * 1000 / r.stored:15.3f} "
+                f"{r.lock_waiters:12.2f}"
             )
         medians[n] = statistics.median(r.cpu_ms_per_cert() for r in mine)
         print(
@@ -291,13 +322,15 @@ def main() -> None:
             f"{statistics.median(r.per_replica() for r in mine):9.1f} "
             f"{statistics.median(r.result.pct(50) for r in mine):7.1f} "
             f"{statistics.median(r.result.pct(99) for r in mine):7.1f} {'':6} "
-            f"{medians[n]:11.2f}"
+            f"{medians[n]:11.2f} {'':15} "
+            f"{statistics.median(r.lock_waiters for r in mine):12.2f}"
         )
     spread = max(medians.values()) / min(medians.values()) - 1
     print(
         f"CPU ms/cert (the replicas' processes over the measured window, per certificate "
         f"stored): largest median {spread * 100:.1f}% above the smallest "
-        f"({'within' if spread <= 0.15 else 'over'} 15%)"
+        f"({'within' if spread <= 0.15 else 'over'} 15%); lock waiters: the mean number of "
+        "transactions waiting for an advisory lock (pg_stat_activity, sampled every 50 ms)"
     )
 
 
