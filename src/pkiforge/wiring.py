@@ -451,6 +451,7 @@ def build_acme(settings: Settings, pki: Pki, state: AppState) -> AcmeService:
     from pkiforge.acme.addresses import AddressGuard, networks
     from pkiforge.acme.service import AcmeService, Lifetimes
     from pkiforge.api.acme.fetch import Http01Fetcher
+    from pkiforge.api.acme.metrics import AcmeMetrics
     from pkiforge.ca.authorization import Caller
     from pkiforge.ca.issue_request import IssueRequest
     from pkiforge.store.acme_repos import SqlAcmeRepository
@@ -494,6 +495,7 @@ def build_acme(settings: Settings, pki: Pki, state: AppState) -> AcmeService:
         lambda job: _submit(pool, job),
         Lifetimes(acme.nonce_lifetime, acme.order_lifetime),
         certificate_of,
+        AcmeMetrics(state.registry),
     )
 
 

@@ -387,6 +387,9 @@ async def test_revoke_by_the_certificates_own_key(api: Api) -> None:
     problem(await revoke(stranger), "unauthorized", 403)
     assert (await revoke(cert_key)).status_code == 200
     problem(await revoke(cert_key), "alreadyRevoked", 400)
+    scraped = (await api.client.get("/metrics")).text
+    assert 'pkiforge_acme_orders_total{state="pending"} 1.0' in scraped
+    assert 'pkiforge_acme_orders_total{state="valid"} 1.0' in scraped
 
 
 async def test_finalize_with_a_csr_for_other_names_is_bad_csr(api: Api) -> None:

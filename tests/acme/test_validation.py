@@ -20,6 +20,19 @@ from pkiforge.store.acme_repos import SqlAcmeRepository
 from pkiforge.store.db import SqlStore
 
 
+class Recorded:
+    """The events the service reported."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+
+    def order(self, status: Status) -> None:
+        pass
+
+    def challenge(self, type: str, error: str | None) -> None:
+        self.seen.append((type, error))
+
+
 class BlockingFetch:
     """A challenge server that answers only when told to, with what it is told."""
 
@@ -70,6 +83,8 @@ def account(store: SqlStore) -> Account:
 def test_the_challenge_answers_before_validation_ends(store: SqlStore, correct: bool) -> None:
     fetch = BlockingFetch()
     acme, threads = service(store, fetch)
+    events = Recorded()
+    acme.events = events
     acct = account(store)
     order = acme.new_order(
         acct, {"identifiers": [{"type": "dns", "value": "a.web.internal"}]}, "services"
@@ -88,6 +103,7 @@ def test_the_challenge_answers_before_validation_ends(store: SqlStore, correct: 
     threads[0].join(30)
     done, status = acme.authorization(acct, authz.authz_id)
     _, order_status = acme.order(acct, order.order_id)
+    assert events.seen == [("http-01", None if correct else "incorrectResponse")]
     if correct:
         assert (status, done.challenges[0].status, order_status) == (Status.VALID,) * 2 + (
             Status.READY,

@@ -123,3 +123,23 @@ Issue = Callable[[str, str, x509.CertificateSigningRequest], int]
 CheckNames = Callable[[str, Sequence[SubjectName]], None]
 # Run a callable off the request path (validation): returns at once.
 Submit = Callable[[Callable[[], None]], None]
+
+
+class AcmeEvents(Protocol):
+    """What the ACME use-cases report as they go (metrics, by the edge that serves them)."""
+
+    def order(self, status: Status) -> None:
+        """An order reached `status`: pending (created), valid or invalid."""
+        ...
+
+    def challenge(self, type: str, error: str | None) -> None:
+        """A validation ended: `error` is its ACME error type, None when it passed."""
+        ...
+
+
+class NoEvents:
+    def order(self, status: Status) -> None:
+        pass
+
+    def challenge(self, type: str, error: str | None) -> None:
+        pass

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -31,7 +31,15 @@ from pkiforge.acme.models import (
     authz_status,
     order_status,
 )
-from pkiforge.acme.ports import AcmeRepository, CheckNames, Fetch, Issue, Submit
+from pkiforge.acme.ports import (
+    AcmeEvents,
+    AcmeRepository,
+    CheckNames,
+    Fetch,
+    Issue,
+    NoEvents,
+    Submit,
+)
 from pkiforge.clock import Clock
 from pkiforge.errors import (
     AcmeError,
@@ -95,6 +103,7 @@ class AcmeService:
     lifetimes: Lifetimes = Lifetimes()
     # the stored certificate of a serial (revocation by the certificate's key)
     certificate_of: Callable[[int], x509.Certificate | None] = lambda _: None
+    events: AcmeEvents = field(default_factory=NoEvents)
 
     # nonces (§7.2) ------------------------------------------------------------------------
 
@@ -293,6 +302,7 @@ class AcmeService:
             now,
         )
         self.repo.add_order(order, authorizations)
+        self.events.order(Status.PENDING)
         return order
 
     def order(self, account: Account, order_id: str) -> tuple[Order, Status]:
@@ -358,6 +368,8 @@ class AcmeService:
             self.repo.finish_challenge(challenge, status, validated, error)
         except PkiError:
             log.exception("recording challenge %s failed", challenge.challenge_id)
+            return
+        self.events.challenge(challenge.type, error.kind if error is not None else None)
 
     # finalize and certificate (§7.4) -----------------------------------------------------
 
@@ -378,8 +390,10 @@ class AcmeService:
         except PkiError as exc:
             problem = problem_of(exc)
             self.repo.move_order(order_id, Status.PROCESSING, Status.INVALID, error=problem)
+            self.events.order(Status.INVALID)
             raise AcmeError(problem.kind, problem.detail, status=problem.status) from None
         self.repo.move_order(order_id, Status.PROCESSING, Status.VALID, serial=serial)
+        self.events.order(Status.VALID)
         return self.order(account, order_id)[0]
 
     def certificate(self, account: Account, order_id: str) -> int:
