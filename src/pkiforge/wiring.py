@@ -486,7 +486,7 @@ def build_acme(settings: Settings, pki: Pki, state: AppState) -> AcmeService:
     guard = AddressGuard(networks(acme.allowed_networks), acme.allow_loopback, tuple(own))
     pool = ThreadPoolExecutor(acme.validation_workers, thread_name_prefix="acme-validation")
     return AcmeService(
-        SqlAcmeRepository(pki.store),
+        SqlAcmeRepository(pki.store, audit=pki.ctx.audit),
         pki.ctx.clock,
         issue,
         check_names,

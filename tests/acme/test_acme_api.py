@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from pkiforge.acme.models import Status
 from pkiforge.acme.service import new_external_key
+from pkiforge.actor import OPERATOR
 from pkiforge.settings import AcmeSettings
 from pkiforge.store.acme_repos import SqlAcmeRepository
 from tests.acme import jose
@@ -71,7 +72,7 @@ def problem(
 
 def binding(api: Api, key: jose.Key) -> dict[str, str]:
     external = new_external_key("web", api.pki.ctx.clock.now())
-    SqlAcmeRepository(api.pki.store).add_external_key(external)
+    SqlAcmeRepository(api.pki.store).add_external_key(external, OPERATOR)
     return jose.eab(external.kid, external.mac_key, key.jwk(), f"{BASE}/new-account")
 
 

@@ -123,3 +123,9 @@ def test_lego_orders_verifies_is_refused_and_revokes(acme: Acme) -> None:
                      cwd=acme.work)  # fmt: skip
     assert "Response verify OK" in status.stderr, status.stderr
     assert ": revoked" in status.stdout, status.stdout
+
+    # the audit trail has the binding key and the account, and its chain still verifies
+    audit = json.loads(acme.home.cli("audit", "list", "--json", "--limit", "1000").stdout)
+    actions = {entry["action"] for entry in audit}
+    assert {"acme.eab.create", "acme.account.create", "cert.issue", "cert.revoke"} <= actions
+    acme.home.cli("audit", "verify")

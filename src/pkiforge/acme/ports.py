@@ -17,6 +17,7 @@ from pkiforge.acme.models import (
     Problem,
     Status,
 )
+from pkiforge.actor import Actor
 from pkiforge.x509.names import SubjectName
 
 
@@ -35,7 +36,7 @@ class AcmeRepository(Protocol):
         """Delete the nonce if it exists and is unexpired; True if it did (single use)."""
         ...
 
-    def add_external_key(self, key: ExternalKey) -> None: ...
+    def add_external_key(self, key: ExternalKey, actor: Actor) -> None: ...
 
     def external_key(self, kid: str) -> ExternalKey | None: ...
 

@@ -117,19 +117,6 @@ class AcmeService:
         if not self.repo.take_nonce(request.nonce, self.clock.now()):
             raise AcmeError("badNonce", "the nonce is unknown, expired or already used")
 
-    # external account binding keys (§7.3.4) -----------------------------------------------
-
-    def create_external_key(self, service_id: str) -> ExternalKey:
-        """A new binding key for `service_id`; its MAC key is shown once, by the caller."""
-        key = ExternalKey(
-            secrets.token_urlsafe(12),
-            service_id,
-            secrets.token_bytes(EAB_KEY_BYTES),
-            self.clock.now(),
-        )
-        self.repo.add_external_key(key)
-        return key
-
     # accounts (§7.3) ----------------------------------------------------------------------
 
     def new_account(self, request: jws.SignedRequest) -> tuple[Account, bool]:

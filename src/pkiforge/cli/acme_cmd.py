@@ -26,6 +26,7 @@ def create(
     # imported here: the JOSE library is not loaded for every other command
     from pkiforge.acme.jws import b64encode
     from pkiforge.acme.service import new_external_key
+    from pkiforge.actor import OPERATOR
     from pkiforge.store.acme_repos import SqlAcmeRepository
 
     state: CliState = ctx.obj
@@ -36,7 +37,7 @@ def create(
             field="service",
         )
     key = new_external_key(service, state.pki.ctx.clock.now())
-    SqlAcmeRepository(state.pki.store).add_external_key(key)
+    SqlAcmeRepository(state.pki.store, audit=state.pki.ctx.audit).add_external_key(key, OPERATOR)
     hmac_key = b64encode(key.mac_key)
     if json_out:
         emit_json({"kid": key.kid, "hmac_key": hmac_key, "service_id": key.service_id})

@@ -24,10 +24,11 @@ from pkiforge.acme.models import (
     Problem,
     Status,
 )
+from pkiforge.actor import Actor
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict, StoreUnavailable
-from pkiforge.store.db import SqlStore
-from pkiforge.store.key_repos import _rowcount, _session
+from pkiforge.store.db import SqlStore, SqlTransaction
+from pkiforge.store.key_repos import AuditHook, _rowcount, _session, _transaction
 from pkiforge.store.tables import (
     AcmeAccountRow,
     AcmeAuthorizationRow,
@@ -44,9 +45,16 @@ PURGE_EVERY = 256  # delete expired nonces on about one nonce write in this many
 class SqlAcmeRepository:
     """`AcmeRepository` over one `SqlStore`."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlStore, *, audit: AuditHook | None = None) -> None:
         self._store = store
         self._writes = 0
+        self._audit = audit
+
+    def _record(
+        self, tx: SqlTransaction, actor: Actor, action: str, subject: str, details: dict[str, Any]
+    ) -> None:
+        if self._audit is not None:
+            self._audit(tx, actor, action, subject, details)
 
     # nonces
 
@@ -68,9 +76,10 @@ class SqlAcmeRepository:
 
     # external account binding keys
 
-    def add_external_key(self, key: ExternalKey) -> None:
-        with _session(self._store, WHAT) as s:
-            s.add(
+    def add_external_key(self, key: ExternalKey, actor: Actor) -> None:
+        with _transaction(self._store, WHAT) as tx:
+            self._record(tx, actor, "acme.eab.create", key.kid, {"service": key.service_id})
+            tx.session.add(
                 AcmeExternalKeyRow(
                     kid=key.kid,
                     service_id=key.service_id,
@@ -106,6 +115,17 @@ class SqlAcmeRepository:
                     )
                     if _rowcount(bound) != 1:
                         raise Conflict("the external account binding key is already used")
+                self._record(
+                    tx,
+                    account_actor(account.account_id),
+                    "acme.account.create",
+                    account.account_id,
+                    {
+                        "service": account.service_id,
+                        "eab_kid": account.eab_kid,
+                        "thumbprint": account.thumbprint,
+                    },
+                )
                 s.add(
                     AcmeAccountRow(
                         account_id=account.account_id,
@@ -135,8 +155,10 @@ class SqlAcmeRepository:
             return _account(row) if row is not None else None
 
     def deactivate_account(self, account_id: str) -> None:
-        with _session(self._store, WHAT) as s:
-            s.execute(
+        with _transaction(self._store, WHAT) as tx:
+            actor = account_actor(account_id)
+            self._record(tx, actor, "acme.account.deactivate", account_id, {})
+            tx.session.execute(
                 update(AcmeAccountRow)
                 .where(AcmeAccountRow.account_id == account_id)
                 .values(status=Status.DEACTIVATED.value)
@@ -150,6 +172,9 @@ class SqlAcmeRepository:
                     .where(AcmeAccountRow.account_id == account_id)
                     .values(thumbprint=thumbprint, jwk=jwk)
                 )
+                details = {"thumbprint": thumbprint}
+                actor = account_actor(account_id)
+                self._record(tx, actor, "acme.account.key_change", account_id, details)
         except SAIntegrityError:
             raise Conflict("another account has this key") from None
         except SQLAlchemyError as exc:
@@ -296,6 +321,11 @@ class SqlAcmeRepository:
                 .values(**values)
             )
             return _rowcount(result) == 1
+
+
+def account_actor(account_id: str) -> Actor:
+    """Who acts in the audit trail when an ACME account does."""
+    return Actor("acme-account", account_id)
 
 
 def _hex(serial: int) -> str:
