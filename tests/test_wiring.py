@@ -1,4 +1,5 @@
-"""The composition root: one Redis client per server, the nonce store the settings select."""
+"""The composition root: one Redis client per server (and one of the readiness probe's own, with
+its short timeout), the nonce store the settings select."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import redis
 from pkiforge.errors import StoreUnavailable
 from pkiforge.pki import Pki
 from pkiforge.settings import AuthSettings, ServerSettings, Settings
+from pkiforge.store.redis_health import TIMEOUT_SECONDS
 from pkiforge.wiring import build_app_state, nonce_backend
 from tests.ca.helpers import make_pki
 
@@ -26,13 +28,14 @@ def pki(tmp_path: Path) -> Iterator[Pki]:
 
 
 @pytest.fixture
-def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The URLs of the Redis clients made."""
-    made: list[str] = []
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """The URL of each Redis client made, and whether it is the readiness probe's (told apart
+    by its short timeout)."""
+    made: list[tuple[str, bool]] = []
     real = redis.Redis.from_url
 
     def from_url(url: str, **kwargs: Any) -> redis.Redis:
-        made.append(url)
+        made.append((url, kwargs.get("socket_timeout") == TIMEOUT_SECONDS))
         return real(url, **kwargs)
 
     monkeypatch.setattr(redis.Redis, "from_url", from_url)
@@ -43,19 +46,29 @@ def _settings(pki: Pki, **update: Any) -> Settings:
     return pki.settings.model_copy(update=update)
 
 
-def test_rate_limits_nonces_and_failures_share_one_client(pki: Pki, connections: list[str]) -> None:
+def _urls(connections: list[tuple[str, bool]], *, probe: bool) -> list[str]:
+    return sorted(url for url, is_probe in connections if is_probe == probe)
+
+
+def test_rate_limits_nonces_and_failures_share_one_client(
+    pki: Pki, connections: list[tuple[str, bool]]
+) -> None:
     state = build_app_state(_settings(pki, redis_url=REDIS), pki)
     assert state.signing.backend == "redis"
-    assert connections == [REDIS]
+    assert _urls(connections, probe=False) == [REDIS]
+    assert _urls(connections, probe=True) == [REDIS]
 
 
-def test_a_separate_auth_server_gets_its_own_client(pki: Pki, connections: list[str]) -> None:
+def test_a_separate_auth_server_gets_its_own_client(
+    pki: Pki, connections: list[tuple[str, bool]]
+) -> None:
     other = "redis://127.0.0.1:6379/1"
     build_app_state(_settings(pki, redis_url=REDIS, auth=AuthSettings(redis_url=other)), pki)
-    assert sorted(connections) == [REDIS, other]
+    assert _urls(connections, probe=False) == [REDIS, other]
+    assert _urls(connections, probe=True) == [REDIS, other]
 
 
-def test_no_redis_url_makes_no_client(pki: Pki, connections: list[str]) -> None:
+def test_no_redis_url_makes_no_client(pki: Pki, connections: list[tuple[str, bool]]) -> None:
     assert build_app_state(pki.settings, pki).signing.backend == "memory"
     assert connections == []
 
