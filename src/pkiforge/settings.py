@@ -169,6 +169,25 @@ class ProxyProtocolSettings(_Section):
         return value
 
 
+class PublishSettings(_Section):
+    """`pkiforge publish serve`: CRLs, CA certificates and OCSP over plain HTTP."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    # the URL relying parties reach the listener at (http://pki.example.internal): when set,
+    # each unset `urls:` entry points at it, so certificates carry its CRL, OCSP and CA URLs
+    base_url: str | None = None
+    # threads that run the synchronous core (database reads, OCSP signing)
+    threads: int = Field(default=16, ge=1, le=256)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("publish.base_url must start with http:// (or https://)")
+        return value
+
+
 class OCSPSettings(_Section):
     """The OCSP responder: delegated responder certificates and cached answers."""
 
@@ -470,6 +489,7 @@ class Settings(BaseSettings):
     urls: URLSettings = Field(default_factory=URLSettings)
     crl: CRLSettings = Field(default_factory=CRLSettings)
     ocsp: OCSPSettings = Field(default_factory=OCSPSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     profiles: dict[str, ProfileSettings] = Field(default_factory=_default_profiles)
     # redis://host:6379/0: rate limits shared by every replica (default: per process)

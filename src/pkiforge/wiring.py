@@ -40,6 +40,7 @@ from pkiforge.notify.webhooks import Endpoint, WebhookSender, secret_key
 from pkiforge.pki import Pki
 from pkiforge.settings import Settings
 from pkiforge.signers.file import FileKeyStore, PassphraseSource
+from pkiforge.signers.sealed_only import SealedOnlyKeys
 from pkiforge.store.db import SqlStore, Synchronous, make_engine
 from pkiforge.store.durable import WalSync
 from pkiforge.store.writer_lock import sqlite_path
@@ -86,15 +87,19 @@ def build_pki(
     passphrase: bytes | PassphraseSource,
     clock: Clock | None = None,
     store: SqlStore | None = None,
+    *,
+    ca_keys: bool = True,
 ) -> Pki:
-    """Open the store (migrating it on first use) and wire the services.
+    """Open the store (migrating it on first use) and wire the services; without `ca_keys`
+    no CA key is ever loaded (`publish serve`: what the database holds is served).
 
     Raises:
         StoreUnavailable, InvalidInput.
     """
     config = ca_config(settings)
     store = store or open_store(settings)
-    keys = FileKeyStore(settings.home, passphrase, settings.ca.kdf_log2_n)
+    files = FileKeyStore(settings.home, passphrase, settings.ca.kdf_log2_n)
+    keys: FileKeyStore | SealedOnlyKeys = files if ca_keys else SealedOnlyKeys(files)
     clock = clock or SystemClock()
     subscriptions = subscriptions_of(settings)
     ctx = CAContext(
@@ -286,7 +291,7 @@ def ca_config(settings: Settings) -> CAConfig:
     Raises:
         InvalidInput / InvalidName: a value in the configuration is not acceptable.
     """
-    ca, urls = settings.ca, settings.urls
+    ca = settings.ca
     return CAConfig(
         trust_domain=validate_trust_domain(ca.trust_domain),
         organization=ca.organization,
@@ -302,12 +307,7 @@ def ca_config(settings: Settings) -> CAConfig:
         crl_rebuild_within=settings.crl.rebuild_within,
         crl_delta=settings.crl.delta,
         crl_delta_next_update=settings.crl.delta_next_update,
-        urls=URLTemplates(
-            urls.crl,
-            urls.ocsp,
-            urls.ca_issuers,
-            urls.delta_crl if settings.crl.delta else None,
-        ),
+        urls=url_templates(settings),
         ocsp=OCSPConfig(
             responder_validity=settings.ocsp.responder_validity,
             responder_key_type=parse_key_type(settings.ocsp.responder_key_type),
@@ -323,6 +323,25 @@ def ca_config(settings: Settings) -> CAConfig:
             )
             for name, p in settings.profiles.items()
         },
+    )
+
+
+def url_templates(settings: Settings) -> URLTemplates:
+    """The URLs written into certificates: each `urls:` setting, or when unset and
+    `publish.base_url` is set, the plain-HTTP publishing listener's (`publish serve`)."""
+    urls, base = settings.urls, settings.publish.base_url
+
+    def pick(explicit: str | None, path: str) -> str | None:
+        if explicit is not None:
+            return explicit
+        return f"{base.rstrip('/')}{path}" if base else None
+
+    delta = pick(urls.delta_crl, "/api/v1/crl/{issuer}/delta")
+    return URLTemplates(
+        pick(urls.crl, "/api/v1/crl/{issuer}"),
+        pick(urls.ocsp, "/api/v1/ocsp"),
+        pick(urls.ca_issuers, "/api/v1/ca/{issuer}?format=der"),
+        delta if settings.crl.delta else None,
     )
 
 

@@ -341,6 +341,24 @@ def test_openssl_client_against_the_server(served: Server) -> None:
     assert "Responder Error: malformedrequest (1)" in two.stdout + two.stderr
 
 
+def test_openssl_good_revoked_and_unknown_over_mtls(served: Server) -> None:
+    """The HTTPS API answers from the delegated responder and the cache: a certificate
+    revoked after its `good` answer was cached is answered revoked, with its reason."""
+    home = served.home.path
+    served.home.client_cert("payroll", "payroll.internal")
+    url = ("-url", f"{served.url}/api/v1/ocsp", "-issuer", "chain.pem")
+    trust = ("-CAfile", str(served.home.root))
+    first = openssl("ocsp", *url, "-cert", "payroll.pem", *trust, cwd=home)
+    assert "payroll.pem: good" in first.stdout, first.stdout + first.stderr
+    shown = openssl("x509", "-in", "payroll.pem", "-noout", "-serial", cwd=home).stdout
+    served.home.cli("cert", "revoke", shown.strip().split("=")[1], "--reason", "superseded")
+    revoked = openssl("ocsp", *url, "-cert", "payroll.pem", *trust, cwd=home)
+    assert "payroll.pem: revoked" in revoked.stdout, revoked.stdout + revoked.stderr
+    assert "Reason: superseded" in revoked.stdout and "Response verify OK" in revoked.stderr
+    unknown = openssl("ocsp", *url, "-serial", "0x1234", *trust, cwd=home)
+    assert "0x1234: unknown" in unknown.stdout and "Response verify OK" in unknown.stderr
+
+
 @pytest.mark.parametrize(
     "path",
     ["not*base64", "%25%25", base64.b64encode(b"not der").decode(), "two"],

@@ -19,6 +19,7 @@ from pkiforge.cli import (
     init_cmd,
     keys_cmd,
     notifications_cmd,
+    publish_cmd,
     request_cmd,
     scheduler_cmd,
     serve_cmd,
@@ -88,6 +89,7 @@ app.add_typer(backup_cmd.app, name="backup")
 app.add_typer(scheduler_cmd.app, name="scheduler")
 app.add_typer(notifications_cmd.app, name="notifications")
 app.add_typer(acme_cmd.app, name="acme")
+app.add_typer(publish_cmd.app, name="publish")
 
 
 def run() -> None:

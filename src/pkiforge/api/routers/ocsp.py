@@ -17,6 +17,7 @@ from pkiforge.api.deps import StateDep
 from pkiforge.api.problems import responses
 from pkiforge.ca.ocsp import MAX_REQUEST_BYTES, OCSPAnswer
 from pkiforge.errors import InvalidInput
+from pkiforge.pki import Pki
 
 router = APIRouter(prefix="/api/v1", tags=["ocsp"], responses=responses(400))
 
@@ -25,8 +26,13 @@ OCSP_RESPONSE = "application/ocsp-response"
 
 
 def _answer(state: StateDep, der: bytes, if_none_match: str | None = None) -> Response:
-    answer = state.pki.ocsp.answer(der)
-    headers = http_caching(answer, state.pki.ctx.clock.now(), state.pki.settings.ocsp.max_age)
+    return ocsp_response(state.pki, der, if_none_match)
+
+
+def ocsp_response(pki: Pki, der: bytes, if_none_match: str | None = None) -> Response:
+    """The HTTP answer to a DER request (shared with `publish serve`, api/publish.py)."""
+    answer = pki.ocsp.answer(der)
+    headers = http_caching(answer, pki.ctx.clock.now(), pki.settings.ocsp.max_age)
     if if_none_match is not None and headers.get("ETag") in _tags(if_none_match):
         return Response(status_code=304, headers=headers)
     return Response(answer.der, media_type=OCSP_RESPONSE, headers=headers)
@@ -57,13 +63,7 @@ def _tags(header: str) -> set[str]:
 )
 async def ocsp_post(request: Request, state: StateDep) -> Response:
     """A DER OCSPRequest in the body."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != OCSP_REQUEST:
-        raise InvalidInput(f"content type must be {OCSP_REQUEST}", field="content-type")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_REQUEST_BYTES:
-            raise InvalidInput("OCSP request too large", field="body")
+    body = await read_request(request)
     return await run_in_threadpool(_answer, state, body)
 
 
@@ -78,8 +78,28 @@ def ocsp_get(
     A path that is not base64 is answered like any unreadable request: an OCSP
     malformedRequest response (RFC 6960 §2.3), which OCSP clients understand.
     """
+    return _answer(state, decode_get(encoded), if_none_match)
+
+
+def decode_get(encoded: str) -> bytes:
+    """The DER request of a GET path; empty (answered malformedRequest) if not base64."""
     try:
-        der = base64.b64decode(unquote(encoded), validate=True)
+        return base64.b64decode(unquote(encoded), validate=True)
     except (binascii.Error, ValueError):
-        der = b""  # not an OCSPRequest: the responder answers malformedRequest
-    return _answer(state, der, if_none_match)
+        return b""  # not an OCSPRequest: the responder answers malformedRequest
+
+
+async def read_request(request: Request) -> bytes:
+    """A POSTed DER request, at most MAX_REQUEST_BYTES.
+
+    Raises:
+        InvalidInput: another content type, or too large.
+    """
+    if request.headers.get("content-type", "").split(";")[0].strip() != OCSP_REQUEST:
+        raise InvalidInput(f"content type must be {OCSP_REQUEST}", field="content-type")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_REQUEST_BYTES:
+            raise InvalidInput("OCSP request too large", field="body")
+    return body
