@@ -512,7 +512,12 @@ def build_acme(settings: Settings, pki: Pki, state: AppState) -> AcmeService:
         revoke,
         Http01Fetcher(guard, acme.http01_port, acme.validation_timeout_seconds, acme.resolve),
         lambda job: _submit(pool, job),
-        Lifetimes(acme.nonce_lifetime, acme.order_lifetime),
+        # a validation is one fetch: three timeouts and more have passed, it was lost
+        Lifetimes(
+            acme.nonce_lifetime,
+            acme.order_lifetime,
+            dt.timedelta(seconds=3 * acme.validation_timeout_seconds + 30),
+        ),
         certificate_of,
         AcmeMetrics(state.registry),
     )

@@ -12,9 +12,9 @@ import pytest
 
 from pkiforge.acme.addresses import AddressGuard
 from pkiforge.acme.models import Account, Status
-from pkiforge.acme.service import AcmeService, key_authorization
+from pkiforge.acme.service import AcmeService, Lifetimes, key_authorization
 from pkiforge.api.acme.fetch import Http01Fetcher
-from pkiforge.clock import SystemClock
+from pkiforge.clock import FixedClock, SystemClock
 from pkiforge.errors import AcmeError
 from pkiforge.store.acme_repos import SqlAcmeRepository
 from pkiforge.store.db import SqlStore
@@ -62,14 +62,15 @@ def service(
         threads.append(thread)
         thread.start()
 
-    def refuse(*_: object) -> int:
-        raise AssertionError("not issuing in this test")
-
     acme = AcmeService(
-        SqlAcmeRepository(store), SystemClock(), refuse, lambda *_: None, lambda *_: None,
+        SqlAcmeRepository(store), SystemClock(), _refuse, lambda *_: None, lambda *_: None,
         fetch, submit,
     )  # fmt: skip
     return acme, threads
+
+
+def _refuse(*_: object) -> int:
+    raise AssertionError("not issuing in this test")
 
 
 def account(store: SqlStore) -> Account:
@@ -128,3 +129,35 @@ def test_a_server_that_never_answers_times_out() -> None:
         with pytest.raises(AcmeError) as caught:
             fetch("slow.test", "token")
     assert caught.value.kind == "connection" and "timed out" in str(caught.value)
+
+
+def test_a_validation_lost_with_its_process_starts_again(store: SqlStore) -> None:
+    """A process that died while validating leaves the challenge processing; once that is
+    older than `Lifetimes.stale`, the client's next poll starts it again, here."""
+    clock = FixedClock(dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC))
+    lost: list[Callable[[], None]] = []  # submitted, never run: the process died
+    acct = account(store)
+    fetch = BlockingFetch()
+    dying = AcmeService(
+        SqlAcmeRepository(store), clock, _refuse, lambda *_: None, lambda *_: None,
+        fetch, lost.append, Lifetimes(stale=dt.timedelta(minutes=1)),
+    )  # fmt: skip
+    order = dying.new_order(
+        acct, {"identifiers": [{"type": "dns", "value": "a.web.internal"}]}, "services"
+    )
+    challenge = dying.authorization(acct, order.authz_ids[0])[0].challenges[0]
+    assert dying.respond(acct, challenge.challenge_id)[0].status is Status.PROCESSING
+    assert len(lost) == 1
+    survivor, threads = service(store, fetch)
+    survivor.clock = clock
+    survivor.lifetimes = Lifetimes(stale=dt.timedelta(minutes=1))
+    survivor.authorization(acct, order.authz_ids[0])  # not stale yet: nothing starts
+    assert threads == []
+    clock.advance(dt.timedelta(minutes=2))
+    fetch.body = key_authorization(challenge.token, acct.thumbprint).encode()
+    fetch.answer.set()
+    survivor.authorization(acct, order.authz_ids[0])  # the poll finds it stale
+    assert len(threads) == 1
+    threads[0].join(30)
+    authz, status = survivor.authorization(acct, order.authz_ids[0])
+    assert status is Status.VALID and authz.challenges[0].status is Status.VALID

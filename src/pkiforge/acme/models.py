@@ -83,6 +83,7 @@ class Challenge:
     status: Status
     validated_at: dt.datetime | None = None
     error: Problem | None = None
+    started_at: dt.datetime | None = None  # when the running validation started
 
 
 @dataclass(frozen=True)

@@ -78,8 +78,11 @@ class AcmeRepository(Protocol):
 
     def challenge(self, challenge_id: str) -> Challenge | None: ...
 
-    def start_challenge(self, challenge_id: str) -> bool:
-        """pending -> processing; False if it was not pending (someone else started it)."""
+    def start_challenge(
+        self, challenge_id: str, now: dt.datetime, stale_before: dt.datetime
+    ) -> bool:
+        """pending -> processing (started now), or a processing one whose validation started
+        before `stale_before` started again; False if neither (someone else runs it)."""
         ...
 
     def finish_challenge(

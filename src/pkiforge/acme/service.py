@@ -87,6 +87,8 @@ def new_external_key(service_id: str, now: dt.datetime) -> ExternalKey:
 class Lifetimes:
     nonce: dt.timedelta = dt.timedelta(hours=1)
     order: dt.timedelta = dt.timedelta(days=1)
+    # a validation running longer than this was lost with its process: started again
+    stale: dt.timedelta = dt.timedelta(minutes=1)
 
 
 @dataclass
@@ -313,6 +315,7 @@ class AcmeService:
         if authz is None:
             raise AcmeError("malformed", "no such authorization", status=404)
         self.order(account, authz.order_id)  # the account's own, else 404
+        self.resume(account, authz)  # clients poll here while validation runs
         return authz, authz_status(authz, self.clock.now())
 
     # challenges (§7.5.1, §8.3) ------------------------------------------------------------
@@ -327,13 +330,30 @@ class AcmeService:
         if challenge is None:
             raise AcmeError("malformed", "no such challenge", status=404)
         authz, status = self.authorization(account, challenge.authz_id)
-        if challenge.status is Status.PENDING:
-            if status is not Status.PENDING:
-                raise AcmeError("malformed", f"the authorization is {status.value}")
-            if self.repo.start_challenge(challenge_id):
-                self.submit(partial(self.validate, challenge, authz, account.thumbprint))
+        if challenge.status is Status.PENDING and status is not Status.PENDING:
+            raise AcmeError("malformed", f"the authorization is {status.value}")
+        if challenge.status in (Status.PENDING, Status.PROCESSING):
+            self._start(challenge, authz, account.thumbprint)
             challenge = self.repo.challenge(challenge_id) or challenge
         return challenge, authz
+
+    def _start(self, challenge: Challenge, authz: Authorization, thumbprint: str) -> None:
+        """Validate off the request path, once: unless it runs already (and is not lost)."""
+        now = self.clock.now()
+        if self.repo.start_challenge(challenge.challenge_id, now, now - self.lifetimes.stale):
+            self.submit(partial(self.validate, challenge, authz, thumbprint))
+
+    def resume(self, account: Account, authz: Authorization) -> None:
+        """Start again a validation of `authz` that its process lost (died while it ran)."""
+        now = self.clock.now()
+        for challenge in authz.challenges:
+            started = challenge.started_at
+            if (
+                challenge.status is Status.PROCESSING
+                and started
+                and started < now - self.lifetimes.stale
+            ):
+                self._start(challenge, authz, account.thumbprint)
 
     def validate(self, challenge: Challenge, authz: Authorization, thumbprint: str) -> None:
         """Run one http-01 validation and record its outcome; never raises."""

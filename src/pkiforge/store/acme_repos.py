@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -262,15 +262,19 @@ class SqlAcmeRepository:
             row = s.get(AcmeChallengeRow, challenge_id)
             return _challenge(row) if row is not None else None
 
-    def start_challenge(self, challenge_id: str) -> bool:
+    def start_challenge(
+        self, challenge_id: str, now: dt.datetime, stale_before: dt.datetime
+    ) -> bool:
+        pending = AcmeChallengeRow.status == Status.PENDING.value
+        lost = and_(
+            AcmeChallengeRow.status == Status.PROCESSING.value,
+            AcmeChallengeRow.started_at < utc(stale_before),
+        )
         with _session(self._store, WHAT) as s:
             result = s.execute(
                 update(AcmeChallengeRow)
-                .where(
-                    AcmeChallengeRow.challenge_id == challenge_id,
-                    AcmeChallengeRow.status == Status.PENDING.value,
-                )
-                .values(status=Status.PROCESSING.value)
+                .where(AcmeChallengeRow.challenge_id == challenge_id, or_(pending, lost))
+                .values(status=Status.PROCESSING.value, started_at=utc(now))
             )
             return _rowcount(result) == 1
 
@@ -376,6 +380,7 @@ def _challenge(row: AcmeChallengeRow) -> Challenge:
         Status(row.status),
         utc(row.validated_at) if row.validated_at else None,
         _problem(row.error),
+        utc(row.started_at) if row.started_at else None,
     )
 
 

@@ -400,6 +400,9 @@ class AcmeChallengeRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     validated_at: Mapped[dt.datetime | None] = mapped_column(TS)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # when the running validation started (migration 0015): one older than the service's
+    # `stale_after` was lost with its process and is started again
+    started_at: Mapped[dt.datetime | None] = mapped_column(TS)
 
 
 class AcmeNonceRow(Base):
