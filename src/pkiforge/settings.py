@@ -240,6 +240,8 @@ class ServerSettings(_Section):
     # a reverse proxy at these addresses may forward the client certificate (URL-encoded PEM)
     trusted_proxies: list[str] = Field(default_factory=list)
     client_cert_header: str = "x-forwarded-client-cert"
+    # from those proxies, the client's address: the last one in this header
+    client_address_header: str = "x-forwarded-for"
     proxy_protocol: ProxyProtocolSettings = Field(default_factory=ProxyProtocolSettings)
     max_body_bytes: int = 1024 * 1024
     # the HTTP layer's bounds (server/limits.py; docs/operations.md, "Limits and timeouts")

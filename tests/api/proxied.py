@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from pkiforge.server.proxy import SIGNATURE
 
-from .server import Server
+from .server import Home, Server
 
 
 def proxy_v2(client: str, port: int) -> bytes:
@@ -62,3 +62,12 @@ def healthy_via_balancer(balancer: str) -> Callable[[Server], bool]:
         return request(server, balancer, LOCAL_V2, "/healthz")[0] == 200
 
     return probe
+
+
+def issued_from(home: Home, cn: str) -> str | None:
+    """The audit trail's address for the issuance of the certificate named `cn`."""
+    entries = json.loads(home.cli("audit", "list", "--action", "cert.issue", "--json").stdout)
+    for entry in entries:
+        if cn in json.dumps(entry["details"]):
+            return str(entry["address"]) if entry["address"] is not None else None
+    raise AssertionError(f"no cert.issue entry for {cn}: {entries}")

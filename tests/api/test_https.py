@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from .helpers import make_csr
+from .proxied import issued_from
 from .server import Server, make_home
 
 NAMES = ["billing.internal", "api.billing.internal"]
@@ -190,3 +191,38 @@ def test_the_server_checkpoints_its_wal_between_requests(
         finally:
             conn.close()
     assert found == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "forwarded", "audited"),
+    [
+        ("127.0.0.1", "198.51.100.1, 203.0.113.60", "203.0.113.60"),  # the proxy's entry
+        ("127.0.0.1", None, "127.0.0.1"),
+        ("127.0.0.2", "203.0.113.61", "127.0.0.2"),  # not a trusted proxy: ignored
+    ],
+    ids=["trusted-proxy", "trusted-proxy-without-header", "untrusted"],
+)
+def test_the_client_address_a_trusted_proxy_forwards(
+    https_server: Server, source: str, forwarded: str | None, audited: str
+) -> None:
+    cert = https_server.home.client_cert("burst", "x.burst.internal")
+    cn = f"fwd-{source}-{forwarded is not None}.burst.internal".replace(".0.0.", "-").lower()
+    transport = httpx.HTTPTransport(verify=https_server.tls(cert), local_address=source)
+    headers = {"x-forwarded-for": forwarded} if forwarded else {}
+    with httpx.Client(base_url=https_server.url, transport=transport) as c:
+        issued = c.post(
+            "/api/v1/certificates/request", json={"csr": make_csr(cn, [cn])}, headers=headers
+        )
+    assert issued.status_code == 201, issued.text
+    assert issued_from(https_server.home, cn) == audited
+
+
+def test_a_trusted_proxys_malformed_client_address_is_refused(https_server: Server) -> None:
+    cert = https_server.home.client_cert("burst", "x.burst.internal")
+    with https_server.client(cert) as c:  # from 127.0.0.1, a trusted proxy
+        r = c.post(
+            "/api/v1/certificates/request",
+            json={"csr": make_csr("bad.burst.internal", ["bad.burst.internal"])},
+            headers={"x-forwarded-for": "203.0.113.1, not-an-address"},
+        )
+    assert r.status_code == 400 and r.json()["field"] == "x-forwarded-for", r.text

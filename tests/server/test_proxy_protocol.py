@@ -5,7 +5,6 @@ stand for the balancer and its clients; tests/deploy/test_haproxy.py puts HAProx
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import struct
@@ -16,7 +15,7 @@ import pytest
 from pkiforge.server.proxy import SIGNATURE
 from tests.api.conftest import HTTPS_WHITELIST
 from tests.api.helpers import make_csr
-from tests.api.proxied import LOCAL_V2, proxy_v2, request
+from tests.api.proxied import LOCAL_V2, issued_from, proxy_v2, request
 from tests.api.server import Home, Server, make_home, start_server
 
 pytestmark = pytest.mark.slow
@@ -44,15 +43,6 @@ def server(home: Home) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def cert(home: Home) -> tuple[str, str]:
     return home.client_cert("burst", "x.burst.internal")
-
-
-def issued_from(home: Home, cn: str) -> str | None:
-    """The audit trail's address for the issuance of the certificate named `cn`."""
-    entries = json.loads(home.cli("audit", "list", "--action", "cert.issue", "--json").stdout)
-    for entry in entries:
-        if cn in json.dumps(entry["details"]):
-            return str(entry["address"]) if entry["address"] is not None else None
-    raise AssertionError(f"no cert.issue entry for {cn}: {entries}")
 
 
 def test_the_trusted_balancer_names_the_client(

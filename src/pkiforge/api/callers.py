@@ -14,7 +14,7 @@ from pkiforge.api.deps import (
     StateDep,
     VerifierDep,
     app_state,
-    peer_address,
+    client_host,
 )
 from pkiforge.api.state import AppState
 from pkiforge.ca.authorization import Caller, Operation
@@ -33,7 +33,7 @@ def _enrolling_caller(request: Request, state: AppState, verify: IdentityVerifie
     if scheme.lower() != "bearer":
         # resolved here, not as a parameter, so a token needs no certificate
         identity = verify(request, state)
-        return state.caller(identity, peer_address(request))
+        return state.caller(identity, client_host(request, state))
     secret = parse_token(credentials)
     token = state.api.enrollment.check(secret)
     policy = state.whitelist.policy_for(token.service_id)
@@ -42,7 +42,7 @@ def _enrolling_caller(request: Request, state: AppState, verify: IdentityVerifie
     return Caller(
         token.service_id,
         policy,
-        peer_address(request),
+        client_host(request, state),
         secret.token_id,
         secret.secret_hash,
         token.profile,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import unquote
@@ -12,7 +13,7 @@ from fastapi import Depends, Request
 
 from pkiforge.api.state import AppState
 from pkiforge.auth.mtls import ServiceIdentity
-from pkiforge.errors import AuthenticationFailed
+from pkiforge.errors import AuthenticationFailed, InvalidInput
 
 
 def app_state(request: Request) -> AppState:
@@ -29,11 +30,36 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 def peer_address(request: Request) -> str | None:
+    """The connection's peer (with the PROXY protocol, the client the balancer named)."""
     return request.client.host if request.client else None
 
 
-async def client_address(request: Request) -> str | None:
-    return peer_address(request)
+def client_host(request: Request, state: AppState) -> str | None:
+    """The client's address: the peer's, or from a proxy in `server.trusted_proxies` the last
+    address in `server.client_address_header`, the one that proxy wrote (any before it came
+    from the client and are not believed).
+
+    Raises:
+        InvalidInput: a trusted proxy's header does not end in an IP address.
+    """
+    peer = peer_address(request)
+    if not state.is_trusted_proxy(peer):
+        return peer
+    name = state.settings.server.client_address_header
+    values = request.headers.getlist(name)
+    if not values:
+        return peer
+    last = values[-1].rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(last))
+    except ValueError:
+        raise InvalidInput(
+            f"{name} from the proxy does not end in an IP address", field=name
+        ) from None
+
+
+async def client_address(request: Request, state: StateDep) -> str | None:
+    return client_host(request, state)
 
 
 AddressDep = Annotated[str | None, Depends(client_address)]
