@@ -9,8 +9,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from pkiforge.acme.addresses import AddressGuard
+from pkiforge.acme.jws import b64encode
 from pkiforge.acme.models import Account, Status
 from pkiforge.acme.service import AcmeService, Lifetimes, key_authorization
 from pkiforge.api.acme.fetch import Http01Fetcher
@@ -161,3 +166,25 @@ def test_a_validation_lost_with_its_process_starts_again(store: SqlStore) -> Non
     threads[0].join(30)
     authz, status = survivor.authorization(acct, order.authz_ids[0])
     assert status is Status.VALID and authz.challenges[0].status is Status.VALID
+
+
+def test_an_unexpected_issuance_failure_leaves_the_order_invalid(store: SqlStore) -> None:
+    """A bug in issuance must not leave the order processing for good."""
+    acme, _ = service(store, BlockingFetch())
+    acct = account(store)
+    names = {"identifiers": [{"type": "dns", "value": "a.web.internal"}]}
+    order = acme.new_order(acct, names, "services")
+    authz = acme.authorization(acct, order.authz_ids[0])[0]
+    acme.repo.finish_challenge(authz.challenges[0], Status.VALID, dt.datetime.now(dt.UTC), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("a.web.internal")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(AssertionError, match="not issuing"):
+        acme.finalize(acct, order.order_id, {"csr": b64encode(csr.public_bytes(Encoding.DER))})
+    done, status = acme.order(acct, order.order_id)
+    assert status is Status.INVALID and done.error is not None
+    assert done.error.kind == "serverInternal"

@@ -399,6 +399,12 @@ class AcmeService:
             self.repo.move_order(order_id, Status.PROCESSING, Status.INVALID, error=problem)
             self.events.order(Status.INVALID)
             raise AcmeError(problem.kind, problem.detail, status=problem.status) from None
+        except Exception:
+            # never leave the order processing for good: invalid, and the caller logs the bug
+            problem = Problem("serverInternal", "issuance failed inside the server", 500)
+            self.repo.move_order(order_id, Status.PROCESSING, Status.INVALID, error=problem)
+            self.events.order(Status.INVALID)
+            raise
         self.repo.move_order(order_id, Status.PROCESSING, Status.VALID, serial=serial)
         self.events.order(Status.VALID)
         return self.order(account, order_id)[0]
