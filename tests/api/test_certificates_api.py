@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from typing import Any
@@ -198,6 +199,7 @@ async def test_list_filters_and_pagination(api: Api) -> None:
     get = api.client.get
     page = (await get("/api/v1/certificates?limit=2", headers=api.as_("billing"))).json()
     assert page["total"] == 3 and len(page["items"]) == 2 and page["limit"] == 2
+    assert page["total_exact"] is True and page["next_cursor"]
     revoked = (await get("/api/v1/certificates?status=revoked", headers=api.as_("billing"))).json()
     assert [c["serial"] for c in revoked["items"]] == [serials[0]]
     soon = (
@@ -208,6 +210,71 @@ async def test_list_filters_and_pagination(api: Api) -> None:
         )
     ).json()
     assert soon["total"] == 0
+
+
+async def test_list_pages_follow_the_cursor_and_the_link_header(api: Api) -> None:
+    await register(api, "billing", ["billing.internal", "*.billing.internal"])
+    await register(api, "orders", ["orders.internal"])
+    serials = {(await issue(api, cn=f"s{i}.billing.internal"))["serial"] for i in range(3)}
+    await issue(api, "orders", "orders.internal")
+    seen: list[str] = []
+    url: str | None = "/api/v1/certificates?limit=1&service_id=billing"
+    while url is not None:
+        r = await api.client.get(url, headers=api.as_("billing"))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        seen += [c["serial"] for c in body["items"]]
+        link = r.headers.get("link")
+        if body["next_cursor"] is None:
+            assert link is None
+            url = None
+        else:  # RFC 8288: the next page's URL, same filters, this cursor
+            assert link is not None and link.endswith('>; rel="next"'), link
+            url = link[1 : link.index(">")]
+            assert f"cursor={body['next_cursor']}" in url and "service_id=billing" in url
+    assert sorted(seen) == sorted(serials) and len(seen) == 3
+
+    # a cursor says where to start, not what to show: another service's rows stay hidden
+    everything = await api.client.get("/api/v1/certificates?limit=1", headers=api.as_("ops"))
+    cursor = everything.json()["next_cursor"]
+    mine = await api.client.get(
+        "/api/v1/certificates", params={"cursor": cursor}, headers=api.as_("billing")
+    )
+    assert mine.status_code == 200
+    assert {c["service_id"] for c in mine.json()["items"]} <= {"billing"}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+BAD_CURSORS = [
+    ("garbage", "not-a-cursor!", "not one this server made"),
+    ("not-json", _b64(b"hello"), "not one this server made"),
+    ("extra-field", _b64(b'{"o":"n","t":"2026-03-01T00:00:00+00:00","s":"1f","x":1}'), "made"),
+    ("bad-serial", _b64(b'{"o":"n","t":"2026-03-01T00:00:00+00:00","s":"-1f"}'), "made"),
+    ("leading-zero", _b64(b'{"o":"n","t":"2026-03-01T00:00:00+00:00","s":"01f"}'), "made"),
+    ("no-zone", _b64(b'{"o":"n","t":"2026-03-01T00:00:00","s":"1f"}'), "made"),
+    ("unknown-order", _b64(b'{"o":"z","t":"2026-03-01T00:00:00+00:00","s":"1f"}'), "made"),
+    ("other-order", _b64(b'{"o":"e","t":"2026-03-01T00:00:00+00:00","s":"1f"}'), "other filters"),
+]
+
+
+@pytest.mark.parametrize(
+    ("cursor", "says"), [c[1:] for c in BAD_CURSORS], ids=[c[0] for c in BAD_CURSORS]
+)
+async def test_a_bad_cursor_is_refused_naming_it(api: Api, cursor: str, says: str) -> None:
+    r = await api.client.get(
+        "/api/v1/certificates", params={"cursor": cursor}, headers=api.as_("ops")
+    )
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["field"] == "cursor" and says in r.json()["detail"]
+
+
+async def test_offset_paging_is_retired(api: Api) -> None:
+    r = await api.client.get("/api/v1/certificates?offset=100", headers=api.as_("ops"))
+    assert r.status_code == 422 and "offset" in r.text
 
 
 async def test_rate_limit_answers_429_with_retry_after(tmp_path: Any) -> None:

@@ -64,6 +64,10 @@ OPERATIONS_WITH_CONTENT_RULES = {
     ),
     "PUT /api/v1/services/{service_id}": "as registering",
     "POST /api/v1/ca/{name}/revoke": "reason names are read in several spellings, as above",
+    "GET /api/v1/certificates": (
+        "`cursor` must be one the server made (a page's `next_cursor`) for a listing in the "
+        "same order: opaque text to the schema"
+    ),
 }
 
 CONFIG = """

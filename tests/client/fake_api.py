@@ -133,11 +133,18 @@ class FakeApi:
         items = list(self.certs.values())
         if "service_id" in request.url.params:
             items = [c for c in items if c["service_id"] == request.url.params["service_id"]]
-        limit, offset = int(request.url.params["limit"]), int(request.url.params["offset"])
-        page = items[offset : offset + limit]
-        return httpx.Response(
-            200, json={"items": page, "total": len(items), "limit": limit, "offset": offset}
-        )
+        limit = int(request.url.params["limit"])
+        start = int(request.url.params.get("cursor", "0"))  # the fake's cursor: an index
+        page = items[start : start + limit]
+        following = str(start + limit) if start + limit < len(items) else None
+        body = {
+            "items": page,
+            "next_cursor": following,
+            "limit": limit,
+            "total": len(items),
+            "total_exact": True,
+        }
+        return httpx.Response(200, json=body)
 
     def _download(self, request: httpx.Request, serial: str) -> httpx.Response:
         cert = x509.load_pem_x509_certificate(self.certs[serial]["certificate_pem"].encode())

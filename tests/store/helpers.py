@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from typing import Any
 
+from bench.fleet import insert_fleet
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
+from sqlalchemy import text
 
 from pkiforge.ca.audit import next_entry
 from pkiforge.ca.models import (
@@ -69,6 +72,23 @@ def cert_record(serial: int, **changes: object) -> CertificateRecord:
         not_after=NOW + 30 * DAY,
     )
     return replace(record, **changes)  # type: ignore[arg-type]
+
+
+FLEET_ISSUERS = ("services", "edge", "internal", "iot", "legacy")
+
+
+def fleet(store: SqlStore, count: int) -> list[dict[str, Any]]:
+    """`count` certificates shaped like a fleet (bench/fleet.py) under five issuers, the
+    table analysed on PostgreSQL (so that its planner sees the skew); the rows inserted."""
+    pem = certificate().public_bytes(serialization.Encoding.PEM).decode()
+    with store.transaction() as tx:
+        for name in FLEET_ISSUERS:
+            tx.cas.add(ca(name))
+    with store.engine.begin() as conn:
+        rows = insert_fleet(conn, count, NOW, seed=7, pems=[pem])
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ANALYZE certificates"))
+    return rows
 
 
 def append_audit(store: SqlStore, n: int, actor: str = "t") -> list[AuditEntry]:

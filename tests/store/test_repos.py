@@ -249,12 +249,11 @@ FILTERS = [
     ({"service_id": "api"}, ["soon"]),
     ({"expiring_before": NOW + 10 * DAY}, ["soon"]),
     ({"expiring_before": (NOW + 10 * DAY).astimezone(PLUS_0530)}, ["soon"]),
-    ({"expiring_before": NOW + 90 * DAY}, ["other-issuer", "soon", "active"]),
+    # by expiry, soonest first; the two due on the same day by serial
+    ({"expiring_before": NOW + 90 * DAY}, ["soon", "active", "other-issuer"]),
     ({"issuer": "services", "status": CertStatus.ACTIVE}, ["soon", "active"]),
     ({"service_id": "api", "status": CertStatus.REVOKED}, []),
     ({"limit": 2}, ["other-issuer", "failed"]),
-    ({"limit": 2, "offset": 2}, ["pending", "revoked"]),
-    ({"limit": 10, "offset": 6}, ["active"]),
 ]
 
 
@@ -277,8 +276,6 @@ FILTERS = [
         "issuer-and-active",
         "service-and-revoked",
         "limit",
-        "limit-offset",
-        "offset-tail",
     ],
 )
 def test_search_and_count(
@@ -287,7 +284,7 @@ def test_search_and_count(
     query = CertificateQuery(now=NOW, **filters)  # type: ignore[arg-type]
     with store.transaction() as tx:
         found = tx.certificates.search(query)
-        count = tx.certificates.count(replace(query, limit=100, offset=0))
+        count = tx.certificates.count(replace(query, limit=100))
     names = {v: k for k, v in inventory.items()}
     assert [names[r.serial] for r in found] == expected
     if "limit" not in filters:

@@ -18,6 +18,7 @@ from pkiforge.ca.issue_request import IssueRequest, renewal_request
 from pkiforge.ca.issue_rules import check_names_owned
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus
 from pkiforge.ca.operator_certs import OperatorCertificates
+from pkiforge.ca.paging import CertificatePage
 from pkiforge.ca.registry import RegistryService
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.x509.names import SubjectName
@@ -124,10 +125,8 @@ class CallerCertificates:
         require(caller, Operation.DOWNLOAD, record.service_id or "")
         return record
 
-    def search(
-        self, query: CertificateQuery, caller: Caller
-    ) -> tuple[list[CertificateRecord], int]:
-        """The caller's certificates (anyone's, as admin) and the total matching.
+    def search(self, query: CertificateQuery, caller: Caller) -> CertificatePage:
+        """A page of the caller's certificates (anyone's, as admin) and the total matching.
 
         Raises:
             PermissionDenied: asking for another service's certificates.
@@ -135,7 +134,7 @@ class CallerCertificates:
         require(caller, Operation.LIST, query.service_id or caller.service_id)
         if not caller.is_admin:
             query = replace(query, service_id=caller.service_id)
-        return self.certificates.search(query), self.certificates.count(query)
+        return self.certificates.page(query)
 
     def _active(self, service_id: str) -> int:
         return self.certificates.count(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 from cryptography import x509
@@ -124,6 +124,46 @@ class CertificateRecord:
         return self.status
 
 
+# keyset pagination of the inventory (ca/paging.py)
+class Order(Enum):
+    """The order of a listing; each is served by an index (migration 0016)."""
+
+    NEWEST = "n"  # created_at descending, then serial descending
+    EXPIRING = "e"  # not_after ascending, then serial ascending: what expires next first
+    EXPIRED = "x"  # not_after descending, then serial descending: most recently expired first
+
+
+@dataclass(frozen=True)
+class PagePosition:
+    """Where the next page starts: after the row with this sort time and serial."""
+
+    order: Order
+    at: dt.datetime
+    serial: int
+
+    @classmethod
+    def after(cls, record: CertificateRecord, order: Order) -> PagePosition:
+        at = record.created_at if order is Order.NEWEST else record.not_after
+        if at is None:  # an expiry order lists signed certificates only
+            raise ValueError(f"certificate {record.serial_hex} has no not_after")
+        return cls(order, at, record.serial)
+
+
+@dataclass(frozen=True)
+class Total:
+    """How many rows match: exact up to a bound, an estimate (`exact` False) above it, or,
+    where no estimate is at hand, the bound itself (`at_least`)."""
+
+    count: int
+    exact: bool
+    at_least: bool = False
+
+    def words(self) -> str:
+        """`1,234`, `about 1,234` or `over 1,234`."""
+        about = "" if self.exact else "over " if self.at_least else "about "
+        return f"{about}{self.count:,}"
+
+
 @dataclass(frozen=True)
 class CertificateQuery:
     """Filters for the inventory; None means any."""
@@ -137,7 +177,7 @@ class CertificateQuery:
     # archived certificates (expired past the tidy job's retention) are left out unless asked
     include_archived: bool = False
     limit: int = 100
-    offset: int = 0
+    after: PagePosition | None = None  # keyset pagination: rows after this one (ca/paging.py)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pkiforge.ca.models import (
     format_serial,
     parse_serial,
 )
+from pkiforge.ca.paging import CertificatePage, read_page
 from pkiforge.errors import InvalidInput, NotFound
 from pkiforge.x509.csr import load_csr
 
@@ -144,6 +145,11 @@ class OperatorCertificates:
     def count(self, query: CertificateQuery) -> int:
         with self.ctx.store.transaction(readonly=True) as tx:
             return tx.certificates.count(replace(query, now=query.now or self.ctx.clock.now()))
+
+    def page(self, query: CertificateQuery) -> CertificatePage:
+        """One page of the inventory, where the next starts, and the total (maybe estimated)."""
+        with self.ctx.store.transaction(readonly=True) as tx:
+            return read_page(tx.certificates, replace(query, now=query.now or self.ctx.clock.now()))
 
 
 def certificate_names(cert: x509.Certificate) -> list[str]:

@@ -22,6 +22,7 @@ from pkiforge.ca.models import (
     CRLState,
     ExpiringCertificate,
     Revocation,
+    Total,
 )
 from pkiforge.ca.ocsp_records import CachedAnswer, ResponderRecord
 from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
@@ -50,6 +51,9 @@ class CertificateRepository(Protocol):
 
     def search(self, query: CertificateQuery) -> list[CertificateRecord]: ...
     def count(self, query: CertificateQuery) -> int: ...
+    def total(self, query: CertificateQuery) -> Total:
+        """How many match: exact up to a bound, an estimate above it (no full count)."""
+
     def revoke(self, serial: int, revocation: Revocation) -> None:
         """Record the revocation and, in the same transaction, mark its issuer's CRL stale
         from `revocation.revoked_at` (unless an earlier revocation already did) and drop the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +20,9 @@ from pkiforge.ca.crl import parse_reason, reason_name
 from pkiforge.ca.issue_request import IssueRequest, parse_names
 from pkiforge.ca.models import OPERATOR, CertificateQuery, CertificateRecord, CertStatus
 from pkiforge.ca.operator_certs import MIN_SERIAL_PREFIX
+from pkiforge.ca.paging import decode_cursor, encode_cursor, order_of
 from pkiforge.cli.files import check_writable, read_input, write_output
-from pkiforge.cli.output import emit_json, fields, out, table, when
+from pkiforge.cli.output import emit_json, err, fields, out, table, when
 from pkiforge.cli.state import CliState
 from pkiforge.cli.usage import exclusive, usage_error
 from pkiforge.clock import utc_input
@@ -241,10 +243,14 @@ def list_certs(
         ),
     ] = False,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
+    cursor: Annotated[
+        str | None,
+        typer.Option(help="Continue a listing: the cursor the previous page printed."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Search the inventory."""
+    """Search the inventory, a page at a time (newest first; by expiry with --expiring-within
+    or --status expired)."""
     state: CliState = ctx.obj
     now = state.pki.ctx.clock.now()
     window = None
@@ -266,31 +272,34 @@ def list_certs(
         now=now,
         include_archived=archived,
         limit=limit,
-        offset=offset,
     )
-    records = state.pki.certificates.search(query)
+    if cursor is not None:
+        query = replace(query, after=decode_cursor(cursor, order_of(query)))
+    page = state.pki.certificates.page(query)
+    records = page.items
     if json_out:
         emit_json([record_json(state, r) for r in records])
-        return
-    rows = [
-        [
-            r.serial_hex,  # whole, so that it can be pasted into show, revoke, renew ...
-            r.common_name,
-            r.service_id,
-            r.issuer,
-            r.profile,
-            r.state(now).value,
-            when(r.not_after),
+    else:
+        rows = [
+            [
+                r.serial_hex,  # whole, so that it can be pasted into show, revoke, renew ...
+                r.common_name,
+                r.service_id,
+                r.issuer,
+                r.profile,
+                r.state(now).value,
+                when(r.not_after),
+            ]
+            for r in records
         ]
-        for r in records
-    ]
-    total = state.pki.certificates.count(query)
-    table(
-        f"{len(records)} of {total} certificates",
-        ["serial", "common name", "service", "issuer", "profile", "status", "expires"],
-        rows,
-        whole={"serial"},
-    )
+        table(
+            f"{len(records)} of {page.total.words()} certificates",
+            ["serial", "common name", "service", "issuer", "profile", "status", "expires"],
+            rows,
+            whole={"serial"},
+        )
+    if page.next is not None:  # on stderr: --json output stays one JSON document
+        err.print(f"next page: --cursor {encode_cursor(page.next)}", highlight=False)
 
 
 @app.command("show")

@@ -131,21 +131,24 @@ class Certificate:
 
 @dataclass(frozen=True)
 class CertificatePage:
-    """One page of `GET /certificates`."""
+    """One page of `GET /certificates`; `total` is an estimate unless `total_exact`."""
 
     items: tuple[Certificate, ...]
     total: int
     limit: int
-    offset: int
+    next_cursor: str | None  # None on the last page
+    total_exact: bool = True
 
     @classmethod
     def from_json(cls, data: Json) -> CertificatePage:
         items = tuple(Certificate.from_json(i) for i in data.get("items", ()))
+        cursor = data.get("next_cursor")
         return cls(
             items,
             int(data.get("total", len(items))),
             int(data.get("limit", len(items))),
-            int(data.get("offset", 0)),
+            str(cursor) if cursor is not None else None,
+            bool(data.get("total_exact", True)),
         )
 
 

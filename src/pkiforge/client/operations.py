@@ -91,11 +91,16 @@ def list_certificates(
     status: str | None = None,
     expiring_before: dt.datetime | None = None,
     limit: int = 100,
-    offset: int = 0,
+    cursor: str | None = None,
 ) -> Call[CertificatePage]:
-    """One page of certificates, filtered."""
-    params: dict[str, str | int] = {"limit": limit, "offset": offset}
-    for name, value in (("service_id", service_id), ("issuer", issuer), ("status", status)):
+    """One page of certificates, filtered; pass the page's `next_cursor` for the next."""
+    params: dict[str, str | int] = {"limit": limit}
+    for name, value in (
+        ("service_id", service_id),
+        ("issuer", issuer),
+        ("status", status),
+        ("cursor", cursor),
+    ):
         if value is not None:
             params[name] = value
     if expiring_before is not None:

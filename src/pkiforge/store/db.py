@@ -32,7 +32,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
 # opening a store needs one query instead of importing alembic (slow to import, for every CLI
 # command)
-SCHEMA_HEAD = "0015"
+SCHEMA_HEAD = "0016"
 READONLY = "pkiforge_readonly"
 Synchronous = Literal["normal", "full"]  # PRAGMA synchronous, in lower case
 

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Select,
     Table,
     and_,
     bindparam,
@@ -33,11 +34,15 @@ from pkiforge.ca.models import (
     CertStatus,
     CRLRecord,
     CRLState,
+    Order,
     Revocation,
+    Total,
     format_serial,
 )
+from pkiforge.ca.paging import order_of
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict
+from pkiforge.store import inventory
 from pkiforge.store.prepared import Prepared
 from pkiforge.store.tables import (
     AuditRow,
@@ -225,24 +230,39 @@ class SqlCertificateRepository(Repo):
         return (CertStatus(found.status), found.fingerprint_sha256) if found else None
 
     def search(self, query: CertificateQuery) -> list[CertificateRecord]:
-        stmt = (
-            _CERT_SELECT.where(*self._filters(query))
-            .order_by(_CERTS.c.created_at.desc(), _CERTS.c.serial_number)
-            .limit(query.limit)
-            .offset(query.offset)
-        )
-        return [self._domain(row) for row in self.c.execute(stmt)]
+        return [self._domain(row) for row in self.c.execute(self.statement(query))]
+
+    @classmethod
+    def statement(cls, query: CertificateQuery) -> Select[Any]:
+        """The SELECT of `search`: keyset pagination (ca/paging.py), never an OFFSET."""
+        order = order_of(query)
+        stmt = _CERT_SELECT.where(*cls._filters(query, order))
+        if query.after is not None:
+            stmt = stmt.where(inventory.after(query.after))
+        return stmt.order_by(*inventory.order_by(order)).limit(query.limit)
 
     def count(self, query: CertificateQuery) -> int:
         stmt = select(func.count()).select_from(_CERTS).where(*self._filters(query))
         return int(self.c.execute(stmt).scalar() or 0)
 
+    def total(self, query: CertificateQuery) -> Total:
+        order = order_of(query)
+        # the planner estimates the plain terms better than the ones written for its indexes
+        plain = self._filters(query, plain=True)
+        return inventory.total(self.c, self._filters(query, order), plain, order)
+
     @staticmethod
-    def _filters(q: CertificateQuery) -> list[ColumnElement[bool]]:
+    def _filters(
+        q: CertificateQuery, order: Order | None = None, *, plain: bool = False
+    ) -> list[ColumnElement[bool]]:
+        """The WHERE terms of `q`; for a listing in `order`, those that no index may serve
+        are written so that none does (store/inventory.py, `unindexed`); `plain`: without
+        the status index's repeated condition either (for the planner's estimate)."""
         c = _CERTS.c
         out: list[ColumnElement[bool]] = []
+        by_expiry = order in (Order.EXPIRING, Order.EXPIRED)
         if q.issuer:
-            out.append(c.issuer == q.issuer)
+            out.append((inventory.unindexed(c.issuer) if by_expiry else c.issuer) == q.issuer)
         if q.service_id:
             out.append(c.service_id == q.service_id)
         if q.serial_prefix:
@@ -255,9 +275,14 @@ class SqlCertificateRepository(Repo):
         if q.status is CertStatus.EXPIRED:
             out.append(and_(c.status == CertStatus.ACTIVE.value, c.not_after <= now))
         elif q.status is CertStatus.ACTIVE:
-            out.append(and_(c.status == CertStatus.ACTIVE.value, c.not_after > now))
+            expiry = inventory.unindexed(c.not_after) if order is Order.NEWEST else c.not_after
+            out.append(and_(c.status == CertStatus.ACTIVE.value, expiry > now))
         elif q.status is not None:
+            # the second term, implied by the first, is the status index's own condition:
+            # SQLite takes a partial index only for a query that repeats it (tables.py)
             out.append(c.status == q.status.value)
+            if not plain:
+                out.append(c.status != CertStatus.ACTIVE.value)
         if q.expiring_before:
             out.append(
                 and_(

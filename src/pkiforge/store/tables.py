@@ -81,13 +81,16 @@ class ServiceNameRow(Base):
 
 # the rows the expiry index holds: signed certificates (migration 0005)
 _SIGNED = text("not_after IS NOT NULL")
+# the rows the status index holds: revoked, pending and failed ones (migration 0016)
+_NOT_ACTIVE = text("status <> 'active'")
 
 
 class CertificateRow(Base):
     __tablename__ = "certificates"
 
     serial_number: Mapped[str] = mapped_column(String(40), primary_key=True)
-    # issuer and status have a handful of values each: not indexed (migration 0004)
+    # issuer and status have a handful of values each: not indexed alone (migration 0004),
+    # only in the inventory's orders (migration 0016), below
     issuer: Mapped[str] = mapped_column(ForeignKey("cas.name"))
     profile: Mapped[str] = mapped_column(String(64))
     common_name: Mapped[str] = mapped_column(String(255))
@@ -124,6 +127,20 @@ class CertificateRow(Base):
         Index("ix_certificates_service_standing", "service_id", "status", "not_after"),
         # whether a certificate was renewed: the expiry scan's question (migration 0009)
         Index("ix_certificates_renewed_from", "renewed_from"),
+        # the inventory's pages by one filter, newest first: each page is one range of its
+        # index whatever the skew (store/inventory.py; migration 0016)
+        Index("ix_certificates_issuer_created", "issuer", "created_at", "serial_number"),
+        Index("ix_certificates_service_created", "service_id", "created_at", "serial_number"),
+        # only the few certificates not active: a query by expiry (status 'active') cannot
+        # take it for a better index than the expiry's; repos.py repeats its condition
+        Index(
+            "ix_certificates_status_created",
+            "status",
+            "created_at",
+            "serial_number",
+            sqlite_where=_NOT_ACTIVE,
+            postgresql_where=_NOT_ACTIVE,
+        ),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from cryptography import x509
@@ -29,6 +30,7 @@ from pkiforge.api.storage import NEW_WRITES
 from pkiforge.ca.crl import parse_reason
 from pkiforge.ca.issue_request import IssueRequest
 from pkiforge.ca.models import CertificateQuery, CertificateRecord, CertStatus, parse_serial
+from pkiforge.ca.paging import decode_cursor, encode_cursor, order_of
 from pkiforge.errors import InvalidInput
 from pkiforge.x509.csr import load_csr
 from pkiforge.x509.keys import parse_key_type, private_key_pem
@@ -107,22 +109,41 @@ def request_certificate(
 
 @router.get("", response_model=CertificateList)
 def list_certificates(
-    filters: Annotated[CertificateFilters, Query()], caller: CallerDep, state: StateDep
+    filters: Annotated[CertificateFilters, Query()],
+    caller: CallerDep,
+    state: StateDep,
+    request: Request,
+    response: Response,
 ) -> CertificateList:
-    """The caller's certificates (anyone's for an admin), newest first."""
+    """The caller's certificates (anyone's for an admin), a page at a time.
+
+    Newest first; soonest to expire first with `expiring_before`; most recently expired
+    first with `status=expired`. Pass `next_cursor` as `cursor` for the next page.
+    """
     query = CertificateQuery(
         issuer=filters.issuer,
         status=CertStatus(filters.status) if filters.status else None,
         service_id=filters.service_id,
         expiring_before=filters.expiring_before,
         limit=filters.limit,
-        offset=filters.offset,
     )
-    records, total = state.api.certificates.search(query, caller)
+    if filters.cursor is not None:
+        query = replace(query, after=decode_cursor(filters.cursor, order_of(query)))
+    page = state.api.certificates.search(query, caller)
     now = state.clock.now()
-    chains = {r.issuer: state.pki.hierarchy.chain(r.issuer) for r in records}
-    items = [certificate_out(r, chains[r.issuer], now) for r in records]
-    return CertificateList(items=items, total=total, limit=filters.limit, offset=filters.offset)
+    chains = {r.issuer: state.pki.hierarchy.chain(r.issuer) for r in page.items}
+    items = [certificate_out(r, chains[r.issuer], now) for r in page.items]
+    cursor = encode_cursor(page.next) if page.next is not None else None
+    if cursor is not None:  # RFC 8288 §3
+        following = request.url.include_query_params(cursor=cursor)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return CertificateList(
+        items=items,
+        next_cursor=cursor,
+        limit=filters.limit,
+        total=page.total.count,
+        total_exact=page.total.exact,
+    )
 
 
 @router.get("/{serial:serial}", response_model=CertificateOut)

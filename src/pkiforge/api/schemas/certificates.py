@@ -22,6 +22,7 @@ from pkiforge.api.schemas.common import CA_NAME_PATTERN, JSON_INTEGER, DateTime,
 from pkiforge.ca.crl import reason_name
 from pkiforge.ca.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from pkiforge.ca.models import CertificateRecord
+from pkiforge.ca.paging import MAX_CURSOR
 from pkiforge.clock import utc_input
 from pkiforge.errors import InvalidInput
 
@@ -88,7 +89,13 @@ class CertificateFilters(_Strict):
     status: Literal["active", "expired", "revoked", "pending", "failed"] | None = None
     expiring_before: UtcDateTime | None = None
     limit: int = Field(default=100, ge=1, le=500)
-    offset: int = Field(default=0, ge=0, le=10_000_000)
+    cursor: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CURSOR,
+        description="`next_cursor` of the previous page, with the same filters; "
+        "any other value is a 400",
+    )
 
 
 class RenewRequest(_Strict):
@@ -132,9 +139,16 @@ class CertificateOut(BaseModel):
 
 class CertificateList(BaseModel):
     items: list[CertificateOut]
-    total: int
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page (also in the `Link` header); "
+        "null on the last page"
+    )
     limit: int
-    offset: int
+    total: int = Field(description="how many match; an estimate when `total_exact` is false")
+    total_exact: bool = Field(
+        description="false above a bound: `total` is then PostgreSQL's planner estimate "
+        "(SQLite: at least `total`)"
+    )
 
 
 def pem(certs: list[x509.Certificate]) -> str:
