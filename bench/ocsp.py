@@ -17,6 +17,10 @@ Rounds alternate the order of the two sides and of POST and GET; the medians of 
 and p99 are printed per side and method, with the ratio pkiforge/OpenBao, and the load average
 at the start and end (the machine is shared).
 
+`--plain` adds pkiforge's plain-HTTP listener (`pkiforge publish serve`, one process, the same
+store) as a third side; `--prime` asks each side about every serial once before the rounds, so
+that a responder that keeps its answers is measured from its cache.
+
     .venv/bin/python -m bench.ocsp --serials 100000 --bao-serials 10000 --rounds 3
 """
 
@@ -54,6 +58,7 @@ from bench.openbao import MOUNT, OpenBao, bao_binary, bao_version, pkiforge_tls,
 
 METHODS = ("POST", "GET")
 SIDES = ("pkiforge", "openbao")
+PLAIN = "pkiforge-plain"  # `pkiforge publish serve`: the same store, plain HTTP
 
 
 @dataclass(frozen=True)
@@ -339,6 +344,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", choices=SIDES, help="run one side only")
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="also pkiforge's plain-HTTP listener (`pkiforge publish serve`), same store",
+    )
+    parser.add_argument(
         "--prime",
         action="store_true",
         help="ask about every serial once before the rounds (for a responder that caches)",
@@ -361,6 +371,8 @@ def _population(
 def main() -> None:
     args = parse_args()
     sides = [s for s in SIDES if args.only in (None, s)]
+    if args.plain and "pkiforge" in sides:
+        sides.insert(1, PLAIN)
     binary = bao_binary() if "openbao" in sides else None
     rng = random.Random(args.seed)
     load_start = os.getloadavg()[0]
@@ -381,7 +393,7 @@ def main() -> None:
                 files["home"], args.serials, int(args.serials * args.revoked), rng
             )
             good, revoked = pkiforge_population(files["home"])
-            pops["pkiforge"] = _population(good, revoked, args.unknown, rng)
+            pops["pkiforge"] = pops[PLAIN] = _population(good, revoked, args.unknown, rng)
             notes.append(
                 f"pkiforge: {len(good)} good, {len(revoked)} revoked inserted in "
                 f"{time.perf_counter() - t0:.1f} s"
@@ -402,15 +414,18 @@ def main() -> None:
                     f"({len(serials) / signed:.0f}/s, 32 at a time), {cut} revoked in "
                     f"{time.perf_counter() - t0 - signed:.1f} s"
                 )
-            with _maybe_pkiforge(files, args, "pkiforge" in sides) as pf:
-                live = {s.name: s for s in (pf, bao_side(bao) if bao else None) if s}
+            with (
+                _maybe_pkiforge(files, args, "pkiforge" in sides) as pf,
+                _maybe_publish(files, PLAIN in sides) as plain,
+            ):
+                live = {s.name: s for s in (pf, plain, bao_side(bao) if bao else None) if s}
                 for name, side in live.items():
                     serials = pops[name].all()
                     rng.shuffle(serials)
                     build_requests(side, issuer, serials)
                     unknown = check_statuses(side.url, tls, issuer, pops[name], name)
                     notes.append(f"{name} answers a never-issued serial: {unknown}")
-                    if args.prime:
+                    if args.prime and name != PLAIN:  # it shares pkiforge's store and cache
                         count, took = prime(side, files, args)
                         notes.append(f"{name}: primed with {count} requests in {took:.0f} s")
                 for i in range(args.rounds):
@@ -438,6 +453,30 @@ def _maybe_openbao(
         work / "openbao", tls, ca_cert.read_text(), ca_key.read_text(), binary
     ) as bao:
         yield bao
+
+
+@contextmanager
+def _maybe_publish(files: dict[str, Path], wanted: bool) -> Iterator[Side | None]:
+    """`pkiforge publish serve` on the same home: OCSP over plain HTTP, one process."""
+    if not wanted:
+        yield None
+        return
+    port = free_port()
+    env = {**os.environ, "PKIFORGE_CA_PASSPHRASE": PASSPHRASE}
+    cmd = [sys.executable, "-m", "pkiforge.cli", "--home", str(files["home"]), "publish"]
+    cmd += ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with process(cmd, env=env) as proc:
+        for _ in range(150):
+            try:
+                if httpx.get(f"{base}/api/v1/ca/root", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise SystemExit(f"pkiforge publish serve did not come up on {base}")
+        yield Side(PLAIN, f"{base}/api/v1/ocsp", f"127.0.0.1:{port}", proc.pid, {})
 
 
 @contextmanager
@@ -469,7 +508,7 @@ def report(
     for note in notes:
         print(note)
     print(
-        f"{'side':9} {'method':6} {'round':>5} {'resp/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'side':14} {'method':6} {'round':>5} {'resp/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'errors':>6} {'CPU us/resp':>11}"
     )
     medians: dict[tuple[str, str], float] = {}
@@ -477,27 +516,27 @@ def report(
         for i, f in enumerate(figures):
             r = f.result
             print(
-                f"{name:9} {method:6} {i + 1:5d} {r.rate:8.1f} {r.pct(50):7.1f} {r.pct(99):7.1f} "
+                f"{name:14} {method:6} {i + 1:5d} {r.rate:8.1f} {r.pct(50):7.1f} {r.pct(99):7.1f} "
                 f"{r.errors:6d} {f.cpu_us():11.0f}"
             )
         if figures:
             medians[(name, method)] = _median([f.result.rate for f in figures])
             print(
-                f"{name:9} {method:6} {'med':>5} {medians[(name, method)]:8.1f} "
+                f"{name:14} {method:6} {'med':>5} {medians[(name, method)]:8.1f} "
                 f"{_median([f.result.pct(50) for f in figures]):7.1f} "
                 f"{_median([f.result.pct(99) for f in figures]):7.1f} {'':6} "
                 f"{_median([f.cpu_us() for f in figures]):11.0f}"
             )
-    for method in METHODS:
-        p, o = rows.get(("pkiforge", method)), rows.get(("openbao", method))
+    for ours, method in itertools.product(("pkiforge", PLAIN), METHODS):
+        p, o = rows.get((ours, method)), rows.get(("openbao", method))
         if not p or not o:
             continue
         per_round = ", ".join(
             f"{_ratio(a.result.rate, b.result.rate):.2f}x" for a, b in zip(p, o, strict=True)
         )
         print(
-            f"ratio pkiforge/openbao {method}: "
-            f"{_ratio(medians[('pkiforge', method)], medians[('openbao', method)]):.2f}x of the "
+            f"ratio {ours}/openbao {method}: "
+            f"{_ratio(medians[(ours, method)], medians[('openbao', method)]):.2f}x of the "
             f"medians; per round {per_round}"
         )
     print(

@@ -49,6 +49,8 @@ def test_ocsp_arguments_and_their_bounds() -> None:
     assert (args.serials, args.bao_serials, args.concurrency) == (100_000, 10_000, 16)
     args = ocsp.parse_args(["--only", "pkiforge", "--serials", "500", "--revoked", "0.5"])
     assert (args.only, args.serials, args.revoked) == ("pkiforge", 500, 0.5)
+    assert not args.plain and not args.prime
+    assert ocsp.parse_args(["--plain", "--prime"]).plain
     for bad in (["--revoked", "1"], ["--serials", "3"], ["--only", "cfssl"], ["--unknown", "0"]):
         with pytest.raises(SystemExit):
             ocsp.parse_args(bad)
