@@ -704,7 +704,12 @@ def _service_api(pki: Pki, registry: CollectorRegistry, limiter: RateLimiter) ->
     def expiring(window: dt.timedelta) -> int:
         now = pki.ctx.clock.now()
         return pki.certificates.count(
-            CertificateQuery(status=CertStatus.ACTIVE, expiring_before=now + window, now=now)
+            CertificateQuery(
+                status=CertStatus.ACTIVE,
+                expiring_before=now + window,
+                now=now,
+                exclude_internal=True,
+            )
         )
 
     registry.register(ExpiryCollector(expiring))

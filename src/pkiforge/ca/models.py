@@ -176,6 +176,9 @@ class CertificateQuery:
     serial_prefix: str | None = None  # leading digits of `format_serial`
     # archived certificates (expired past the tidy job's retention) are left out unless asked
     include_archived: bool = False
+    # leave out the certificates the CA makes for itself and replaces on its own (delegated
+    # OCSP responders): what counts for expiry alerts is the fleet's
+    exclude_internal: bool = False
     limit: int = 100
     after: PagePosition | None = None  # keyset pagination: rows after this one (ca/paging.py)
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from pkiforge.ca.models import (
+    RESPONDER_PROFILE,
     AuditEntry,
     AuditHead,
     CAKind,
@@ -267,6 +268,8 @@ class SqlCertificateRepository(Repo):
             out.append(c.service_id == q.service_id)
         if q.serial_prefix:
             out.append(c.serial_number.startswith(q.serial_prefix, autoescape=True))
+        if q.exclude_internal:
+            out.append(c.profile != RESPONDER_PROFILE)
         now = utc(q.now or dt.datetime.now(dt.UTC))
         # an archived certificate expired long ago: a query for unexpired ones (the quota
         # count, discovery) cannot find one and need not read the rows to check
