@@ -19,8 +19,34 @@ END = START + dt.timedelta(days=90)
         (RenewalPolicy(fraction=0.5, jitter=0), START + dt.timedelta(days=45)),
         (RenewalPolicy(renew_before=dt.timedelta(days=30), jitter=0), END - dt.timedelta(days=30)),
         (RenewalPolicy(renew_before=dt.timedelta(days=365), jitter=0), START),
+        # the server's margin: later than 2/3 where the certificate lives long enough
+        (RenewalPolicy(server_margin=dt.timedelta(days=10), jitter=0), END - dt.timedelta(days=10)),
+        (
+            RenewalPolicy(server_margin=dt.timedelta(days=30), jitter=0),
+            START + dt.timedelta(days=60),
+        ),
+        # a margin longer than the certificate: 2/3 still (not at once, again and again)
+        (
+            RenewalPolicy(server_margin=dt.timedelta(days=365), jitter=0),
+            START + dt.timedelta(days=60),
+        ),
+        (
+            RenewalPolicy(
+                renew_before=dt.timedelta(days=5), server_margin=dt.timedelta(days=30), jitter=0
+            ),
+            END - dt.timedelta(days=5),
+        ),
     ],
-    ids=["two-thirds", "half", "renew-before", "renew-before-longer-than-life"],
+    ids=[
+        "two-thirds",
+        "half",
+        "renew-before",
+        "renew-before-longer-than-life",
+        "server-margin",
+        "server-margin-at-two-thirds",
+        "server-margin-longer-than-life",
+        "renew-before-wins",
+    ],
 )
 def test_due_time(policy: RenewalPolicy, due: dt.datetime) -> None:
     assert policy.due_at(START, END, serial=12345) == due

@@ -12,6 +12,7 @@ from pkiforge.ca.ocsp import OCSPResponder
 from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.revocation import RevocationService
 from pkiforge.ca.rotation import RotationService
+from pkiforge.ca.service_webhooks import ServiceWebhooks
 from pkiforge.settings import Settings
 from pkiforge.store.db import SqlStore
 
@@ -34,6 +35,13 @@ class Pki:
     def rotation(self) -> RotationService:
         """Rotating intermediates (stateless over the hierarchy)."""
         return RotationService(self.hierarchy)
+
+    @property
+    def service_webhooks(self) -> ServiceWebhooks:
+        """Services' own webhooks (stateless over the store)."""
+        return ServiceWebhooks(
+            self.ctx, allow_loopback_http=self.settings.notifications.allow_loopback_http
+        )
 
     def close(self) -> None:
         self.store.close()

@@ -42,6 +42,11 @@ class RenewalPolicy:
     fraction: float = DEFAULT_FRACTION
     renew_before: dt.timedelta | None = None
     jitter: float = 0.1
+    # the server's margin (rotation_policy.renew_before_expiry_days), the default where no
+    # `renew_before` is given: it applies where it leaves the certificate at least `fraction`
+    # of its lifetime, so a certificate shorter than the margin is not renewed at once (and
+    # again, and again) but at `fraction`
+    server_margin: dt.timedelta | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:
@@ -50,6 +55,8 @@ class RenewalPolicy:
             raise ValueError(f"jitter must be in [0, 1), not {self.jitter}")
         if self.renew_before is not None and self.renew_before <= dt.timedelta(0):
             raise ValueError("renew-before must be positive")
+        if self.server_margin is not None and self.server_margin <= dt.timedelta(0):
+            raise ValueError("the server's renewal margin must be positive")
 
     def due_at(self, not_before: dt.datetime, not_after: dt.datetime, serial: int) -> dt.datetime:
         """The instant from which a certificate with this window and serial should be renewed."""
@@ -57,6 +64,8 @@ class RenewalPolicy:
             base = max(not_before, not_after - self.renew_before)
         else:
             base = not_before + (not_after - not_before) * self.fraction
+            if self.server_margin is not None:
+                base = max(base, not_after - self.server_margin)
         return base - (base - not_before) * (self.jitter * spread(serial))
 
     def due(self, cert: x509.Certificate) -> dt.datetime:

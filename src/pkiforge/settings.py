@@ -313,10 +313,53 @@ class WebhookSettings(_Section):
         return self
 
 
+# one mailbox, no display name: nothing that could carry a header line break
+_ADDRESS = r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$"
+Address = Annotated[str, Field(pattern=_ADDRESS, max_length=254)]
+
+
+class EmailSettings(_Section):
+    """Notifications by email over SMTP; STARTTLS is required unless turned off."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    host: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.:\[\]-]+$")
+    port: int = Field(default=587, ge=1, le=65535)
+    # upgrade the connection before anything is sent, and refuse a server that cannot
+    starttls: bool = True
+    ca_file: Path | None = None  # trust for the server's certificate (default: the system's)
+    username: str | None = None
+    password_file: Path | None = None  # relative to the home; never the password itself
+    sender: Address = Field(alias="from")
+    to: list[Address] = Field(default_factory=list)  # every event type
+    to_by_event: dict[EventName, list[Address]] = Field(default_factory=dict)  # and these
+
+    @model_validator(mode="after")
+    def _usable(self) -> EmailSettings:
+        if not self.to and not any(self.to_by_event.values()):
+            raise ValueError("notifications.email: give recipients in `to` or `to_by_event`")
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("notifications.email: `username` and `password_file` go together")
+        if self.username is not None and not self.starttls:
+            raise ValueError(
+                "notifications.email: a password is never sent without STARTTLS "
+                "(`starttls: false` with `username`)"
+            )
+        return self
+
+    def recipients(self, event_type: str) -> list[str]:
+        """Who gets an event of this type: `to`, then `to_by_event`'s, each once."""
+        return list(dict.fromkeys([*self.to, *self.to_by_event.get(event_type, [])]))  # type: ignore[call-overload]
+
+
 class NotificationSettings(_Section):
-    """Webhook subscribers of every event (docs/operations.md, Notifications)."""
+    """Webhook subscribers of every event, and email (docs/operations.md, Notifications)."""
 
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    email: EmailSettings | None = None
+    # services' own webhooks (set through the API or `pkiforge service webhook`) must be
+    # https; this lets them be plain http to a loopback address (tests, a local receiver)
+    allow_loopback_http: bool = False
     # how often `pkiforge serve` looks for due deliveries, and how long one may take
     poll_seconds: float = Field(default=5.0, gt=0, le=3600)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)

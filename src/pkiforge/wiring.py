@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -27,15 +28,18 @@ from pkiforge import passphrase as secrets_
 from pkiforge.ca.ca_revocation import CARevocationService
 from pkiforge.ca.config import CAConfig, OCSPConfig, URLTemplates
 from pkiforge.ca.context import CAContext
-from pkiforge.ca.events import EventType, Subscription
+from pkiforge.ca.events import EMAIL_ENDPOINT, EventType, Subscription, service_of
 from pkiforge.ca.hierarchy import HierarchyService
-from pkiforge.ca.notifications import NotificationService, Notifier, RetryPolicy
+from pkiforge.ca.notifications import DeliveryFailed, NotificationService, Notifier, RetryPolicy
 from pkiforge.ca.ocsp import OCSPResponder
 from pkiforge.ca.operator_certs import OperatorCertificates
 from pkiforge.ca.profiles import Profile
 from pkiforge.ca.revocation import RevocationService
+from pkiforge.ca.service_webhooks import check_url
 from pkiforge.clock import Clock, SystemClock
 from pkiforge.errors import InvalidInput, NotFound, PkiError, StoreUnavailable
+from pkiforge.notify.email import EmailSender, SmtpServer
+from pkiforge.notify.routing import RoutingSender
 from pkiforge.notify.webhooks import Endpoint, WebhookSender, secret_key
 from pkiforge.pki import Pki
 from pkiforge.settings import Settings
@@ -75,7 +79,9 @@ __all__ = [
     "build_scheduler",
     "ca_config",
     "check_serving",
+    "email_sender",
     "nonce_backend",
+    "notification_sender",
     "open_engine",
     "open_store",
     "webhook_sender",
@@ -107,7 +113,8 @@ def build_pki(
         keys=keys,
         config=config,
         clock=clock,
-        notifier=Notifier(clock, subscriptions) if subscriptions else None,
+        # always: a service may set its own webhook at any time (`ca/service_webhooks.py`)
+        notifier=Notifier(clock, subscriptions),
     )
     ocsp = OCSPResponder(ctx)
     revocation = RevocationService(ctx, ocsp=ocsp)
@@ -152,10 +159,10 @@ def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
         job_intervals(settings),
         pki.ocsp,
     )
-    if settings.notifications.webhooks:
-        sender = webhook_sender(settings)
-        every = dt.timedelta(seconds=settings.notifications.poll_seconds)
-        jobs.append(Job(NOTIFY, every, lambda _: pki.notifications.deliver_due(sender).summary()))
+    # always: services' own webhooks come and go with the registry, not the configuration
+    sender = notification_sender(pki)
+    every = dt.timedelta(seconds=settings.notifications.poll_seconds)
+    jobs.append(Job(NOTIFY, every, lambda _: pki.notifications.deliver_due(sender).summary()))
     lease = LeasePolicy(cfg.lease.total_seconds(), cfg.lease_renew.total_seconds())
     return Scheduler(
         jobs,
@@ -224,14 +231,20 @@ def _job_failed(pki: Pki, job: str, error: str) -> None:
 
 
 def subscriptions_of(settings: Settings) -> tuple[Subscription, ...]:
-    """The configured webhooks as the core's subscriptions (the event types they want)."""
-    return tuple(
+    """The configured webhooks and email as the core's subscriptions (the event types they
+    want: for email, those with a recipient)."""
+    hooks = tuple(
         Subscription(
             hook.name,
             frozenset(EventType(e) for e in hook.events) if hook.events is not None else None,
         )
         for hook in settings.notifications.webhooks
     )
+    email = settings.notifications.email
+    if email is None:
+        return hooks
+    wanted = frozenset(t for t in EventType if email.recipients(t.value))
+    return (*hooks, Subscription(EMAIL_ENDPOINT, wanted))
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -244,7 +257,70 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def webhook_sender(settings: Settings) -> WebhookSender:
+def notification_sender(pki: Pki) -> RoutingSender:
+    """The sender of every delivery: the configured webhooks (`webhook_sender`) and services'
+    own webhooks, read from the registry when sent and checked again then (fail closed: a
+    URL that the settings no longer allow, or a malformed secret, fails the attempt)."""
+    hooks = pki.service_webhooks
+
+    def resolve(endpoint: str) -> Endpoint | None:
+        service_id = service_of(endpoint)
+        if service_id is None:
+            return None
+        hook = hooks.find(service_id)
+        if hook is None:
+            raise DeliveryFailed(f"service {service_id!r} has no webhook any more")
+        try:
+            check_url(hook.url, allow_loopback_http=hooks.allow_loopback_http)
+            key = secret_key(hook.secret, name=endpoint)
+        except InvalidInput as exc:
+            raise DeliveryFailed(f"refused: {exc}") from None
+        return Endpoint(endpoint, hook.url, key)
+
+    email = email_sender(pki.settings)
+    return RoutingSender(webhook_sender(pki.settings, resolve=resolve), email)
+
+
+def email_sender(settings: Settings) -> EmailSender | None:
+    """The sender of `notifications.email` (None when off), its password read now.
+
+    Raises:
+        InvalidInput: the password file or the CA file cannot be read (naming the setting,
+        never the password).
+    """
+    cfg = settings.notifications.email
+    if cfg is None:
+        return None
+    password = None
+    if cfg.password_file is not None:
+        try:
+            password = (settings.home / cfg.password_file).read_text().strip()
+        except OSError as exc:
+            raise InvalidInput(
+                f"notifications.email: cannot read its password_file ({exc.strerror})"
+            ) from None
+    try:
+        context = ssl.create_default_context(
+            cafile=str(settings.home / cfg.ca_file) if cfg.ca_file is not None else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        why = getattr(exc, "strerror", None) or type(exc).__name__
+        raise InvalidInput(f"notifications.email: cannot load its ca_file ({why})") from None
+    server = SmtpServer(
+        cfg.host,
+        cfg.port,
+        cfg.starttls,
+        context,
+        cfg.username,
+        password,
+        settings.notifications.timeout_seconds,
+    )
+    return EmailSender(server, cfg.sender, cfg.recipients)
+
+
+def webhook_sender(
+    settings: Settings, *, resolve: Callable[[str], Endpoint | None] | None = None
+) -> WebhookSender:
     """The sender of the configured webhooks, their secrets read now.
 
     Raises:
@@ -265,7 +341,7 @@ def webhook_sender(settings: Settings) -> WebhookSender:
             assert hook.secret is not None  # settings require one of the two
             secret = hook.secret.get_secret_value()
         endpoints[hook.name] = Endpoint(hook.name, hook.url, secret_key(secret, name=hook.name))
-    return WebhookSender(endpoints, timeout=settings.notifications.timeout_seconds)
+    return WebhookSender(endpoints, timeout=settings.notifications.timeout_seconds, resolve=resolve)
 
 
 def check_serving(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from pkiforge.renewal import Backoff
 from tests.agent.pairs import serial_of_pair
 from tests.client.conftest import BASE
 from tests.client.fake_api import TOKEN, FakeApi, problem
+from tests.client.fakeca import FakeCA
 
 
 @pytest.fixture
@@ -45,9 +46,54 @@ def test_not_due_means_no_request(setup: tuple[FakeApi, Identity]) -> None:
     agent, renewed = make_agent(api, identity, dt.timedelta(minutes=30))
     before = len(api.requests)
     assert agent.check() is Outcome.NOT_DUE
-    # nothing but the CA bundle, fetched on the first pass (tests/agent/test_agent_bundle.py)
-    assert [r.url.path for r in api.requests[before:]] == ["/api/v1/ca/bundle"]
+    # nothing but the server's renewal policy and the CA bundle, read on the first pass
+    # (tests/agent/test_agent_bundle.py)
+    paths = [r.url.path for r in api.requests[before:]]
+    assert paths == ["/api/v1/renewal-policy", "/api/v1/ca/bundle"]
+    assert agent.check() is Outcome.NOT_DUE
+    assert len(api.requests) == before + 2  # neither is asked again
     assert renewed == []
+
+
+def test_the_servers_renewal_margin_is_the_default(tmp_path: Path) -> None:
+    """A year-long certificate: 2/3 of its lifetime would be day 243; the server says 30 days
+    before expiry, so the agent renews from day 335 on."""
+    api = FakeApi(ca=FakeCA(validity=dt.timedelta(days=365)))
+    identity = Identity.in_dir(tmp_path / "svc")
+    with PkiClient(BASE, verify=False, transport=api.transport()) as pki:
+        pki.enroll(TOKEN, ["svc.internal"], identity)
+        assert pki.renewal_policy().renew_before == dt.timedelta(days=30)
+    agent, renewed = make_agent(api, identity, dt.timedelta(days=100))
+    assert agent.check() is Outcome.NOT_DUE  # reads the server's policy
+    assert agent.policy.server_margin == dt.timedelta(days=30)
+    clock = agent.clock
+    assert isinstance(clock, FixedClock)
+    clock.advance(dt.timedelta(days=150))  # day 250: past 2/3, not within 30 days
+    assert agent.check() is Outcome.NOT_DUE and renewed == []
+    clock.advance(dt.timedelta(days=86))  # day 336
+    assert agent.check() is Outcome.RENEWED and len(renewed) == 1
+
+
+def test_an_explicit_margin_wins_and_the_server_is_not_asked(
+    setup: tuple[FakeApi, Identity],
+) -> None:
+    api, identity = setup
+    agent = RenewalAgent(
+        AgentConfig(identity, RenewalPolicy(renew_before=dt.timedelta(minutes=5), jitter=0)),
+        lambda ident: PkiClient(BASE, identity=None, verify=False, transport=api.transport()),
+        clock=FixedClock(identity.certificate().not_valid_before_utc + dt.timedelta(minutes=50)),
+    )
+    assert agent.check() is Outcome.NOT_DUE  # 2/3 would be due; 5 minutes before is not
+    assert "/api/v1/renewal-policy" not in [r.url.path for r in api.requests]
+
+
+def test_a_server_that_cannot_say_leaves_the_fraction(setup: tuple[FakeApi, Identity]) -> None:
+    api, identity = setup
+    api.fail.append(problem(503, "unavailable", "database down"))
+    agent, _ = make_agent(api, identity, dt.timedelta(minutes=30))
+    assert agent.check() is Outcome.NOT_DUE and agent.policy.server_margin is None
+    agent.check()  # asked again on the next pass
+    assert agent.policy.server_margin == dt.timedelta(days=30)
 
 
 def test_due_renews_with_a_new_key_and_runs_the_hook(setup: tuple[FakeApi, Identity]) -> None:

@@ -126,7 +126,10 @@ def test_no_bundle_interval_fetches_with_renewals_only(setup: tuple[FakeApi, Ide
     agent, _clock, events = make_agent(api, identity, dt.timedelta(minutes=10), None)
     before = len(api.requests)
     assert agent.check() is Outcome.NOT_DUE
-    assert len(api.requests) == before and events == []
+    # the server's renewal policy, read once (tests/agent/test_agent.py), and no bundle
+    paths = [r.url.path for r in api.requests[before:]]
+    assert paths == ["/api/v1/renewal-policy"] and events == []
+    assert agent.check() is Outcome.NOT_DUE and len(api.requests) == before + 1
 
 
 def test_a_bundle_that_cannot_be_fetched_does_not_stop_a_renewal(

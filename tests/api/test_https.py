@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import sqlite3
@@ -12,6 +13,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+
+from pkiforge.client import PkiClient
 
 from .helpers import make_csr
 from .proxied import issued_from
@@ -226,3 +229,13 @@ def test_a_trusted_proxys_malformed_client_address_is_refused(https_server: Serv
             headers={"x-forwarded-for": "203.0.113.1, not-an-address"},
         )
     assert r.status_code == 400 and r.json()["field"] == "x-forwarded-for", r.text
+
+
+def test_the_renewal_policy_is_served_and_the_client_reads_it(https_server: Server) -> None:
+    """rotation_policy.renew_before_expiry_days, as curl and PkiClient (the agent's default
+    margin: tests/agent/test_agent.py) read it from a running server."""
+    status, body = https_server.curl("/api/v1/renewal-policy")
+    assert status == 200
+    assert json.loads(body) == {"renew_before_expiry_days": 30, "notification_days": [30, 7, 1]}
+    with PkiClient(https_server.url, verify=https_server.tls()) as client:
+        assert client.renewal_policy().renew_before == dt.timedelta(days=30)

@@ -40,6 +40,7 @@ class FakeApi:
     fail: list[httpx.Response | Exception] = field(default_factory=list)
     requests: list[httpx.Request] = field(default_factory=list)
     bundle: str | None = None  # what GET /ca/bundle serves; None: the fake CA's chain
+    renew_before_days: int = 30  # what GET /renewal-policy serves
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -58,8 +59,15 @@ class FakeApi:
                 return route(request, *match.groups())
         return problem(404, "http", "Not Found")
 
+    def _renewal_policy(self, _r: httpx.Request) -> httpx.Response:
+        days = self.renew_before_days
+        return httpx.Response(
+            200, json={"renew_before_expiry_days": days, "notification_days": [30, 7, 1]}
+        )
+
     def _routes(self) -> list[tuple[str, str, Route]]:
         return [
+            ("GET", r"/renewal-policy", self._renewal_policy),
             ("POST", r"/certificates/request", self._request),
             ("GET", r"/certificates", self._list),
             ("GET", r"/certificates/([0-9a-f]+)", lambda _r, s: self._out(s)),

@@ -129,7 +129,7 @@ def test_two_processes_on_postgresql_run_each_job_once(tmp_path: Path, postgres_
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     seen = [outcomes(json.loads(out)) for out, _ in results]
-    for job in ("crl-refresh", "ocsp-refresh", "expiry-scan", "ca-expiry", "tidy"):
+    for job in ("crl-refresh", "ocsp-refresh", "expiry-scan", "ca-expiry", "tidy", "notify"):
         ran = [s[job] for s in seen].count("ran")
         assert ran == 1, (job, seen)
         assert {s[job] for s in seen} <= {"ran", "held", "not-due"}
@@ -141,6 +141,7 @@ def test_two_processes_on_postgresql_run_each_job_once(tmp_path: Path, postgres_
             "expiry-scan": 1,
             "ca-expiry": 1,
             "tidy": 1,
+            "notify": 1,
         }
         with store.transaction(readonly=True) as tx:
             signed = [e.subject for e in tx.audit.recent(100, action="crl.generate")]

@@ -28,6 +28,7 @@ from pkiforge.api.routers import (
     keys,
     metrics,
     ocsp,
+    renewal,
     services,
 )
 from pkiforge.api.state import AppState
@@ -43,6 +44,7 @@ ROUTERS = (
     ocsp.router,
     services.router,
     discovery.router,
+    renewal.router,
     metrics.router,
 )
 

@@ -120,6 +120,26 @@ def require_admin(caller: Caller, action: str) -> ServicePolicy:
     return policy
 
 
+def require_self_or_admin(caller: Caller, service_id: str, action: str) -> ServicePolicy:
+    """The caller's policy, if it is the service `service_id` itself (by its certificate, not
+    an enrollment token) or an admin.
+
+    Raises:
+        PermissionDenied: not whitelisted, a token, or another service that is not an admin.
+    """
+    policy = require_listed(caller)
+    if policy.is_admin:
+        return policy
+    if caller.token_id is not None or caller.service_id != service_id:
+        raise PermissionDenied(
+            f"service {caller.service_id!r} may not {action} of service {service_id!r}: "
+            "only the service itself or an admin may",
+            field="service_id",
+            reason="not-owner",
+        )
+    return policy
+
+
 def require(caller: Caller, operation: Operation, target: str | None = None) -> ServicePolicy:
     """The caller's policy, if it allows `operation` on `target`'s behalf (default: itself).
 

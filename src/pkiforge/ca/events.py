@@ -23,6 +23,31 @@ class EventType(enum.StrEnum):
     SCHEDULER_FAILED = "scheduler.failed"
 
 
+# the events a service's own webhook gets: those about its own certificates
+SERVICE_EVENTS = frozenset(
+    {
+        EventType.CERTIFICATE_EXPIRING,
+        EventType.CERTIFICATE_RENEWED,
+        EventType.CERTIFICATE_REVOKED,
+    }
+)
+# the endpoint of email notifications (notify/email.py), recipients chosen by event type
+EMAIL_ENDPOINT = "email:smtp"
+_SERVICE_ENDPOINT = "service:"  # global webhook names cannot hold a colon: no clash
+
+
+def endpoint_name(service_id: str) -> str:
+    """The outbox's name of a service's own webhook (`deliveries.endpoint`)."""
+    return _SERVICE_ENDPOINT + service_id
+
+
+def service_of(endpoint: str) -> str | None:
+    """The service whose own webhook `endpoint` names; None for any other endpoint."""
+    if endpoint.startswith(_SERVICE_ENDPOINT):
+        return endpoint[len(_SERVICE_ENDPOINT) :]
+    return None
+
+
 class DeliveryStatus(enum.StrEnum):
     PENDING = "pending"  # not yet delivered; retried until it is or attempts run out
     DELIVERED = "delivered"

@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pkiforge.ca.events import (
+    SERVICE_EVENTS,
     Delivery,
     DeliveryStatus,
     Event,
     EventType,
     OutboxStats,
     Subscription,
+    endpoint_name,
 )
 from pkiforge.ca.models import CertificateRecord
 from pkiforge.ca.ports import Store, Transaction
@@ -66,7 +68,11 @@ class RetryPolicy:
 
 @dataclass
 class Notifier:
-    """Records events for the subscribers that want them; nothing at all when none does."""
+    """Records events for the subscribers that want them; nothing at all when none does.
+
+    The subscribers are the configured ones (global webhooks, email) and, for an event about
+    a service's certificate, that service's own webhook if its registry entry has one.
+    """
 
     clock: Clock
     subscriptions: tuple[Subscription, ...] = ()
@@ -89,6 +95,12 @@ class Notifier:
             event_id or f"evt_{uuid.uuid4().hex}", type_, now, service_id, dict(data or {})
         )
         endpoints = [s.name for s in self.subscriptions if s.wants(event)]
+        if (
+            service_id is not None
+            and type_ in SERVICE_EVENTS
+            and tx.service_webhooks.get(service_id) is not None
+        ):
+            endpoints.append(endpoint_name(service_id))
         if not endpoints:
             return None
         tx.outbox.add(event, endpoints, now)

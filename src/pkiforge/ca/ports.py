@@ -25,7 +25,7 @@ from pkiforge.ca.models import (
     Total,
 )
 from pkiforge.ca.ocsp_records import CachedAnswer, ResponderRecord
-from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
+from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord, ServiceWebhook
 
 
 class CARepository(Protocol):
@@ -176,6 +176,15 @@ class TokenRepository(Protocol):
     def set_certificate(self, token_id: str, serial: str) -> None: ...
 
 
+class ServiceWebhookRepository(Protocol):
+    def get(self, service_id: str) -> ServiceWebhook | None: ...
+    def put(self, hook: ServiceWebhook) -> None:
+        """Insert or replace the service's webhook."""
+
+    def delete(self, service_id: str) -> bool:
+        """Remove it; False when there was none."""
+
+
 class OutboxRepository(Protocol):
     def add(self, event: Event, endpoints: Sequence[str], at: dt.datetime) -> None:
         """Record the event and one pending delivery to each endpoint, due at `at`."""
@@ -230,6 +239,8 @@ class Transaction(Protocol):
     def maintenance(self) -> MaintenanceRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
+    @property
+    def service_webhooks(self) -> ServiceWebhookRepository: ...
 
 
 class Store(Protocol):

@@ -26,6 +26,20 @@ class ServiceRecord:
 
 
 @dataclass(frozen=True)
+class ServiceWebhook:
+    """A service's own webhook (`ca/service_webhooks.py`)."""
+
+    service_id: str
+    url: str
+    secret: str  # the Standard Webhooks secret: shown once, when made, never by a read
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def __repr__(self) -> str:  # keeps the secret out of logs and tracebacks
+        return f"ServiceWebhook({self.service_id!r}, {self.url!r})"
+
+
+@dataclass(frozen=True)
 class ServiceChanges:
     """A partial update; None leaves a field as it is."""
 

@@ -93,7 +93,11 @@ def agent(
     server: ServerOpt,
     ca: CaOpt = None,
     renew_before: Annotated[
-        str | None, typer.Option(help="Renew this long before expiry, e.g. 30d (default: at 2/3).")
+        str | None,
+        typer.Option(
+            help="Renew this long before expiry, e.g. 30d (default: the server's "
+            "renew_before_expiry_days, not before 2/3 of the lifetime)."
+        ),
     ] = None,
     exec_cmd: Annotated[
         str | None, typer.Option("--exec", help="Command to run after each renewal.")

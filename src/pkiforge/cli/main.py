@@ -23,6 +23,7 @@ from pkiforge.cli import (
     request_cmd,
     scheduler_cmd,
     serve_cmd,
+    service_cmd,
     system_cmd,
     token_cmd,
     usage,
@@ -90,6 +91,7 @@ app.add_typer(scheduler_cmd.app, name="scheduler")
 app.add_typer(notifications_cmd.app, name="notifications")
 app.add_typer(acme_cmd.app, name="acme")
 app.add_typer(publish_cmd.app, name="publish")
+app.add_typer(service_cmd.app, name="service")
 
 
 def run() -> None:

@@ -11,7 +11,7 @@ from pkiforge.cli.output import UNAVAILABLE, emit_json, out, table, when
 from pkiforge.cli.state import CliState
 from pkiforge.errors import InvalidInput
 from pkiforge.notify.webhooks import new_secret
-from pkiforge.wiring import webhook_sender
+from pkiforge.wiring import notification_sender
 
 app = typer.Typer(help="Webhook notifications: deliveries, retries, secrets.", no_args_is_help=True)
 
@@ -105,7 +105,7 @@ def _deliveries(count: int) -> str:
 def deliver(ctx: typer.Context) -> None:
     """Send every delivery that is due now, once (what the server does every few seconds)."""
     state: CliState = ctx.obj
-    sender = webhook_sender(state.settings)
+    sender = notification_sender(state.pki)
     try:
         report = state.pki.notifications.deliver_due(sender)
     finally:

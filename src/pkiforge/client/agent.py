@@ -20,7 +20,7 @@ import random
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol
 
@@ -99,6 +99,12 @@ class RenewalAgent:
         self._lock = threading.Lock()
         self._rand = random.SystemRandom()
         self._bundle_due: dt.datetime | None = None  # None: fetch on the first pass
+        # the policy in force: the configured one, with the server's margin once read
+        # (rotation_policy.renew_before_expiry_days) where no `renew_before` was given
+        self.policy = config.policy
+        self._ask_server = (
+            config.policy.renew_before is None and config.policy.server_margin is None
+        )
 
     def current(self) -> x509.Certificate:
         """The live leaf certificate.
@@ -116,7 +122,10 @@ class RenewalAgent:
         """
         with self._lock:
             cert = self.current()
-            if not self.config.policy.is_due(cert, self.clock.now()):
+            if not self.policy.is_due(cert, self.clock.now()):
+                # the server's margin only ever moves renewal later (RenewalPolicy), so it is
+                # read on a pass that renews nothing, and the answer stays not due
+                self._read_server_policy()
                 self._refresh_bundle()
                 return Outcome.NOT_DUE
             self._renew(cert)
@@ -154,6 +163,23 @@ class RenewalAgent:
         if self.on_renew is not None:
             self.on_renew(result)  # reloading the pair reloads the bundle with it
         return result
+
+    def _read_server_policy(self) -> None:
+        """Take the server's renewal margin as the default, once it answers (a failure is
+        logged and asked again on the next pass; meanwhile the fraction applies)."""
+        if not self._ask_server:
+            return
+        try:
+            with self.connect(self.config.identity) as client:
+                reader = getattr(client, "renewal_policy", None)  # a Renewer without it: none
+                answer = reader() if reader is not None else None
+        except FAILURES as exc:
+            log.warning("the server's renewal policy could not be read now: %s", exc)
+            return
+        self._ask_server = False
+        if answer is not None:
+            self.policy = replace(self.policy, server_margin=answer.renew_before)
+            log.info("renewing %s before expiry (the server's policy)", answer.renew_before)
 
     def _fetch_bundle(self, client: Renewer) -> bytes | None:
         """The server's CA bundle, or None (logged) if it cannot be had now."""
@@ -208,7 +234,7 @@ class RenewalAgent:
         while not stop.is_set():
             try:
                 self.check()
-                delay = self.config.policy.wait(
+                delay = self.policy.wait(
                     self.current(), self.clock.now(), self.config.check_interval
                 )
                 failures = 0

@@ -105,6 +105,7 @@ class AsyncPkiClient:
     crl = _bind(ops.crl)
     check_revocation = _bind(ops.check_revocation)
     whoami = _bind(ops.whoami)
+    renewal_policy = _bind(ops.renewal_policy)
     healthz = _bind(ops.healthz)
     readyz = _bind(ops.readyz)
 

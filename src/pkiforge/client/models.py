@@ -298,3 +298,18 @@ class WhoAmI:
             fingerprint_sha256=str(data.get("fingerprint_sha256", "")),
             not_after=when(data["not_after"]),
         )
+
+
+@dataclass(frozen=True)
+class ServerRenewalPolicy:
+    """When the server counts a certificate as due for renewal (`GET /renewal-policy`)."""
+
+    renew_before: dt.timedelta
+    notification_days: tuple[int, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Json) -> ServerRenewalPolicy:
+        return cls(
+            renew_before=dt.timedelta(days=int(data["renew_before_expiry_days"])),
+            notification_days=tuple(int(d) for d in data.get("notification_days", ())),
+        )

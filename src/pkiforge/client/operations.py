@@ -14,6 +14,7 @@ from pkiforge.client.models import (
     CertificatePage,
     PeerCertificate,
     RevocationStatus,
+    ServerRenewalPolicy,
     Service,
     WhoAmI,
 )
@@ -218,6 +219,11 @@ def check_revocation(serial: Serial) -> Call[RevocationStatus]:
 def whoami() -> Call[WhoAmI]:
     """The identity the server reads from this client's certificate."""
     return Call("GET", f"{API}/whoami", lambda r: WhoAmI.from_json(r.json()))
+
+
+def renewal_policy() -> Call[ServerRenewalPolicy]:
+    """When the server counts a certificate as due: the agent's default margin."""
+    return Call("GET", f"{API}/renewal-policy", lambda r: ServerRenewalPolicy.from_json(r.json()))
 
 
 def healthz() -> Call[bool]:

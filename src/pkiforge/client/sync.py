@@ -113,6 +113,7 @@ class PkiClient:
     crl = _bind(ops.crl)
     check_revocation = _bind(ops.check_revocation)
     whoami = _bind(ops.whoami)
+    renewal_policy = _bind(ops.renewal_policy)
     healthz = _bind(ops.healthz)
     readyz = _bind(ops.readyz)
 
@@ -169,7 +170,8 @@ class PkiClient:
     ) -> AutoRenewal:
         """Renew this client's identity in the background; swap this client's TLS and `contexts`.
 
-        Renews at 2/3 of the lifetime unless `renew_before` (e.g. `"30d"`) says otherwise.
+        Renews `renew_before` (e.g. `"30d"`) before expiry; by default as the server's renewal
+        policy says, never before 2/3 of the lifetime (docs/integrating.md).
 
         Raises:
             InvalidInput: the client has no identity; ValueError: bad timing options.

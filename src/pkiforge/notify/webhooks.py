@@ -15,7 +15,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,14 +23,9 @@ import httpx
 
 from pkiforge.ca.events import Event
 from pkiforge.ca.notifications import DeliveryFailed
+from pkiforge.ca.service_webhooks import SECRET_PREFIX as PREFIX
+from pkiforge.ca.service_webhooks import new_secret as new_secret
 from pkiforge.errors import InvalidInput
-
-PREFIX = "whsec_"
-
-
-def new_secret() -> str:
-    """A fresh endpoint secret in the Standard Webhooks form."""
-    return PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def secret_key(secret: str, *, name: str) -> bytes:
@@ -75,13 +69,19 @@ class WebhookSender:
         timeout: float = 10.0,
         client: httpx.Client | None = None,
         clock: Callable[[], float] = time.time,
+        resolve: Callable[[str], Endpoint | None] | None = None,
     ) -> None:
         self.endpoints = dict(endpoints)
+        # endpoints not configured but looked up when sent (a service's own webhook, read
+        # from its registry entry each time: a changed URL or secret applies at once)
+        self._resolve = resolve
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
         self._clock = clock
 
     def send(self, endpoint: str, event: Event) -> None:
         target = self.endpoints.get(endpoint)
+        if target is None and self._resolve is not None:
+            target = self._resolve(endpoint)
         if target is None:
             raise DeliveryFailed(f"no webhook named {endpoint!r} is configured any more")
         body = json.dumps(event.body(), separators=(",", ":"), sort_keys=True).encode()

@@ -18,7 +18,11 @@ from pkiforge.store.durable import WalSync
 from pkiforge.store.maintenance_repos import SqlMaintenanceRepository
 from pkiforge.store.ocsp_repos import SqlOCSPRepository
 from pkiforge.store.outbox_repos import SqlOutboxRepository
-from pkiforge.store.registry_repos import SqlServiceRepository, SqlTokenRepository
+from pkiforge.store.registry_repos import (
+    SqlServiceRepository,
+    SqlServiceWebhookRepository,
+    SqlTokenRepository,
+)
 from pkiforge.store.repos import (
     SqlAuditRepository,
     SqlCARepository,
@@ -32,7 +36,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions; a test keeps this equal to alembic's head, so
 # opening a store needs one query instead of importing alembic (slow to import, for every CLI
 # command)
-SCHEMA_HEAD = "0016"
+SCHEMA_HEAD = "0017"
 READONLY = "pkiforge_readonly"
 Synchronous = Literal["normal", "full"]  # PRAGMA synchronous, in lower case
 
@@ -151,6 +155,7 @@ class SqlTransaction(Unit):
         self.tokens = SqlTokenRepository(self)
         self.maintenance = SqlMaintenanceRepository(self)
         self.outbox = SqlOutboxRepository(self)
+        self.service_webhooks = SqlServiceWebhookRepository(self)
 
 
 class SqlStore:

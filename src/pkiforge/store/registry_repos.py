@@ -20,11 +20,16 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from pkiforge.ca.name_index import pattern_key
-from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord
+from pkiforge.ca.registry_models import EnrollmentToken, ServiceRecord, ServiceWebhook
 from pkiforge.clock import utc
 from pkiforge.errors import Conflict
 from pkiforge.store.prepared import Prepared
-from pkiforge.store.tables import EnrollmentTokenRow, ServiceNameRow, ServiceRow
+from pkiforge.store.tables import (
+    EnrollmentTokenRow,
+    ServiceNameRow,
+    ServiceRow,
+    ServiceWebhookRow,
+)
 from pkiforge.store.unit import Repo
 
 
@@ -211,3 +216,34 @@ class SqlTokenRepository(Repo):
             used_by=row.used_by,
             certificate_serial=row.certificate_serial,
         )
+
+
+_HOOKS = cast(Table, ServiceWebhookRow.__table__)
+
+
+class SqlServiceWebhookRepository(Repo):
+    def get(self, service_id: str) -> ServiceWebhook | None:
+        row = self.c.execute(select(_HOOKS).where(_HOOKS.c.service_id == service_id)).first()
+        if row is None:
+            return None
+        return ServiceWebhook(
+            row.service_id, row.url, row.secret, utc(row.created_at), utc(row.updated_at)
+        )
+
+    def put(self, hook: ServiceWebhook) -> None:
+        values = {
+            "url": hook.url,
+            "secret": hook.secret,
+            "created_at": utc(hook.created_at),
+            "updated_at": utc(hook.updated_at),
+        }
+        self.serialise("pkiforge.service_webhooks")  # two first puts must not both insert
+        changed = self.c.execute(
+            update(_HOOKS).where(_HOOKS.c.service_id == hook.service_id).values(values)
+        ).rowcount
+        if changed == 0:
+            self.c.execute(insert(_HOOKS).values(service_id=hook.service_id, **values))
+
+    def delete(self, service_id: str) -> bool:
+        gone = self.c.execute(delete(_HOOKS).where(_HOOKS.c.service_id == service_id)).rowcount
+        return bool(gone)

@@ -186,7 +186,7 @@ class DeltaCRLRow(Base):
 
 
 class OCSPResponderRow(Base):
-    """Delegated OCSP responder certificates; the key sealed by the key store (migration 0013)."""
+    """Delegated OCSP responder certificates; the key sealed by the key store (migration 0017)."""
 
     __tablename__ = "ocsp_responders"
     __table_args__ = (Index("ix_ocsp_responders_issuer", "issuer", "not_after"),)
@@ -200,7 +200,7 @@ class OCSPResponderRow(Base):
 
 
 class OCSPAnswerRow(Base):
-    """Signed OCSP answers without nonce, one per CertID (migration 0013)."""
+    """Signed OCSP answers without nonce, one per CertID (migration 0017)."""
 
     __tablename__ = "ocsp_answers"
     __table_args__ = (Index("ix_ocsp_answers_next_update", "next_update"),)
@@ -336,13 +336,28 @@ class DeliveryRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(ForeignKey("events.event_id"), index=True)
-    endpoint: Mapped[str] = mapped_column(String(128))
+    # a global webhook's name, `service:` + a service id, or `email:smtp` (migration 0017)
+    endpoint: Mapped[str] = mapped_column(String(160))
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(TS)
     held_until: Mapped[dt.datetime | None] = mapped_column(TS)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class ServiceWebhookRow(Base):
+    """A service's own webhook and its Standard Webhooks secret (migration 0017)."""
+
+    __tablename__ = "service_webhooks"
+
+    service_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("services.service_id"), primary_key=True
+    )
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(TS)
+    updated_at: Mapped[dt.datetime] = mapped_column(TS)
 
 
 class HeartbeatRow(Base):
@@ -417,7 +432,7 @@ class AcmeChallengeRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     validated_at: Mapped[dt.datetime | None] = mapped_column(TS)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # when the running validation started (migration 0015): one older than the service's
+    # when the running validation started (migration 0017): one older than the service's
     # `stale_after` was lost with its process and is started again
     started_at: Mapped[dt.datetime | None] = mapped_column(TS)
 

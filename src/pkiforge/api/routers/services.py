@@ -1,4 +1,5 @@
-"""/api/v1/services: register, list, show and update services in the registry."""
+"""/api/v1/services: register, list, show and update services in the registry, and set each
+service's own webhook."""
 
 from __future__ import annotations
 
@@ -14,11 +15,19 @@ from pkiforge.api.schemas.services import (
     ServiceOut,
     ServiceRegistration,
     ServiceUpdate,
+    WebhookOut,
+    WebhookSettingIn,
     service_out,
+    webhook_out,
 )
 from pkiforge.api.state import AppState
 from pkiforge.api.storage import NEW_WRITES
-from pkiforge.ca.authorization import Operation, require, require_listed
+from pkiforge.ca.authorization import (
+    Operation,
+    require,
+    require_listed,
+    require_self_or_admin,
+)
 from pkiforge.ca.registry_models import ServiceRecord
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"], responses=responses(400, 404, 409))
@@ -64,3 +73,33 @@ def update_service(
 ) -> ServiceOut:
     """Change name, type, endpoints, health-check URL, owner, auto-renew or names."""
     return _out(state, state.api.registry.update(caller, service_id, body.changes()))
+
+
+@router.put("/{service_id}/webhook", response_model=WebhookOut, dependencies=[NEW_WRITES])
+@core_call
+def set_webhook(
+    service_id: ServiceId, body: WebhookSettingIn, caller: CallerDep, state: StateDep
+) -> WebhookOut:
+    """Point the service's own webhook at an https URL (the service itself or an admin). The
+    answer holds the signing secret the first time, or with `rotate_secret`; never again."""
+    require_self_or_admin(caller, service_id, "set the webhook")
+    hook, secret = state.pki.service_webhooks.set(
+        caller.actor, service_id, body.url, rotate_secret=body.rotate_secret
+    )
+    return webhook_out(hook, secret)
+
+
+@router.get("/{service_id}/webhook", response_model=WebhookOut, response_model_exclude_none=True)
+def get_webhook(service_id: ServiceId, caller: CallerDep, state: StateDep) -> WebhookOut:
+    """The service's own webhook, without its secret (the service itself or an admin)."""
+    require_self_or_admin(caller, service_id, "see the webhook")
+    return webhook_out(state.pki.service_webhooks.get(service_id))
+
+
+@router.delete("/{service_id}/webhook", status_code=204, dependencies=[NEW_WRITES])
+@core_call
+def delete_webhook(service_id: ServiceId, caller: CallerDep, state: StateDep) -> Response:
+    """Stop sending the service's events to its webhook (the service itself or an admin)."""
+    require_self_or_admin(caller, service_id, "remove the webhook")
+    state.pki.service_webhooks.clear(caller.actor, service_id)
+    return Response(status_code=204)

@@ -7,13 +7,21 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from pkiforge.api.schemas.common import Uri
+from pkiforge.api.schemas.common import Uri, documented
+from pkiforge.ca.events import SERVICE_EVENTS
 from pkiforge.ca.models import CertificateRecord
-from pkiforge.ca.registry_models import ServiceChanges, ServiceRecord
+from pkiforge.ca.registry_models import ServiceChanges, ServiceRecord, ServiceWebhook
 
 Endpoint = Annotated[Uri, StringConstraints(min_length=1, max_length=2048)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=260)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+# an https URL with a host name or IPv4 address, a port and a path, no user info or fragment
+WEBHOOK_URL_PATTERN = r"^https://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?(/[!-\"$-~]*)?$"
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2048),
+    Field(json_schema_extra=documented(WEBHOOK_URL_PATTERN)),
+]
 Kind = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
@@ -87,6 +95,45 @@ class ServiceOut(BaseModel):
     last_seen: dt.datetime | None
     certificate_serial: str | None
     certificate_expiry: dt.datetime | None
+
+
+class WebhookSettingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # the document promises what any server takes; the core checks the URL itself (a
+    # server with notifications.allow_loopback_http also takes plain http to loopback)
+    url: WebhookUrl = Field(
+        description=(
+            "https URL the service's certificate events are POSTed to (plain http only to a "
+            "loopback address, where the server's notifications.allow_loopback_http allows it)"
+        )
+    )
+    rotate_secret: StrictBool = Field(
+        default=False, description="make a new secret (the old one stops being used at once)"
+    )
+
+
+class WebhookOut(BaseModel):
+    service_id: str
+    url: str
+    events: list[str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    secret: str | None = Field(
+        default=None,
+        description="the Standard Webhooks secret (whsec_...), only in the answer that made it",
+    )
+
+
+def webhook_out(hook: ServiceWebhook, secret: str | None = None) -> WebhookOut:
+    return WebhookOut(
+        service_id=hook.service_id,
+        url=hook.url,
+        events=sorted(e.value for e in SERVICE_EVENTS),
+        created_at=hook.created_at,
+        updated_at=hook.updated_at,
+        secret=secret,
+    )
 
 
 class DiscoveredService(BaseModel):
