@@ -34,7 +34,7 @@ class Pki:
     @property
     def rotation(self) -> RotationService:
         """Rotating intermediates (stateless over the hierarchy)."""
-        return RotationService(self.hierarchy)
+        return RotationService(self.hierarchy, self.ocsp.responders)
 
     @property
     def service_webhooks(self) -> ServiceWebhooks:

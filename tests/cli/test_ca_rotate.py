@@ -60,9 +60,16 @@ def test_rotate_online_keeps_old_leaves_valid(tmp_path: Path) -> None:
     r = run("crl", "generate", "--issuer", "services", "--json")
     assert r.code == 0, r.stderr
 
+    r = run("ca", "rotate", "services.3")  # the closing message: what clients really do
+    assert r.code == 0, r.stderr
+    said = " ".join(r.stdout.split())
+    assert "'services.4' issues for 'services.3' from now on" in said
+    assert "every --bundle-interval (10 minutes by default)" in said
+    assert "when they renew" not in said
+
     r = run("ca", "rotate", "root")
     assert r.code == CONFLICT and "the root is not rotated here" in r.stderr
-    r = run("ca", "create-intermediate", "services.4")
+    r = run("ca", "create-intermediate", "services.5")
     assert r.code != 0 and "invalid" in r.stderr
 
 

@@ -5,11 +5,16 @@ cannot both make it), given a key, certified by the root, and made active in the
 that retires its predecessor. With the root offline, `rotate_csr` stops after the key and
 returns a CSR; `HierarchyService.import_intermediate` completes the rotation with the signed
 certificate. A rotation cut short (no signature yet) resumes from the pending successor's key.
+
+Once the successor is committed, the rotation (which holds the CA keys) also makes its delegated
+OCSP responder, so that a process without CA keys (`publish serve`) can answer for the new
+generation at once rather than `tryLater` until the `ocsp-refresh` job runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -26,8 +31,11 @@ from pkiforge.ca.ca_certs import (
 from pkiforge.ca.generations import retire_predecessors
 from pkiforge.ca.hierarchy import HierarchyService
 from pkiforge.ca.models import OPERATOR, Actor, CAKind, CARecord, CAStatus
-from pkiforge.errors import Conflict, InvalidInput
+from pkiforge.ca.ocsp_responders import Responders
+from pkiforge.errors import Conflict, InvalidInput, PkiError
 from pkiforge.x509.keys import KeyType, generate_key, key_type_of
+
+log = logging.getLogger("pkiforge.ca")
 
 
 @dataclass(frozen=True)
@@ -41,9 +49,10 @@ class Rotated:
 class RotationService:
     """`pkiforge ca rotate` and `POST /api/v1/ca/{name}/rotate`."""
 
-    def __init__(self, hierarchy: HierarchyService) -> None:
+    def __init__(self, hierarchy: HierarchyService, responders: Responders | None = None) -> None:
         self.hierarchy = hierarchy
         self.ctx = hierarchy.ctx
+        self.responders = responders
 
     def rotate(
         self,
@@ -79,7 +88,23 @@ class RotationService:
             tx.cas.update(active)
             retired = retire_predecessors(self.ctx, tx, active, actor)
         self.ctx.forget_cas()
+        self._prepare_responder(active)
         return Rotated(active, tuple(retired))
+
+    def _prepare_responder(self, successor: CARecord) -> None:
+        """Make the successor's OCSP responder while its key is here (best effort: the
+        rotation is committed; if this fails, `ocsp-refresh` or a `serve` answer makes it)."""
+        if self.responders is None:
+            return
+        try:
+            self.responders.current(successor)
+        except PkiError as exc:
+            log.warning(
+                "rotated to %s, but its OCSP responder was not made (%s); the ocsp-refresh "
+                "job makes it later",
+                successor.name,
+                exc,
+            )
 
     def rotate_csr(
         self, name: str, key_type: KeyType | None = None, actor: Actor = OPERATOR

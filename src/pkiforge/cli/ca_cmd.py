@@ -177,7 +177,9 @@ def rotate(
     out.print(
         f"{done.successor.name!r} issues for {name!r} from now on; retired: "
         f"{', '.join(done.retired)} (they answer OCSP and sign CRLs for what they issued). "
-        f"Clients pick up the new bundle (pkiforge ca chain {name}) when they renew."
+        "Clients that trust the root accept both generations already; pkiforge agent and the "
+        f"client library fetch the new CA bundle (pkiforge ca chain {name}) with each renewal "
+        "and, between renewals, every --bundle-interval (10 minutes by default)."
     )
 
 
