@@ -7,7 +7,7 @@ before it is signed like every certificate. Its key is sealed by the key store (
 the CA passphrase as CA key files are) and kept in the database, so every replica signs with it
 and a process without the CA key files (`pkiforge publish serve`) can too. A successor is made
 once `ocsp.responder_renew_at` of the lifetime has passed: by the scheduler's `ocsp-refresh`
-job, or by the first answer that needs one.
+job, or by the first answer that needs one; a rotation makes its successor CA's first one.
 """
 
 from __future__ import annotations
