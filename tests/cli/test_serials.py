@@ -54,6 +54,17 @@ def test_show_takes_a_unique_prefix(cli: Pkiforge) -> None:
     assert r.code == 0 and r.stdout.startswith("-----BEGIN CERTIFICATE-----")
 
 
+def test_the_leading_zero_openssl_prints_counts_as_a_typed_digit(cli: Pkiforge) -> None:
+    """openssl prints whole octets: a serial of 39 hex digits starts with a 0 there."""
+    r = cli("cert", "show", "01234999", "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["serial"] == format(SERIALS[2], "x")
+    r = cli("cert", "show", "0123499")  # seven digits typed: still too short
+    assert r.code == 3 and "a prefix needs at least 8 hex digits" in r.stderr, r.stderr
+    r = cli("cert", "show", "00123499")  # one padding zero, not two
+    assert r.code == 3 and "a prefix needs at least 8 hex digits" in r.stderr, r.stderr
+
+
 def test_an_ambiguous_prefix_says_how_many_match(cli: Pkiforge) -> None:
     for command in (["show"], ["revoke", "--reason", "superseded"], ["renew"]):
         r = cli("cert", command[0], "12345678", *command[1:])

@@ -30,6 +30,16 @@ from pkiforge.x509.csr import load_csr
 MIN_SERIAL_PREFIX = 8
 
 
+def _long_enough(typed: str, digits: str) -> bool:
+    """Whether a prefix has MIN_SERIAL_PREFIX digits: `digits` is it normalised, without the
+    leading zero that openssl adds to a serial of an odd number of hex digits (it prints whole
+    octets), so `0F65437C` copied from `openssl x509 -serial` counts as typed."""
+    if len(digits) >= MIN_SERIAL_PREFIX:
+        return True
+    typed_digits = typed.strip().lower().removeprefix("0x").replace(":", "").replace(" ", "")
+    return len(typed_digits) >= MIN_SERIAL_PREFIX and len(digits) == len(typed_digits) - 1
+
+
 class OperatorCertificates:
     """Issue, renew and find leaf certificates."""
 
@@ -118,7 +128,7 @@ class OperatorCertificates:
             if tx.certificates.get(serial) is not None:
                 return serial
             digits = format_serial(serial)  # normalised: lower case, no leading zeros
-            if len(digits) < MIN_SERIAL_PREFIX:  # the value is wrong, not the store
+            if not _long_enough(text, digits):  # the value is wrong, not the store
                 raise InvalidInput(
                     f"no certificate with serial {digits}, and a prefix needs at least "
                     f"{MIN_SERIAL_PREFIX} hex digits",
