@@ -160,9 +160,8 @@ def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
         pki.ocsp,
     )
     # always: services' own webhooks come and go with the registry, not the configuration
-    sender = notification_sender(pki)
     every = dt.timedelta(seconds=settings.notifications.poll_seconds)
-    jobs.append(Job(NOTIFY, every, lambda _: pki.notifications.deliver_due(sender).summary()))
+    jobs.append(Job(NOTIFY, every, _notify_job(pki)))
     lease = LeasePolicy(cfg.lease.total_seconds(), cfg.lease_renew.total_seconds())
     return Scheduler(
         jobs,
@@ -171,6 +170,21 @@ def build_scheduler(settings: Settings, pki: Pki) -> Scheduler:
         policy=lease,
         on_failure=partial(_job_failed, pki),
     )
+
+
+def _notify_job(pki: Pki) -> Callable[[Any], dict[str, Any]]:
+    """The notify job's run: its sender (webhook secrets, email password) is built when the
+    job first runs, not with the scheduler, so that `scheduler status` and the other jobs
+    never need those secrets; a secret that cannot be read fails this job alone, naming the
+    webhook (`serve` checks them before it serves: `check_serving`)."""
+    built: list[RoutingSender] = []
+
+    def run(_: Any) -> dict[str, Any]:
+        if not built:
+            built.append(notification_sender(pki))
+        return pki.notifications.deliver_due(built[0]).summary()
+
+    return run
 
 
 def job_intervals(settings: Settings) -> Intervals:
