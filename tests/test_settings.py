@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pkiforge.settings import CONFIG_FILE, load_settings
 
@@ -93,6 +94,20 @@ def test_explicit_overrides_and_home_win(tmp_path: Path, monkeypatch: pytest.Mon
     assert s.home == tmp_path
     assert s.database_url == "postgresql://u:secret@db/pki"
     assert s.public_dict()["database_url"] == "postgresql://u:***@db/pki"
+
+
+def test_config_show_uses_the_names_the_file_takes(tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        "notifications:\n  email:\n    host: smtp.internal\n    from: pki@internal\n"
+        "    to: [ops@internal]\n",
+    )
+    shown = load_settings(tmp_path).public_dict()
+    assert shown["notifications"]["email"]["from"] == "pki@internal"
+    assert "sender" not in shown["notifications"]["email"]
+    (tmp_path / "again").mkdir()
+    write_config(tmp_path / "again", yaml.safe_dump({"notifications": shown["notifications"]}))
+    assert load_settings(tmp_path / "again").notifications == load_settings(tmp_path).notifications
 
 
 @pytest.mark.parametrize(

@@ -567,8 +567,9 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.home / DATABASE_FILE).resolve()}"
 
     def public_dict(self) -> dict[str, Any]:
-        """Settings as plain data for `config show`; the DB URL password is masked."""
-        data = self.model_dump(mode="json")
+        """Settings as plain data for `config show`, under the names the file takes (`from`,
+        not `sender`), so the output pastes back; the DB URL password is masked."""
+        data = self.model_dump(mode="json", by_alias=True)
         data["home"] = str(self.home)
         url = self.database_url
         if url and "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
