@@ -34,7 +34,12 @@ def _kinds(cls: type[errors.PkiError]) -> list[type[errors.PkiError]]:
 
 @pytest.mark.parametrize("kind", _kinds(errors.PkiError)[1:], ids=lambda k: k.__name__)
 def test_every_kind_of_error_has_its_own_documented_code(kind: type[errors.PkiError]) -> None:
-    exc = kind("x", retry_after=1) if kind is errors.RateLimited else kind("x")
+    if kind is errors.RateLimited:
+        exc: errors.PkiError = kind("x", retry_after=1)
+    elif kind is errors.AcmeError:
+        exc = errors.AcmeError("malformed", "x")
+    else:
+        exc = kind("x")
     assert exit_code(exc) in EXIT_TABLE and exit_code(exc) != UNEXPECTED
 
 

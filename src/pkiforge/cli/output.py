@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pkiforge.errors import (
+    AcmeError,
     AuthenticationFailed,
     BadPassphrase,
     Conflict,
@@ -59,6 +60,7 @@ EXIT_CODES: tuple[tuple[type[PkiError], int], ...] = (
     (AuthenticationFailed, REFUSED),
     (PermissionDenied, REFUSED),
     (RateLimited, REFUSED),
+    (AcmeError, REFUSED),  # an ACME request refused; only the ACME router raises it
     (StoreUnavailable, UNAVAILABLE),
     (Unreachable, UNAVAILABLE),
     (ServerError, UNAVAILABLE),
