@@ -271,49 +271,37 @@ def limits_of(config: Any) -> HttpLimits:
     return limits if isinstance(limits, HttpLimits) else HttpLimits()
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+class _Guarded:
+    """What both HTTP protocols gain: a ConnectionGuard in front of the parser, and the
+    client address a PROXY header gave (server/proxied.py). Mixed in before the protocol
+    class, so `super()` is the uvicorn protocol's own method."""
+
+    guard: ConnectionGuard
+    proxied_client: tuple[str, int] | None = None
+    client: Any
+    config: Any
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        if self.proxied_client is not None:
+            self.client = self.proxied_client
+        self.guard = ConnectionGuard(self, limits_of(self.config))  # type: ignore[arg-type]
+        self.guard.admit()
+
+    def data_received(self, data: bytes) -> None:
+        self.guard.received(data, super().data_received)  # type: ignore[misc]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.lost()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def send_400_response(self, msg: str) -> None:
+        self.guard.refuse(MALFORMED, f"malformed request: {msg}", level=logging.INFO)
+
+
+class GuardedHttpToolsProtocol(_Guarded, HttpToolsProtocol):  # type: ignore[misc]
     """httptools behind a ConnectionGuard."""
 
-    guard: ConnectionGuard
-    proxied_client: tuple[str, int] | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if self.proxied_client is not None:  # the PROXY header's source (server/proxied.py)
-            self.client = self.proxied_client
-        self.guard = ConnectionGuard(self, limits_of(self.config))
-        self.guard.admit()
-
-    def data_received(self, data: bytes) -> None:
-        self.guard.received(data, super().data_received)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.guard.lost()
-        super().connection_lost(exc)
-
-    def send_400_response(self, msg: str) -> None:
-        self.guard.refuse(MALFORMED, f"malformed request: {msg}", level=logging.INFO)
-
-
-class GuardedH11Protocol(H11Protocol):
+class GuardedH11Protocol(_Guarded, H11Protocol):  # type: ignore[misc]
     """h11 behind a ConnectionGuard (h11's own head limit set to the same size)."""
-
-    guard: ConnectionGuard
-    proxied_client: tuple[str, int] | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if self.proxied_client is not None:  # the PROXY header's source (server/proxied.py)
-            self.client = self.proxied_client
-        self.guard = ConnectionGuard(self, limits_of(self.config))
-        self.guard.admit()
-
-    def data_received(self, data: bytes) -> None:
-        self.guard.received(data, super().data_received)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.guard.lost()
-        super().connection_lost(exc)
-
-    def send_400_response(self, msg: str) -> None:
-        self.guard.refuse(MALFORMED, f"malformed request: {msg}", level=logging.INFO)
